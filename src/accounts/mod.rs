@@ -1,0 +1,29 @@
+//! Accounts: API credentials, the signature secret for signed webhooks, and rate limits.
+
+mod rate_limit;
+pub mod repo;
+mod secrets;
+
+pub use rate_limit::{Bucket, RateLimited, RateLimiter};
+pub use secrets::{hash_secret, verify_secret};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub api_key: String,
+    pub api_secret_hash: String,
+    pub signature_secret: String,
+    pub calls_per_second: i32,
+}
+
+/// What `outdial account create` prints: the only time the api_secret is shown.
+#[derive(Debug, serde::Serialize)]
+pub struct NewAccountCredentials {
+    pub account_id: i64,
+    pub name: String,
+    pub api_key: String,
+    pub api_secret: String,
+    pub signature_secret: String,
+    pub calls_per_second: i32,
+}

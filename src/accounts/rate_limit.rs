@@ -1,0 +1,47 @@
+//! Per-account token buckets: call creation at the account's CPS, other requests at a fixed rate.
+//!
+//! Buckets live in each instance's memory, so N API instances admit up to N times the rate; a
+//! shared limit would cost a database round trip per request.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    CallCreation,
+    OtherRequests,
+}
+
+#[derive(Debug)]
+pub struct RateLimited {
+    pub retry_after: Duration,
+}
+
+struct TokenBucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<(i64, Bucket), TokenBucket>>,
+}
+
+impl RateLimiter {
+    /// Takes one token from the account's bucket, which holds `per_second` tokens at most.
+    pub fn take(&self, account_id: i64, bucket: Bucket, per_second: u32) -> Result<(), RateLimited> {
+        let rate = f64::from(per_second.max(1));
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let b = buckets.entry((account_id, bucket)).or_insert(TokenBucket { tokens: rate, refilled_at: now });
+        b.tokens = (b.tokens + now.duration_since(b.refilled_at).as_secs_f64() * rate).min(rate);
+        b.refilled_at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(RateLimited { retry_after: Duration::from_secs_f64((1.0 - b.tokens) / rate) })
+        }
+    }
+}

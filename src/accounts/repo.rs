@@ -1,0 +1,60 @@
+//! SQL for accounts.
+
+use super::secrets::{hash_secret, new_api_key, random_alphanumeric};
+use super::{Account, NewAccountCredentials};
+use sqlx::PgPool;
+
+pub async fn create(pool: &PgPool, name: &str, calls_per_second: i32) -> Result<NewAccountCredentials, sqlx::Error> {
+    let api_secret = random_alphanumeric(16);
+    let signature_secret = random_alphanumeric(32);
+    let secret_hash = hash_secret(&api_secret);
+    // api keys are short; on the rare collision draw another.
+    for _ in 0..5 {
+        let api_key = new_api_key();
+        let row: Option<(i64,)> = sqlx::query_as(
+            "INSERT INTO accounts (name, api_key, api_secret_hash, signature_secret, calls_per_second)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (api_key) DO NOTHING RETURNING id",
+        )
+        .bind(name)
+        .bind(&api_key)
+        .bind(&secret_hash)
+        .bind(&signature_secret)
+        .bind(calls_per_second)
+        .fetch_optional(pool)
+        .await?;
+        if let Some((account_id,)) = row {
+            return Ok(NewAccountCredentials {
+                account_id,
+                name: name.to_string(),
+                api_key,
+                api_secret,
+                signature_secret,
+                calls_per_second,
+            });
+        }
+    }
+    Err(sqlx::Error::Protocol("could not find a free api_key".into()))
+}
+
+pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second FROM accounts WHERE api_key = $1")
+        .bind(api_key)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn find(pool: &PgPool, id: i64) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second FROM accounts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn first_named(pool: &PgPool, name: &str) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second FROM accounts WHERE name = $1 ORDER BY id LIMIT 1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+}

@@ -1,0 +1,50 @@
+//! HTTP Basic api_key:api_secret for the account-level APIs (Applications).
+
+use crate::accounts::{self, Account};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BasicAuthError {
+    #[error("no Basic credentials in the Authorization header")]
+    Missing,
+    #[error("the api_key or api_secret is wrong")]
+    Invalid,
+    #[error("database error while checking credentials")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Checks credentials; argon2 is deliberately slow, so a verified pair is remembered for a short
+/// while under a SHA-256 of the pair (the secret itself is never kept).
+pub struct BasicAuthenticator {
+    pool: PgPool,
+    verified: RwLock<HashMap<[u8; 32], (Account, Instant)>>,
+    ttl: Duration,
+}
+
+impl BasicAuthenticator {
+    pub fn new(pool: PgPool, ttl: Duration) -> Self {
+        BasicAuthenticator { pool, verified: RwLock::new(HashMap::new()), ttl }
+    }
+
+    pub async fn verify(&self, api_key: &str, api_secret: &str) -> Result<Account, BasicAuthError> {
+        let fingerprint: [u8; 32] = Sha256::new().chain_update(api_key).chain_update([0]).chain_update(api_secret).finalize().into();
+        if let Some((account, at)) = self.verified.read().unwrap_or_else(|e| e.into_inner()).get(&fingerprint) {
+            if at.elapsed() < self.ttl {
+                return Ok(account.clone());
+            }
+        }
+        let account = accounts::repo::find_by_api_key(&self.pool, api_key).await?.ok_or(BasicAuthError::Invalid)?;
+        let hash = account.api_secret_hash.clone();
+        let secret = api_secret.to_string();
+        let ok = tokio::task::spawn_blocking(move || accounts::verify_secret(&secret, &hash)).await.unwrap_or(false);
+        if !ok {
+            return Err(BasicAuthError::Invalid);
+        }
+        self.verified.write().unwrap_or_else(|e| e.into_inner()).insert(fingerprint, (account.clone(), Instant::now()));
+        Ok(account)
+    }
+}

@@ -1,0 +1,7 @@
+//! Who is calling: application JWTs (Voice API) and api_key:api_secret (account APIs).
+
+mod app_jwt;
+mod basic;
+
+pub use app_jwt::{mint_application_jwt, AppJwtVerifier, AuthenticatedApp, JwtError};
+pub use basic::{BasicAuthError, BasicAuthenticator};

@@ -1,0 +1,10 @@
+//! Call legs: creating them, listing and reading them.
+
+mod create;
+mod list;
+mod model;
+pub mod repo;
+
+pub use create::{parse_create_call, NewCall, WebhookTarget};
+pub use list::{parse_list_query, CallFilter, Order};
+pub use model::{format_time, CallRow, CallStatus};

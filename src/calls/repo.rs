@@ -1,0 +1,187 @@
+//! SQL for call legs, reused by the API and (later) the call engine.
+
+use super::create::NewCall;
+use super::list::{CallFilter, Order};
+use super::model::{format_time, CallRow, CALL_COLUMNS};
+use crate::ncco::Endpoint;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+/// The result of a create: the 201 body, or what an Idempotency-Key says instead.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created(Value),
+    /// The same key and body were seen before: here is the first response.
+    Replayed(Value),
+    /// The key was used before with a different body.
+    KeyReused,
+}
+
+pub struct IdempotencyKey<'a> {
+    pub key: &'a str,
+    /// Canonical form of the request body; compared as a SHA-256.
+    pub canonical_body: &'a str,
+    pub ttl_hours: i64,
+}
+
+struct Prepared {
+    uuid: Uuid,
+    conversation_uuid: String,
+    created_at: DateTime<Utc>,
+    started_event: Value,
+    response: Value,
+}
+
+fn prepare(call: &NewCall, from: &Endpoint) -> Prepared {
+    let uuid = Uuid::new_v4();
+    let conversation_uuid = format!("CON-{}", Uuid::new_v4());
+    let created_at = Utc::now();
+    let started_event = json!({
+        "from": from.address(),
+        "to": call.to.address(),
+        "uuid": uuid,
+        "conversation_uuid": conversation_uuid,
+        "status": "started",
+        "direction": "outbound",
+        "timestamp": format_time(created_at),
+    });
+    let response = json!({ "uuid": uuid, "status": "started", "direction": "outbound", "conversation_uuid": conversation_uuid });
+    Prepared { uuid, conversation_uuid, created_at, started_event, response }
+}
+
+/// Inserts the leg, its job and its `started` event in one statement (one transaction, one
+/// round trip): either all three exist or none does.
+async fn insert_call<'e, E>(executor: E, account_id: i64, application_id: Uuid, call: &NewCall, from: &Endpoint, p: &Prepared) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let event = call.event.as_ref();
+    sqlx::query(
+        "WITH c AS (
+            INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
+                               random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
+                               machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at)
+            VALUES ($1, $2, $3, $4, 'started', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
+            RETURNING uuid),
+         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $18, $18 FROM c)
+         INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
+         SELECT uuid, 1, 'started', $19, $11, $12, $18 FROM c",
+    )
+    .bind(p.uuid)
+    .bind(&p.conversation_uuid)
+    .bind(account_id)
+    .bind(application_id)
+    .bind(sqlx::types::Json(&call.to))
+    .bind(sqlx::types::Json(from))
+    .bind(call.random_from_number)
+    .bind(&call.ncco)
+    .bind(call.answer.as_ref().map(|a| &a.url))
+    .bind(call.answer.as_ref().map_or("GET", |a| &a.method))
+    .bind(event.map(|e| &e.url))
+    .bind(event.map_or("POST", |e| &e.method))
+    .bind(&call.fallback_url)
+    .bind(&call.machine_detection)
+    .bind(call.advanced_machine_detection.as_ref().map(sqlx::types::Json))
+    .bind(call.length_timer_s)
+    .bind(call.ringing_timer_s)
+    .bind(p.created_at)
+    .bind(&p.started_event)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+pub async fn create(
+    pool: &PgPool,
+    account_id: i64,
+    application_id: Uuid,
+    call: &NewCall,
+    from: &Endpoint,
+    idempotency: Option<IdempotencyKey<'_>>,
+) -> Result<CreateOutcome, sqlx::Error> {
+    let prepared = prepare(call, from);
+    let Some(key) = idempotency else {
+        insert_call(pool, account_id, application_id, call, from, &prepared).await?;
+        return Ok(CreateOutcome::Created(prepared.response));
+    };
+    let request_hash = hex::encode(Sha256::digest(key.canonical_body.as_bytes()));
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND created_at < now() - make_interval(hours => $3)")
+        .bind(account_id)
+        .bind(key.key)
+        .bind(key.ttl_hours as i32)
+        .execute(&mut *tx)
+        .await?;
+    // A concurrent request with the same key waits here on the unique index until the first commits.
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (account_id, key, request_hash, response_status, response_body)
+         VALUES ($1, $2, $3, 201, $4) ON CONFLICT (account_id, key) DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(key.key)
+    .bind(&request_hash)
+    .bind(&prepared.response)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        tx.rollback().await?;
+        let (first_hash, first_body): (String, Value) =
+            sqlx::query_as("SELECT request_hash, response_body FROM idempotency_keys WHERE account_id = $1 AND key = $2")
+                .bind(account_id)
+                .bind(key.key)
+                .fetch_one(pool)
+                .await?;
+        return Ok(if first_hash == request_hash { CreateOutcome::Replayed(first_body) } else { CreateOutcome::KeyReused });
+    }
+    insert_call(&mut *tx, account_id, application_id, call, from, &prepared).await?;
+    tx.commit().await?;
+    Ok(CreateOutcome::Created(prepared.response))
+}
+
+pub async fn find_for_account(pool: &PgPool, account_id: i64, uuid: Uuid) -> Result<Option<CallRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE uuid = $1 AND account_id = $2"))
+        .bind(uuid)
+        .bind(account_id)
+        .fetch_optional(pool)
+        .await
+}
+
+fn push_filters<'a>(qb: &mut QueryBuilder<'a, Postgres>, account_id: i64, filter: &'a CallFilter) {
+    qb.push(" WHERE account_id = ").push_bind(account_id);
+    if let Some(status) = &filter.status {
+        qb.push(" AND status = ").push_bind(status);
+    }
+    if let Some(start) = filter.date_start {
+        qb.push(" AND created_at >= ").push_bind(start);
+    }
+    if let Some(end) = filter.date_end {
+        qb.push(" AND created_at <= ").push_bind(end);
+    }
+    if let Some(conversation) = &filter.conversation_uuid {
+        qb.push(" AND conversation_uuid = ").push_bind(conversation);
+    }
+}
+
+/// The page the filter asks for, and how many calls match in all.
+pub async fn list(pool: &PgPool, account_id: i64, filter: &CallFilter) -> Result<(Vec<CallRow>, i64), sqlx::Error> {
+    let mut count = QueryBuilder::new("SELECT count(*) FROM calls");
+    push_filters(&mut count, account_id, filter);
+    let (total,): (i64,) = count.build_query_as().fetch_one(pool).await?;
+    if filter.record_index >= total {
+        return Ok((Vec::new(), total));
+    }
+    let mut page = QueryBuilder::new(format!("SELECT {CALL_COLUMNS} FROM calls"));
+    push_filters(&mut page, account_id, filter);
+    page.push(match filter.order {
+        Order::Asc => " ORDER BY created_at ASC, uuid ASC",
+        Order::Desc => " ORDER BY created_at DESC, uuid DESC",
+    });
+    page.push(" LIMIT ").push_bind(filter.page_size).push(" OFFSET ").push_bind(filter.record_index);
+    let rows = page.build_query_as().fetch_all(pool).await?;
+    Ok((rows, total))
+}

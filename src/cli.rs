@@ -1,0 +1,264 @@
+//! The `outdial` command line: serve, migrate, and the admin commands a developer needs.
+
+use crate::applications::{self, keys, ApplicationSpec};
+use crate::auth::mint_application_jwt;
+use crate::config::Settings;
+use crate::{accounts, db, startup, telemetry};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "outdial", version, about = "Self-hosted, Vonage-compatible outbound voice platform")]
+struct Cli {
+    /// A TOML file layered over the built-in defaults (see config/default.toml).
+    #[arg(long, global = true, env = "OUTDIAL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (applies migrations first unless database.migrate_on_start = false).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Manage applications.
+    App {
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// Print an application JWT (RS256), like `vonage jwt` of the Vonage CLI.
+    Jwt {
+        #[arg(long)]
+        application_id: Uuid,
+        /// The application's private key (PEM).
+        #[arg(long)]
+        private_key: PathBuf,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 900)]
+        ttl: i64,
+    },
+    /// Create the demo account and application once; print their credentials and a curl line.
+    Demo {
+        /// Where the demo application's private key is kept.
+        #[arg(long, default_value = ".outdial/demo-private.key")]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account; prints JSON with api_key and api_secret (shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Call creations allowed per second (default: limits.default_calls_per_second).
+        #[arg(long)]
+        calls_per_second: Option<i32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Create an application; prints JSON with its id.
+    Create(AppCreate),
+}
+
+#[derive(Args)]
+struct AppCreate {
+    /// The owning account's api_key.
+    #[arg(long)]
+    api_key: String,
+    #[arg(long)]
+    name: String,
+    /// Default answer_url for calls of this application.
+    #[arg(long)]
+    answer_url: Option<String>,
+    /// Default event_url for calls of this application.
+    #[arg(long)]
+    event_url: Option<String>,
+    /// Use this public key (PEM) instead of generating a pair.
+    #[arg(long, conflicts_with = "private_key_out")]
+    public_key_file: Option<PathBuf>,
+    /// Generate a key pair and write the private key here (PKCS#8 PEM).
+    #[arg(long)]
+    private_key_out: Option<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("outdial: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(&settings.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outdial: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    if let Command::Jwt { application_id, private_key, ttl } = command {
+        let pem = std::fs::read_to_string(&private_key)?;
+        println!("{}", mint_application_jwt(application_id, &pem, ttl)?);
+        return Ok(());
+    }
+    let pool = db::connect(&settings.database).await.map_err(|e| {
+        anyhow::anyhow!("cannot reach PostgreSQL at database.url / DATABASE_URL: {e}")
+    })?;
+    match command {
+        Command::Serve => {
+            if settings.database.migrate_on_start {
+                db::migrate(&pool).await?;
+            }
+            let app = startup::Application::build(settings.clone(), pool)?;
+            tracing::info!(host = %settings.http.host, port = app.port, "outdial listening");
+            app.server.await?;
+        }
+        Command::Migrate => {
+            db::migrate(&pool).await?;
+            println!("{}", json!({"migrated": true}));
+        }
+        Command::Account { command: AccountCommand::Create { name, calls_per_second } } => {
+            let cps = calls_per_second.unwrap_or(settings.limits.default_calls_per_second);
+            anyhow::ensure!(cps > 0, "--calls-per-second must be at least 1");
+            let created = accounts::repo::create(&pool, &name, cps).await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+        }
+        Command::App { command: AppCommand::Create(args) } => {
+            let account = accounts::repo::find_by_api_key(&pool, &args.api_key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account has api_key {}", args.api_key))?;
+            let app = create_app(&pool, account.id, &args).await?;
+            println!("{}", serde_json::to_string_pretty(&app)?);
+        }
+        Command::Demo { key_file } => demo(&pool, &settings, &key_file).await?,
+        Command::Jwt { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn webhook(url: &Option<String>, method: &str) -> anyhow::Result<Option<(String, String)>> {
+    match url {
+        Some(u) if crate::validation::is_http_url(u) => Ok(Some((u.clone(), method.to_string()))),
+        Some(u) => anyhow::bail!("{u} is not an http(s) URL"),
+        None => Ok(None),
+    }
+}
+
+async fn create_app(pool: &sqlx::PgPool, account_id: i64, args: &AppCreate) -> anyhow::Result<serde_json::Value> {
+    let mut spec = ApplicationSpec {
+        name: args.name.clone(),
+        answer: webhook(&args.answer_url, "GET")?,
+        event: webhook(&args.event_url, "POST")?,
+        ..Default::default()
+    };
+    let public_pem = match (&args.public_key_file, &args.private_key_out) {
+        (Some(file), _) => {
+            let pem = std::fs::read_to_string(file)?;
+            anyhow::ensure!(keys::is_valid_public_key(&pem), "{} is not an RSA public key in PEM form", file.display());
+            pem
+        }
+        (None, Some(out)) => {
+            let pair = keys::generate();
+            write_private_key(out, &pair.private_pem)?;
+            pair.public_pem
+        }
+        (None, None) => anyhow::bail!("give --public-key-file, or --private-key-out to generate a key pair"),
+    };
+    spec.public_key_pem = Some(public_pem.clone());
+    let app = applications::repo::insert(pool, account_id, &spec, &public_pem).await?;
+    let mut out = app.to_json("", None);
+    if let Some(path) = &args.private_key_out {
+        out["private_key_file"] = json!(path);
+    }
+    Ok(out)
+}
+
+fn write_private_key(path: &Path, pem: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, pem)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+const DEMO_ACCOUNT: &str = "demo";
+
+/// First run: create the demo account and application. Later runs: reuse them (the api_secret
+/// is stored hashed, so it is printed only the first time; it is also kept next to the key).
+async fn demo(pool: &sqlx::PgPool, settings: &Settings, key_file: &Path) -> anyhow::Result<()> {
+    db::migrate(pool).await?;
+    let secrets_file = key_file.with_extension("json");
+    let existing = accounts::repo::first_named(pool, DEMO_ACCOUNT).await?;
+    let saved: Option<serde_json::Value> =
+        std::fs::read_to_string(&secrets_file).ok().and_then(|s| serde_json::from_str(&s).ok());
+    let reusable = match (&existing, &saved) {
+        (Some(account), Some(saved)) => {
+            saved["api_key"] == json!(account.api_key)
+                && key_file.exists()
+                && saved["application_id"].as_str().and_then(|id| Uuid::parse_str(id).ok()).is_some()
+        }
+        _ => false,
+    };
+    let info = if reusable {
+        saved.expect("checked")
+    } else {
+        let account = accounts::repo::create(pool, DEMO_ACCOUNT, settings.limits.default_calls_per_second).await?;
+        let args = AppCreate {
+            api_key: account.api_key.clone(),
+            name: "demo".into(),
+            answer_url: None,
+            event_url: Some(format!("http://{}:{}/demo/events", settings.http.host, settings.http.port)),
+            public_key_file: None,
+            private_key_out: Some(key_file.to_path_buf()),
+        };
+        let app = create_app(pool, account.account_id, &args).await?;
+        let info = json!({
+            "api_key": account.api_key,
+            "api_secret": account.api_secret,
+            "signature_secret": account.signature_secret,
+            "application_id": app["id"],
+            "private_key_file": key_file,
+        });
+        std::fs::write(&secrets_file, serde_json::to_string_pretty(&info)?)?;
+        info
+    };
+    let app_id = Uuid::parse_str(info["application_id"].as_str().unwrap_or_default())?;
+    let jwt = mint_application_jwt(app_id, &std::fs::read_to_string(key_file)?, 3600)?;
+    let base = format!("http://{}:{}", settings.http.host, settings.http.port);
+    println!("Demo account and application ({}):", if reusable { "existing" } else { "created now" });
+    println!("  api_key          {}", info["api_key"].as_str().unwrap_or(""));
+    println!("  api_secret       {}", info["api_secret"].as_str().unwrap_or(""));
+    println!("  application_id   {app_id}");
+    println!("  private key      {}", key_file.display());
+    println!("  (kept in {})", secrets_file.display());
+    println!();
+    println!("Place a call (the JWT below is valid for one hour; mint another with `outdial jwt`):");
+    println!(
+        "  curl -s -X POST {base}/v1/calls -H 'Authorization: Bearer {jwt}' -H 'Content-Type: application/json' \\\n    -d '{{\"to\":[{{\"type\":\"phone\",\"number\":\"447700900000\"}}],\"from\":{{\"type\":\"phone\",\"number\":\"447700900001\"}},\"ncco\":[{{\"action\":\"talk\",\"text\":\"Hello from Outdial\"}}]}}'"
+    );
+    Ok(())
+}

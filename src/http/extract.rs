@@ -1,0 +1,112 @@
+//! Request extractors: the authenticated caller, the public base URL and JSON bodies.
+
+use super::error::ApiError;
+use crate::accounts::{Account, Bucket};
+use crate::auth::{AuthenticatedApp, BasicAuthError, JwtError};
+use crate::startup::AppState;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use base64::Engine;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+
+fn state(req: &HttpRequest) -> web::Data<AppState> {
+    req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone()
+}
+
+fn authorization(req: &HttpRequest, scheme: &str) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (given, rest) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim().to_string())
+}
+
+/// A caller holding a valid application JWT (Voice API).
+pub struct AppCaller(pub AuthenticatedApp);
+
+impl AppCaller {
+    pub fn account_id(&self) -> i64 {
+        self.0.application.account_id
+    }
+}
+
+impl FromRequest for AppCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(req);
+        let token = authorization(req, "Bearer");
+        Box::pin(async move {
+            let token = token.ok_or(JwtError::Missing).map_err(unauthorized_jwt)?;
+            state.jwt.verify(&token).await.map(AppCaller).map_err(unauthorized_jwt)
+        })
+    }
+}
+
+fn unauthorized_jwt(e: JwtError) -> ApiError {
+    match e {
+        JwtError::Database(db) => db.into(),
+        other => ApiError::Unauthorized(format!(
+            "You did not provide correct credentials: {other}. Send Authorization: Bearer <JWT signed RS256 with your application's private key>."
+        )),
+    }
+}
+
+/// A caller holding api_key:api_secret (account APIs).
+pub struct AccountCaller(pub Account);
+
+impl FromRequest for AccountCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(req);
+        let credentials = authorization(req, "Basic")
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|pair| pair.split_once(':').map(|(k, s)| (k.to_string(), s.to_string())));
+        Box::pin(async move {
+            let (key, secret) = credentials.ok_or(BasicAuthError::Missing).map_err(unauthorized_basic)?;
+            let account = state.basic.verify(&key, &secret).await.map_err(unauthorized_basic)?;
+            state.rate_limit(account.id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
+            Ok(AccountCaller(account))
+        })
+    }
+}
+
+fn unauthorized_basic(e: BasicAuthError) -> ApiError {
+    match e {
+        BasicAuthError::Database(db) => db.into(),
+        other => ApiError::Unauthorized(format!(
+            "You did not provide correct credentials: {other}. Send Authorization: Basic base64(api_key:api_secret)."
+        )),
+    }
+}
+
+/// The base URL clients reach us at, for absolute links: configured, or from the request.
+pub fn base_url(req: &HttpRequest, state: &AppState) -> String {
+    let configured = state.settings.http.public_base_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// Parses a JSON body, insisting on a JSON content type when one is given.
+pub fn json_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        if !ct.starts_with("application/json") && !ct.contains("+json") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type '{ct}' is not supported; send the body as application/json"
+            )));
+        }
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("The request body is empty; send a JSON object".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}")))
+}

@@ -1,0 +1,80 @@
+//! The HTTP surface: routes, and the guarantee that every error is problem JSON.
+
+mod applications;
+mod calls;
+pub mod error;
+mod extract;
+mod health;
+mod links;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use error::{problem, ApiError, PROBLEM_JSON};
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health::health))
+        .route("/v1/openapi.json", web::get().to(openapi))
+        .service(
+            web::resource("/v1/calls")
+                .route(web::post().to(calls::create_call))
+                .route(web::get().to(calls::list_calls))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v1/calls/{uuid}").route(web::get().to(calls::get_call)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v2/applications")
+                .route(web::post().to(applications::create))
+                .route(web::get().to(applications::list))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v2/applications/{id}")
+                .route(web::get().to(applications::get))
+                .route(web::put().to(applications::update))
+                .route(web::delete().to(applications::delete))
+                .default_service(web::to(method_not_allowed)),
+        );
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::MethodNotAllowed(format!("{} is not supported on {}", req.method(), req.path())).error_response()
+}
+
+pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
+    ApiError::NotFound(format!("There is no {} {}; see /v1/openapi.json for the API", req.method(), req.path())).error_response()
+}
+
+/// Any error response not already problem JSON (e.g. one produced inside actix) is rewritten
+/// as one, so clients never see plain text.
+pub fn problem_json_guard<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        // Our own errors are problem JSON already; /health's 503 is a JSON report worth keeping.
+        let is_json = res.headers().get(header::CONTENT_TYPE).is_some_and(|ct| {
+            let ct = ct.as_bytes();
+            ct.starts_with(PROBLEM_JSON.as_bytes()) || ct.starts_with(b"application/json")
+        });
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let detail = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large".to_string(),
+            s if s.is_server_error() => "Something went wrong on our side; retry the request".to_string(),
+            s => format!("The request could not be handled ({})", s.canonical_reason().unwrap_or("error")),
+        };
+        let title = status.canonical_reason().unwrap_or("Error");
+        let code = title.to_ascii_lowercase().replace(' ', "-");
+        let (req, _) = res.into_parts();
+        let response: HttpResponse<BoxBody> = problem(status, &code, title, &detail, None);
+        Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+    })
+}

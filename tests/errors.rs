@@ -1,0 +1,98 @@
+//! Every error path answers problem JSON with the right status: never plain text, never a 500
+//! for the caller's mistake.
+
+mod common;
+
+use common::*;
+use sqlx::PgPool;
+
+#[sqlx::test]
+async fn malformed_json_is_400(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let response = app.client.post(app.url("/v1/calls")).bearer_auth(app.jwt())
+        .header("content-type", "application/json").body("{\"to\": [").send().await.unwrap();
+    let body = assert_problem(response, 400).await;
+    assert!(body["detail"].as_str().unwrap().contains("not valid JSON"), "{body}");
+    let response = app.client.post(app.url("/v1/calls")).bearer_auth(app.jwt())
+        .header("content-type", "application/json").body("[1,2]").send().await.unwrap();
+    assert_problem(response, 400).await;
+    let response = app.client.post(app.url("/v1/calls")).bearer_auth(app.jwt())
+        .header("content-type", "application/json").body("").send().await.unwrap();
+    assert_problem(response, 400).await;
+}
+
+#[sqlx::test]
+async fn a_wrong_content_type_is_415(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let response = app.client.post(app.url("/v1/calls")).bearer_auth(app.jwt())
+        .header("content-type", "text/plain").body(minimal_call().to_string()).send().await.unwrap();
+    let body = assert_problem(response, 415).await;
+    assert!(body["detail"].as_str().unwrap().contains("application/json"));
+}
+
+#[sqlx::test]
+async fn unknown_routes_and_wrong_methods(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let body = assert_problem(app.client.get(app.url("/v1/nope")).send().await.unwrap(), 404).await;
+    assert!(body["detail"].as_str().unwrap().starts_with("There is no GET /v1/nope"));
+    assert_problem(app.client.delete(app.url("/v1/calls")).send().await.unwrap(), 405).await;
+    assert_problem(app.client.patch(app.url("/v2/applications/x")).send().await.unwrap(), 405).await;
+    // A trailing slash, as some clients add, reaches the route.
+    assert_eq!(app.client.get(app.url("/v1/calls/")).bearer_auth(app.jwt()).send().await.unwrap().status(), 200);
+}
+
+#[sqlx::test]
+async fn a_body_over_the_limit_is_413(pool: PgPool) {
+    let app = spawn_app_with(pool, Options { max_body_bytes: 4096, ..Options::default() }).await;
+    let big = serde_json::json!({"to": [{"type": "phone", "number": "447700900000"}], "pad": "x".repeat(10_000)});
+    let response = app.post_call(&big).await;
+    assert_problem(response, 413).await;
+}
+
+#[sqlx::test]
+async fn other_requests_over_the_rate_get_429(pool: PgPool) {
+    let app = spawn_app_with(pool, Options { other_requests_per_second: 2, ..Options::default() }).await;
+    let mut limited = None;
+    for _ in 0..6 {
+        let response = app.get("/v1/calls").await;
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("the fifth request in a second is over 2/s");
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    assert_problem(response, 429).await;
+}
+
+#[sqlx::test]
+async fn a_database_failure_is_a_problem_json_5xx_not_a_panic(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let jwt = app.jwt();
+    // Warm the key cache, then take the database away.
+    assert_eq!(app.get("/v1/calls").await.status(), 200);
+    pool.close().await;
+    let response = app.client.get(app.url("/v1/calls")).bearer_auth(jwt).send().await.unwrap();
+    let status = response.status().as_u16();
+    assert!(status == 500 || status == 503, "{status}");
+    let body = assert_problem(response, status).await;
+    assert!(!body["detail"].as_str().unwrap().contains("pool"), "internals stay in the logs: {body}");
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    assert_eq!(health.json::<serde_json::Value>().await.unwrap()["database"], "unreachable");
+}
+
+#[sqlx::test]
+async fn health_reports_version_database_and_active_calls(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    app.create_call().await;
+    let response = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"], "reachable");
+    assert_eq!(body["active_calls"], 1);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["uptime_s"].is_u64());
+}
