@@ -100,6 +100,7 @@ async fn bad_bodies_and_bad_credentials(pool: PgPool) {
         assert!(names.contains(&expected.to_string()), "{expected} not in {names:?}");
     }
     let wrong = app.client.get(app.url("/v2/applications")).basic_auth(&app.account.api_key, Some("wrong")).send().await.unwrap();
+    assert_eq!(wrong.headers()["www-authenticate"], "Basic realm=\"outdial\"");
     assert_problem(wrong, 401).await;
     let none = app.client.get(app.url("/v2/applications")).send().await.unwrap();
     assert_problem(none, 401).await;

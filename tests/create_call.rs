@@ -177,6 +177,14 @@ async fn the_same_idempotency_key_replays_the_first_response_and_places_no_secon
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM calls").fetch_one(&pool).await.unwrap();
     assert_eq!(count, 1);
 
+    // The same JSON with its keys in another order is the same request.
+    let reordered: Value = serde_json::from_str(
+        r#"{"ncco":[{"text":"Hello from Outdial","action":"talk"}],"from":{"number":"447700900001","type":"phone"},"to":[{"number":"447700900000","type":"phone"}]}"#,
+    ).unwrap();
+    let replay = send(reordered, "k-1").await.unwrap();
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.json::<Value>().await.unwrap(), first);
+
     let other_body = with(minimal_call(), "ringing_timer", json!(30));
     let body = assert_problem(send(other_body, "k-1").await.unwrap(), 422).await;
     assert!(body["detail"].as_str().unwrap().contains("Idempotency-Key"));

@@ -37,6 +37,7 @@ async fn unknown_routes_and_wrong_methods(pool: PgPool) {
     assert!(body["detail"].as_str().unwrap().starts_with("There is no GET /v1/nope"));
     assert_problem(app.client.delete(app.url("/v1/calls")).send().await.unwrap(), 405).await;
     assert_problem(app.client.patch(app.url("/v2/applications/x")).send().await.unwrap(), 405).await;
+    assert_problem(app.client.post(app.url("/health")).send().await.unwrap(), 405).await;
     // A trailing slash, as some clients add, reaches the route.
     assert_eq!(app.client.get(app.url("/v1/calls/")).bearer_auth(app.jwt()).send().await.unwrap().status(), 200);
 }

@@ -53,7 +53,7 @@ impl ApplicationSpec {
         let mut spec = ApplicationSpec::default();
         if let Some(mut f) = Fields::of(body, "", &mut problems) {
             spec.name = f.required_string("name").unwrap_or_default();
-            if spec.name.len() > 200 {
+            if spec.name.chars().count() > 200 {
                 f.bad("name", "must be at most 200 characters");
             }
             if let Some(keys) = f.object("keys") {

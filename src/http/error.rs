@@ -14,8 +14,9 @@ pub enum ApiError {
     Invalid { detail: String, params: Vec<InvalidParam> },
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    Unauthorized(String),
+    /// `challenge` is the WWW-Authenticate value: Bearer for the Voice API, Basic for account APIs.
+    #[error("{detail}")]
+    Unauthorized { detail: String, challenge: &'static str },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -46,7 +47,7 @@ impl ApiError {
     fn code_and_title(&self) -> (&'static str, &'static str) {
         match self {
             ApiError::Invalid { .. } | ApiError::BadRequest(_) => ("bad-request", "Bad Request"),
-            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::Unauthorized { .. } => ("unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::NotFound(_) => ("not-found", "Not Found"),
             ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method Not Allowed"),
@@ -95,7 +96,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -121,8 +122,8 @@ impl ResponseError for ApiError {
         let mut response = problem(self.status_code(), code, title, &self.detail(), params);
         let headers = response.headers_mut();
         match self {
-            ApiError::Unauthorized(_) => {
-                headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"outdial\""));
+            ApiError::Unauthorized { challenge, .. } => {
+                headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(challenge));
             }
             ApiError::RateLimited { retry_after, .. } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;

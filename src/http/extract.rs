@@ -48,9 +48,12 @@ impl FromRequest for AppCaller {
 fn unauthorized_jwt(e: JwtError) -> ApiError {
     match e {
         JwtError::Database(db) => db.into(),
-        other => ApiError::Unauthorized(format!(
-            "You did not provide correct credentials: {other}. Send Authorization: Bearer <JWT signed RS256 with your application's private key>."
-        )),
+        other => ApiError::Unauthorized {
+            detail: format!(
+                "You did not provide correct credentials: {other}. Send Authorization: Bearer <JWT signed RS256 with your application's private key>."
+            ),
+            challenge: "Bearer realm=\"outdial\"",
+        },
     }
 }
 
@@ -79,9 +82,10 @@ impl FromRequest for AccountCaller {
 fn unauthorized_basic(e: BasicAuthError) -> ApiError {
     match e {
         BasicAuthError::Database(db) => db.into(),
-        other => ApiError::Unauthorized(format!(
-            "You did not provide correct credentials: {other}. Send Authorization: Basic base64(api_key:api_secret)."
-        )),
+        other => ApiError::Unauthorized {
+            detail: format!("You did not provide correct credentials: {other}. Send Authorization: Basic base64(api_key:api_secret)."),
+            challenge: "Basic realm=\"outdial\"",
+        },
     }
 }
 

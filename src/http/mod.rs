@@ -17,8 +17,8 @@ use error::{problem, ApiError, PROBLEM_JSON};
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health::health))
-        .route("/v1/openapi.json", web::get().to(openapi))
+    cfg.service(web::resource("/health").route(web::get().to(health::health)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/openapi.json").route(web::get().to(openapi)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v1/calls")
                 .route(web::post().to(calls::create_call))

@@ -1,0 +1,517 @@
+//! The OpenAPI document (src/http/openapi.json, served at GET /v1/openapi.json) checked against
+//! the running server: every documented operation is routed, its security matches what the
+//! server enforces, every status the server answers is documented, and the bodies it sends fit
+//! the documented schemas (checked with a small JSON Schema subset below, enough for this
+//! document: $ref, type, const, enum, required, properties, items, oneOf, anyOf, bounds, pattern).
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+
+fn document() -> Value {
+    serde_json::from_str(outdial::http::OPENAPI).expect("openapi.json is valid JSON")
+}
+
+/// Follows a local `$ref` (`#/components/...`).
+fn pointer<'a>(doc: &'a Value, reference: &str) -> &'a Value {
+    let path = reference.strip_prefix('#').unwrap_or_else(|| panic!("only local $refs are used, got {reference}"));
+    doc.pointer(path).unwrap_or_else(|| panic!("$ref {reference} points at nothing"))
+}
+
+/// A Response or Parameter object with its `$ref` (if any) followed.
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(r) => resolve(doc, pointer(doc, r)),
+        None => value,
+    }
+}
+
+struct Operation<'a> {
+    path: &'a str,
+    method: Method,
+    op: &'a Value,
+}
+
+impl Operation<'_> {
+    fn name(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    /// The security scheme the operation requires, or None for an open one.
+    fn scheme(&self, doc: &Value) -> Option<String> {
+        let security = self.op.get("security").or_else(|| doc.get("security"))?;
+        let first = security.as_array().expect("security is an array").first()?;
+        Some(first.as_object().expect("security requirement").keys().next().expect("a scheme name").clone())
+    }
+
+    fn has_body(&self) -> bool {
+        self.op.get("requestBody").is_some()
+    }
+
+    fn concrete_path(&self) -> String {
+        concrete_path(self.path)
+    }
+}
+
+/// The path with each `{param}` replaced by a random UUID.
+fn concrete_path(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').expect("closed path template") + start;
+        out.push_str(&rest[..start]);
+        out.push_str(&Uuid::new_v4().to_string());
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn operations(doc: &Value) -> Vec<Operation<'_>> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths is an object") {
+        for method in METHODS {
+            if let Some(op) = item.get(method) {
+                ops.push(Operation { path, method: method.to_uppercase().parse().unwrap(), op });
+            }
+        }
+    }
+    ops
+}
+
+// ---- A JSON Schema subset --------------------------------------------------------------------
+
+fn type_matches(t: &str, v: &Value) -> bool {
+    match t {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "string" => v.is_string(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        other => panic!("unknown JSON Schema type {other}"),
+    }
+}
+
+/// Checks `value` against `schema`, pushing one message per violation.
+fn check_schema(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    let Some(s) = schema.as_object() else {
+        assert!(schema.as_bool().is_some(), "schema at {at} is neither object nor boolean");
+        return;
+    };
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        check_schema(doc, pointer(doc, r), value, at, errors);
+    }
+    if let Some(t) = s.get("type") {
+        let ok = match t {
+            Value::String(t) => type_matches(t, value),
+            Value::Array(ts) => ts.iter().any(|t| type_matches(t.as_str().unwrap(), value)),
+            _ => panic!("bad type keyword at {at}"),
+        };
+        if !ok {
+            errors.push(format!("{at}: {value} is not of type {t}"));
+            return;
+        }
+    }
+    if let Some(c) = s.get("const") {
+        if c != value {
+            errors.push(format!("{at}: {value} is not {c}"));
+        }
+    }
+    if let Some(e) = s.get("enum").and_then(Value::as_array) {
+        if !e.contains(value) {
+            errors.push(format!("{at}: {value} is not one of {}", Value::Array(e.clone())));
+        }
+    }
+    if let Some(n) = value.as_f64() {
+        if s.get("minimum").and_then(Value::as_f64).is_some_and(|m| n < m) || s.get("maximum").and_then(Value::as_f64).is_some_and(|m| n > m) {
+            errors.push(format!("{at}: {n} is out of range"));
+        }
+    }
+    if let Some(text) = value.as_str() {
+        let chars = text.chars().count() as u64;
+        if s.get("minLength").and_then(Value::as_u64).is_some_and(|m| chars < m) || s.get("maxLength").and_then(Value::as_u64).is_some_and(|m| chars > m) {
+            errors.push(format!("{at}: {value} has the wrong length"));
+        }
+        if let Some(p) = s.get("pattern").and_then(Value::as_str) {
+            if !regex::Regex::new(p).unwrap_or_else(|e| panic!("pattern {p} at {at}: {e}")).is_match(text) {
+                errors.push(format!("{at}: {value} does not match {p}"));
+            }
+        }
+    }
+    if let Some(map) = value.as_object() {
+        for key in s.get("required").and_then(Value::as_array).into_iter().flatten() {
+            if !map.contains_key(key.as_str().unwrap()) {
+                errors.push(format!("{at}: required {key} is missing"));
+            }
+        }
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            for (key, sub) in props {
+                if let Some(v) = map.get(key) {
+                    check_schema(doc, sub, v, &format!("{at}.{key}"), errors);
+                }
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        let len = items.len() as u64;
+        if s.get("minItems").and_then(Value::as_u64).is_some_and(|m| len < m) || s.get("maxItems").and_then(Value::as_u64).is_some_and(|m| len > m) {
+            errors.push(format!("{at}: {len} items is out of range"));
+        }
+        if let Some(item_schema) = s.get("items") {
+            for (i, item) in items.iter().enumerate() {
+                check_schema(doc, item_schema, item, &format!("{at}[{i}]"), errors);
+            }
+        }
+    }
+    let passing = |list: &Value| {
+        list.as_array()
+            .expect("oneOf/anyOf is an array")
+            .iter()
+            .filter(|sub| {
+                let mut sub_errors = Vec::new();
+                check_schema(doc, sub, value, at, &mut sub_errors);
+                sub_errors.is_empty()
+            })
+            .count()
+    };
+    if let Some(list) = s.get("oneOf") {
+        let n = passing(list);
+        if n != 1 {
+            errors.push(format!("{at}: {value} matches {n} of the oneOf schemas, not exactly one"));
+        }
+    }
+    if let Some(list) = s.get("anyOf") {
+        if passing(list) == 0 {
+            errors.push(format!("{at}: {value} matches none of the anyOf schemas"));
+        }
+    }
+}
+
+fn assert_fits(doc: &Value, schema: &Value, value: &Value, what: &str) {
+    let mut errors = Vec::new();
+    check_schema(doc, schema, value, "$", &mut errors);
+    assert!(errors.is_empty(), "{what} does not fit the documented schema:\n  {}\nbody: {value}", errors.join("\n  "));
+}
+
+fn component(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+// ---- Talking to the server -------------------------------------------------------------------
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    headers: reqwest::header::HeaderMap,
+    body: Option<Value>,
+}
+
+async fn send(app: &TestApp, method: Method, path: &str, auth: Option<&str>, body: Option<&Value>, extra: &[(&str, &str)]) -> Answer {
+    let mut request = app.client.request(method, app.url(path));
+    match auth {
+        Some("bearerAuth") => request = request.bearer_auth(app.jwt()),
+        Some("basicAuth") => request = request.basic_auth(&app.account.api_key, Some(&app.account.api_secret)),
+        Some(other) => panic!("unknown security scheme {other}"),
+        None => {}
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request reaches the server");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let content_type = headers
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_string())
+        .unwrap_or_default();
+    let bytes = response.bytes().await.unwrap();
+    let body = (!bytes.is_empty()).then(|| serde_json::from_slice(&bytes).expect("every body the server sends is JSON"));
+    Answer { status, content_type, headers, body }
+}
+
+fn is_routing_miss(answer: &Answer) -> bool {
+    answer.status == StatusCode::METHOD_NOT_ALLOWED
+        || (answer.status == StatusCode::NOT_FOUND
+            && answer.body.as_ref().and_then(|b| b["detail"].as_str()).is_some_and(|d| d.starts_with("There is no ")))
+}
+
+/// Asserts the answer is one the operation documents: its status, content type, body and
+/// headers. Returns the body.
+fn assert_documented(doc: &Value, op: &Operation, answer: &Answer) -> Value {
+    let name = op.name();
+    let code = answer.status.as_u16().to_string();
+    let declared = op.op["responses"]
+        .get(&code)
+        .or_else(|| op.op["responses"].get("default"))
+        .unwrap_or_else(|| panic!("{name} answered {code}, which the document does not list (body {:?})", answer.body));
+    let declared = resolve(doc, declared);
+    match (&answer.body, declared.get("content")) {
+        (None, None) => {}
+        (None, Some(_)) => panic!("{name} {code}: the document promises a body, none came"),
+        (Some(body), None) => panic!("{name} {code}: the document promises no body, got {body}"),
+        (Some(body), Some(content)) => {
+            let media = content
+                .get(&answer.content_type)
+                .unwrap_or_else(|| panic!("{name} {code}: content type {} is not documented", answer.content_type));
+            assert_fits(doc, &media["schema"], body, &format!("{name} {code} body"));
+        }
+    }
+    for (header, spec) in declared.get("headers").and_then(Value::as_object).into_iter().flatten() {
+        // Documented response headers that the server always sends with this status.
+        if matches!(header.as_str(), "WWW-Authenticate" | "Retry-After") {
+            assert!(answer.headers.contains_key(header.as_str()), "{name} {code}: no {header} header ({spec})");
+        }
+    }
+    answer.body.clone().unwrap_or(Value::Null)
+}
+
+// ---- The document on its own -----------------------------------------------------------------
+
+#[test]
+fn the_document_is_openapi_3_1() {
+    let doc = document();
+    let version = doc["openapi"].as_str().expect("an openapi version string");
+    assert!(version.starts_with("3.1."), "openapi is {version}, want 3.1.x");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"), "info.version follows Cargo.toml");
+    assert!(doc["info"]["title"].is_string());
+    assert!(!operations(&doc).is_empty());
+}
+
+#[test]
+fn every_ref_resolves() {
+    fn walk(doc: &Value, v: &Value, count: &mut usize) {
+        match v {
+            Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(Value::as_str) {
+                    pointer(doc, r);
+                    *count += 1;
+                }
+                map.values().for_each(|x| walk(doc, x, count));
+            }
+            Value::Array(items) => items.iter().for_each(|x| walk(doc, x, count)),
+            _ => {}
+        }
+    }
+    let doc = document();
+    let mut count = 0;
+    walk(&doc, &doc, &mut count);
+    assert!(count > 0);
+}
+
+#[test]
+fn operations_are_well_formed() {
+    let doc = document();
+    let schemes = doc["components"]["securitySchemes"].as_object().expect("security schemes");
+    let mut ids = std::collections::HashSet::new();
+    for op in operations(&doc) {
+        let name = op.name();
+        let id = op.op["operationId"].as_str().unwrap_or_else(|| panic!("{name} has no operationId"));
+        assert!(ids.insert(id.to_string()), "operationId {id} is used twice");
+        let responses = op.op["responses"].as_object().unwrap_or_else(|| panic!("{name} has no responses"));
+        assert!(responses.keys().any(|k| k.starts_with('2')), "{name} documents no success");
+        match op.scheme(&doc) {
+            Some(scheme) => {
+                assert!(schemes.contains_key(&scheme), "{name} uses undefined scheme {scheme}");
+                assert!(responses.contains_key("401"), "{name} needs credentials but does not document 401");
+            }
+            None => assert!(op.op.get("security").is_some(), "{name}: state `security: []` for open operations"),
+        }
+        // Path templates and path parameters agree.
+        let item = &doc["paths"][op.path];
+        let params: Vec<&Value> = item
+            .get("parameters")
+            .into_iter()
+            .chain(op.op.get("parameters"))
+            .flat_map(|p| p.as_array().unwrap())
+            .map(|p| resolve(&doc, p))
+            .collect();
+        let declared: Vec<&str> = params.iter().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
+        let templated: Vec<&str> =
+            op.path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        assert_eq!(declared, templated, "{name}: path parameters do not match the template");
+    }
+}
+
+#[test]
+fn the_documented_examples_fit_their_schemas() {
+    let doc = document();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut checked = 0;
+    for (name, schema) in schemas {
+        for example in schema.get("examples").and_then(Value::as_array).into_iter().flatten() {
+            assert_fits(&doc, schema, example, &format!("example of {name}"));
+            checked += 1;
+        }
+    }
+    for (name, response) in doc["components"]["responses"].as_object().unwrap() {
+        for media in response.get("content").and_then(Value::as_object).into_iter().flatten().map(|(_, m)| m) {
+            if let Some(example) = media.get("example") {
+                assert_fits(&doc, &media["schema"], example, &format!("example of response {name}"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+    // What the server accepts, the document accepts too.
+    assert_fits(&doc, &component("CreateCallRequest"), &minimal_call(), "common::minimal_call()");
+}
+
+// ---- The document against the server ---------------------------------------------------------
+
+#[sqlx::test]
+async fn the_served_document_is_this_document(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let response = app.client.get(app.url("/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("application/json"), "content type {content_type}");
+    let served: Value = response.json().await.unwrap();
+    assert_eq!(served, document());
+    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/openapi.json")).unwrap();
+    assert_eq!(served, serde_json::from_str::<Value>(&on_disk).unwrap(), "the binary serves the file as it is now");
+}
+
+#[sqlx::test]
+async fn every_documented_operation_is_routed_and_guarded_as_documented(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let doc = document();
+    for op in operations(&doc) {
+        let name = op.name();
+        let path = op.concrete_path();
+        // `{}` is never a valid body here, so nothing is created.
+        let body = op.has_body().then(|| json!({}));
+
+        let anonymous = send(&app, op.method.clone(), &path, None, body.as_ref(), &[]).await;
+        assert!(!is_routing_miss(&anonymous), "{name} ({path}) is not routed: {} {:?}", anonymous.status, anonymous.body);
+        match op.scheme(&doc) {
+            Some(_) => assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{name} without credentials"),
+            None => assert_ne!(anonymous.status, StatusCode::UNAUTHORIZED, "{name} is documented as open"),
+        }
+        assert_documented(&doc, &op, &anonymous);
+
+        if let Some(scheme) = op.scheme(&doc) {
+            let answer = send(&app, op.method.clone(), &path, Some(&scheme), body.as_ref(), &[]).await;
+            assert!(!is_routing_miss(&answer), "{name} ({path}) is not routed: {} {:?}", answer.status, answer.body);
+            assert_ne!(answer.status, StatusCode::UNAUTHORIZED, "{name} with {scheme} credentials: {:?}", answer.body);
+            assert_documented(&doc, &op, &answer);
+        }
+    }
+}
+
+#[sqlx::test]
+async fn methods_the_document_leaves_out_are_not_served(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let doc = document();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = concrete_path(path);
+        for method in METHODS.iter().filter(|m| item.get(**m).is_none()) {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let answer = send(&app, method.clone(), &concrete, None, None, &[]).await;
+            assert!(is_routing_miss(&answer), "{method} {path} is served ({}) but not documented", answer.status);
+        }
+    }
+}
+
+fn find<'a>(ops: &'a [Operation<'a>], method: Method, path: &str) -> &'a Operation<'a> {
+    ops.iter().find(|o| o.method == method && o.path == path).unwrap_or_else(|| panic!("{method} {path} is not documented"))
+}
+
+/// Sends a request to the operation with the credentials it documents.
+async fn call(app: &TestApp, doc: &Value, op: &Operation<'_>, path: &str, body: Option<&Value>, extra: &[(&str, &str)]) -> Answer {
+    let scheme = op.scheme(doc);
+    send(app, op.method.clone(), path, scheme.as_deref(), body, extra).await
+}
+
+/// Drives each operation to success (and the idempotency outcomes) and checks every answer
+/// against what the document says about it.
+#[sqlx::test]
+async fn successful_answers_fit_the_documented_schemas(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let doc = document();
+    let ops = operations(&doc);
+    let example = |schema: &str| doc["components"]["schemas"][schema]["examples"][0].clone();
+
+    for path in ["/health", "/v1/openapi.json"] {
+        let o = find(&ops, Method::GET, path);
+        let answer = call(&app, &doc, o, path, None, &[]).await;
+        assert_eq!(answer.status, 200, "{path}");
+        assert_documented(&doc, o, &answer);
+    }
+
+    // Calls: create (with the documented example), replay, key reuse, list, get.
+    let create = find(&ops, Method::POST, "/v1/calls");
+    let key = Uuid::new_v4().to_string();
+    let key = [("Idempotency-Key", key.as_str())];
+    let first = call(&app, &doc, create, "/v1/calls", Some(&example("CreateCallRequest")), &key).await;
+    assert_eq!(first.status, 201, "the documented example creates a call: {:?}", first.body);
+    let created = assert_documented(&doc, create, &first);
+    let replay = call(&app, &doc, create, "/v1/calls", Some(&example("CreateCallRequest")), &key).await;
+    assert_eq!(replay.status, 201);
+    assert_eq!(assert_documented(&doc, create, &replay), created);
+    assert!(create.op["responses"]["201"]["headers"].get("Idempotent-Replayed").is_some());
+    assert_eq!(replay.headers["Idempotent-Replayed"], "true");
+    let reuse = call(&app, &doc, create, "/v1/calls", Some(&minimal_call()), &key).await;
+    assert_eq!(reuse.status, 422);
+    assert_documented(&doc, create, &reuse);
+
+    let list = find(&ops, Method::GET, "/v1/calls");
+    let answer = call(&app, &doc, list, "/v1/calls?page_size=1", None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(assert_documented(&doc, list, &answer)["_embedded"]["calls"].as_array().unwrap().len(), 1);
+    let answer = call(&app, &doc, list, "/v1/calls?page_size=0", None, &[]).await;
+    assert_eq!(answer.status, 400);
+    assert_documented(&doc, list, &answer);
+
+    let get = find(&ops, Method::GET, "/v1/calls/{uuid}");
+    let uuid = created["uuid"].as_str().unwrap();
+    let answer = call(&app, &doc, get, &format!("/v1/calls/{uuid}"), None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(assert_documented(&doc, get, &answer)["uuid"], uuid);
+    let answer = call(&app, &doc, get, "/v1/calls/not-a-uuid", None, &[]).await;
+    assert_eq!(answer.status, 404, "documented: ids that are not UUIDs get 404");
+    assert_documented(&doc, get, &answer);
+
+    // Applications: create (key pair generated), list, get, replace, delete.
+    let create = find(&ops, Method::POST, "/v2/applications");
+    let answer = call(&app, &doc, create, "/v2/applications", Some(&example("ApplicationRequest")), &[]).await;
+    assert_eq!(answer.status, 201, "the documented example creates an application: {:?}", answer.body);
+    let application = assert_documented(&doc, create, &answer);
+    assert!(application["keys"]["private_key"].is_string(), "a generated key pair returns the private key");
+    let id = application["id"].as_str().unwrap();
+
+    let list = find(&ops, Method::GET, "/v2/applications");
+    let answer = call(&app, &doc, list, "/v2/applications?page_size=1&page=2", None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_documented(&doc, list, &answer);
+
+    let get = find(&ops, Method::GET, "/v2/applications/{id}");
+    let answer = call(&app, &doc, get, &format!("/v2/applications/{id}"), None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert!(assert_documented(&doc, get, &answer)["keys"].get("private_key").is_none());
+
+    let put = find(&ops, Method::PUT, "/v2/applications/{id}");
+    let mut renamed = example("ApplicationRequest");
+    renamed["name"] = json!("renamed");
+    let answer = call(&app, &doc, put, &format!("/v2/applications/{id}"), Some(&renamed), &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(assert_documented(&doc, put, &answer)["name"], "renamed");
+
+    let delete = find(&ops, Method::DELETE, "/v2/applications/{id}");
+    let answer = call(&app, &doc, delete, &format!("/v2/applications/{id}"), None, &[]).await;
+    assert_eq!(answer.status, 204);
+    assert_documented(&doc, delete, &answer);
+    let answer = call(&app, &doc, delete, &format!("/v2/applications/{id}"), None, &[]).await;
+    assert_eq!(answer.status, 404);
+    assert_documented(&doc, delete, &answer);
+}
