@@ -128,9 +128,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             if settings.database.migrate_on_start {
                 db::migrate(&pool).await?;
             }
-            let app = startup::Application::build(settings.clone(), pool)?;
-            tracing::info!(host = %settings.http.host, port = app.port, "outdial listening");
-            app.server.await?;
+            let instance = startup::Instance::start(settings.clone(), pool).await?;
+            tracing::info!(host = %settings.http.host, port = ?instance.port, roles = ?settings.engine.roles, "outdial running");
+            shutdown_signal().await;
+            tracing::info!("shutting down: draining live legs");
+            instance.stop().await;
         }
         Command::Migrate => {
             db::migrate(&pool).await?;
@@ -153,6 +155,21 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Jwt { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 fn webhook(url: &Option<String>, method: &str) -> anyhow::Result<Option<(String, String)>> {

@@ -12,7 +12,48 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub calls: CallSettings,
+    pub engine: EngineSettings,
+    pub webhooks: WebhookSettings,
+    pub carrier: CarrierSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EngineSettings {
+    pub roles: Vec<String>,
+    pub heartbeat_ms: u64,
+    pub instance_timeout_ms: u64,
+    pub poll_ms: u64,
+    pub max_live_legs: usize,
+    pub claim_batch: i64,
+    pub drain_timeout_ms: u64,
+    pub machine_detection_s: f64,
+}
+
+impl EngineSettings {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.trim() == role)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    pub connect_timeout_ms: u64,
+    pub answer_timeout_ms: u64,
+    pub event_timeout_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_age_s: i64,
+    pub batch: i64,
+    pub concurrency: usize,
+    pub allow_private_addresses: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CarrierSettings {
+    pub kind: String,
+    pub time_scale: f64,
+    pub simulated: crate::carrier::BehaviourTable,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +112,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("calls.random_from_numbers")
+                .with_list_parse_key("engine.roles")
                 .try_parsing(true),
         );
         if let Ok(url) = std::env::var("DATABASE_URL") {

@@ -75,6 +75,58 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        Ok(Application { port, server: server.run() })
+        Ok(Application { port, server: server.disable_signals().run() })
+    }
+}
+
+/// The base URL this instance is reached at, for links in webhooks (recording_url, region_url).
+pub fn public_base_url(settings: &Settings, port: u16) -> String {
+    let configured = settings.http.public_base_url.trim_end_matches('/');
+    if configured.is_empty() {
+        format!("http://{}:{}", settings.http.host, port)
+    } else {
+        configured.to_string()
+    }
+}
+
+/// A whole instance: the API and the engine, each present when its role is configured.
+pub struct Instance {
+    pub port: Option<u16>,
+    pub server: Option<actix_web::dev::ServerHandle>,
+    pub engine: Option<crate::engine::Engine>,
+    server_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Instance {
+    pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<Instance> {
+        let roles = &settings.engine;
+        let (mut port, mut server, mut server_task) = (None, None, None);
+        if roles.has_role("api") {
+            let app = Application::build(settings.clone(), pool.clone())?;
+            port = Some(app.port);
+            server = Some(app.server.handle());
+            server_task = Some(tokio::spawn(app.server));
+        }
+        let engine = if roles.has_role("workers") || roles.has_role("webhooks") {
+            let base = public_base_url(&settings, port.unwrap_or(settings.http.port));
+            let ctx = crate::engine::EngineCtx::new(pool, settings, base);
+            Some(crate::engine::Engine::start(ctx).await?)
+        } else {
+            None
+        };
+        Ok(Instance { port, server, engine, server_task })
+    }
+
+    /// Graceful stop: the API stops accepting, the engine drains (see Engine::stop).
+    pub async fn stop(self) {
+        if let Some(server) = &self.server {
+            server.stop(true).await;
+        }
+        if let Some(engine) = self.engine {
+            engine.stop().await;
+        }
+        if let Some(task) = self.server_task {
+            let _ = task.await;
+        }
     }
 }

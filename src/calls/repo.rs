@@ -66,9 +66,11 @@ where
                                machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at)
             VALUES ($1, $2, $3, $4, 'started', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
             RETURNING uuid),
-         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $18, $18 FROM c)
+         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $18, $18 FROM c),
+         -- Wake a worker and the webhook dispatcher when this commits.
+         n AS (SELECT pg_notify('outdial_jobs', ''), pg_notify('outdial_events', ''))
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
-         SELECT uuid, 1, 'started', $19, $11, $12, $18 FROM c",
+         SELECT uuid, 1, 'started', $19, $11, $12, $18 FROM c, n",
     )
     .bind(p.uuid)
     .bind(&p.conversation_uuid)
@@ -184,4 +186,59 @@ pub async fn list(pool: &PgPool, account_id: i64, filter: &CallFilter) -> Result
     page.push(" LIMIT ").push_bind(filter.page_size).push(" OFFSET ").push_bind(filter.record_index);
     let rows = page.build_query_as().fetch_all(pool).await?;
     Ok((rows, total))
+}
+
+/// One event of a call's history with its delivery attempts.
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct HistoryEntry {
+    pub seq: i32,
+    pub kind: String,
+    pub payload: Value,
+    pub url: Option<String>,
+    pub method: String,
+    pub state: String,
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub attempts: Value,
+}
+
+fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(*t))
+}
+
+fn ser_opt_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+/// The call's events in order, each with every delivery attempt.
+pub async fn history(pool: &PgPool, account_id: i64, uuid: Uuid) -> Result<Option<Vec<HistoryEntry>>, sqlx::Error> {
+    if find_for_account(pool, account_id, uuid).await?.is_none() {
+        return Ok(None);
+    }
+    let entries = sqlx::query_as(
+        "SELECT e.seq, e.kind, e.payload, e.url, e.method, e.state, e.created_at, e.delivered_at,
+                COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                              'attempted_at', to_char(a.attempted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                              'status_code', a.status_code, 'latency_ms', a.latency_ms, 'error', a.error) ORDER BY a.id)
+                          FROM webhook_attempts a WHERE a.event_id = e.id), '[]'::jsonb) AS attempts
+         FROM events e WHERE e.call_uuid = $1 ORDER BY e.seq",
+    )
+    .bind(uuid)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some(entries))
+}
+
+/// A recording, if it belongs to `application_id`: (content type, bytes).
+pub async fn recording(pool: &PgPool, application_id: Uuid, id: Uuid) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as("SELECT content_type, content FROM recordings WHERE id = $1 AND application_id = $2")
+        .bind(id)
+        .bind(application_id)
+        .fetch_optional(pool)
+        .await
 }

@@ -1,10 +1,11 @@
 //! The HTTP surface: routes, and the guarantee that every error is problem JSON.
 
 mod applications;
-mod calls;
+pub(crate) mod calls;
 pub mod error;
 mod extract;
 mod health;
+mod history;
 mod links;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -26,6 +27,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(web::resource("/v1/calls/{uuid}").route(web::get().to(calls::get_call)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/calls/{uuid}/events").route(web::get().to(history::call_events)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/files/{id}").route(web::get().to(history::recording)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/sandbox/numbers/{number}")
+                .route(web::put().to(history::set_number))
+                .route(web::get().to(history::get_number))
+                .route(web::delete().to(history::delete_number))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(
             web::resource("/v2/applications")
                 .route(web::post().to(applications::create))

@@ -2,11 +2,13 @@
 //! application, and helpers to call it as a Vonage SDK would.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use outdial::accounts::{self, NewAccountCredentials};
 use outdial::applications::{self, ApplicationSpec};
 use outdial::auth::mint_application_jwt;
 use outdial::config::Settings;
-use outdial::startup::Application;
+use outdial::startup::Instance;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -18,6 +20,7 @@ pub const OTHER_PRIVATE_KEY: &str = include_str!("../fixtures/other_private.key"
 
 pub struct TestApp {
     pub address: String,
+    pub instance: Option<Instance>,
     pub pool: PgPool,
     pub client: reqwest::Client,
     pub account: NewAccountCredentials,
@@ -28,30 +31,62 @@ pub struct Options {
     pub calls_per_second: i32,
     pub other_requests_per_second: u32,
     pub max_body_bytes: usize,
+    /// Simulated time runs this many times faster.
+    pub time_scale: f64,
+    /// Which roles the instance runs (api, workers, webhooks).
+    pub roles: Vec<&'static str>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { calls_per_second: 1000, other_requests_per_second: 1000, max_body_bytes: 262_144 }
+        Options {
+            calls_per_second: 1000,
+            other_requests_per_second: 1000,
+            max_body_bytes: 262_144,
+            time_scale: 20.0,
+            // API tests look at calls as created; engine tests ask for the workers.
+            roles: vec!["api"],
+        }
     }
+}
+
+/// Settings for tests: fast clocks, quick retries and takeovers, loopback webhooks allowed.
+pub fn test_settings(options: &Options) -> Settings {
+    let mut settings = Settings::load(None).expect("default settings");
+    settings.http.port = 0;
+    settings.http.workers = 1;
+    settings.http.max_body_bytes = options.max_body_bytes;
+    settings.limits.other_requests_per_second = options.other_requests_per_second;
+    settings.carrier.time_scale = options.time_scale;
+    settings.engine.roles = options.roles.iter().map(|r| r.to_string()).collect();
+    settings.engine.poll_ms = 100;
+    settings.engine.heartbeat_ms = 200;
+    settings.engine.instance_timeout_ms = 1500;
+    settings.engine.drain_timeout_ms = 2000;
+    settings.webhooks.allow_private_addresses = true;
+    settings.webhooks.retry_base_ms = 50;
+    settings.webhooks.retry_max_ms = 400;
+    settings.webhooks.answer_timeout_ms = 2000;
+    settings.webhooks.event_timeout_ms = 2000;
+    settings
 }
 
 pub async fn spawn_app(pool: PgPool) -> TestApp {
     spawn_app_with(pool, Options::default()).await
 }
 
+/// The API, the call workers and the webhook dispatcher, with simulated time 20x.
+pub async fn spawn_engine_app(pool: PgPool) -> TestApp {
+    spawn_app_with(pool, Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() }).await
+}
+
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
-    let mut settings = Settings::load(None).expect("default settings");
-    settings.http.port = 0;
-    settings.http.workers = 1;
-    settings.http.max_body_bytes = options.max_body_bytes;
-    settings.limits.other_requests_per_second = options.other_requests_per_second;
-    let app = Application::build(settings, pool.clone()).expect("server binds");
-    let address = format!("http://127.0.0.1:{}", app.port);
-    tokio::spawn(app.server);
+    let settings = test_settings(&options);
+    let instance = Instance::start(settings, pool.clone()).await.expect("instance starts");
+    let address = format!("http://127.0.0.1:{}", instance.port.unwrap_or(0));
     let account = accounts::repo::create(&pool, "test", options.calls_per_second).await.unwrap();
     let app_id = create_application(&pool, account.account_id, Some("http://127.0.0.1:9/events")).await;
-    TestApp { address, pool, client: reqwest::Client::new(), account, app_id }
+    TestApp { address, instance: Some(instance), pool, client: reqwest::Client::new(), account, app_id }
 }
 
 /// An application holding the fixture public key.
@@ -93,6 +128,30 @@ impl TestApp {
         let response = self.get(path).await;
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.unwrap()
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.put(self.url(path)).bearer_auth(self.jwt()).json(body).send().await.unwrap()
+    }
+
+    /// Creates a call from `body` and returns its uuid.
+    pub async fn place(&self, body: &Value) -> String {
+        let response = self.post_call(body).await;
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_string()
+    }
+
+    /// Polls GET /v1/calls/{uuid} until its status is `status`.
+    pub async fn wait_call_status(&self, uuid: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let call = self.get_json(&format!("/v1/calls/{uuid}")).await;
+            if call["status"] == status {
+                return call;
+            }
+            assert!(std::time::Instant::now() < deadline, "call {uuid} stuck at {}", call["status"]);
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// Creates a call and returns its uuid.

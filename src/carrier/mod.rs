@@ -1,0 +1,75 @@
+//! The telephone network as the call engine sees it: dial a leg, then exchange media commands
+//! and network events with it. Telephony only: no SQL, no webhooks.
+
+mod behaviour;
+mod simulated;
+
+pub use behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome, Timed};
+pub use simulated::SimulatedNetwork;
+
+use crate::ncco::Endpoint;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct DialRequest {
+    pub leg_uuid: Uuid,
+    pub account_id: i64,
+    pub to: Endpoint,
+    pub from: String,
+    /// The callee's behaviour when the carrier is simulated (from the sandbox); None = defaults.
+    pub behaviour: Option<CalleeBehaviour>,
+}
+
+/// Why a leg ended on the network's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Busy,
+    Declined,
+    OutOfService,
+    Unavailable,
+    /// The callee hung up after answering.
+    RemoteHangup,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CarrierEvent {
+    Ringing,
+    Answered { by_machine: bool },
+    /// An answering machine's beep.
+    Beep,
+    Dtmf(char),
+    Speech(String),
+    PlaybackFinished(u64),
+    Ended(EndReason),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Media {
+    Tts { text: String, language: String },
+    Audio { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaCommand {
+    /// Play `media` lasting `duration` per loop, `loops` times (0 = until stopped); the carrier
+    /// answers with `PlaybackFinished(id)`.
+    Play { id: u64, media: Media, duration: Duration, loops: u32 },
+    StopPlayback { id: u64 },
+    SendDtmf(String),
+    SetMuted(bool),
+    SetEarmuffed(bool),
+    /// Hang up (answered) or cancel (ringing).
+    Hangup,
+}
+
+pub struct LegHandle {
+    pub events: mpsc::UnboundedReceiver<CarrierEvent>,
+    pub control: mpsc::UnboundedSender<MediaCommand>,
+}
+
+pub trait Carrier: Send + Sync {
+    fn dial(&self, request: DialRequest) -> LegHandle;
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,134 @@
+//! The simulated network: deterministic callees on timers (scaled by `time_scale`), so Outdial
+//! doubles as a local emulator for voice apps.
+
+use super::behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome};
+use super::{Carrier, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand};
+use crate::clock::Clock;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub struct SimulatedNetwork {
+    clock: Clock,
+    table: BehaviourTable,
+}
+
+impl SimulatedNetwork {
+    pub fn new(clock: Clock, table: BehaviourTable) -> SimulatedNetwork {
+        SimulatedNetwork { clock, table }
+    }
+}
+
+impl Carrier for SimulatedNetwork {
+    fn dial(&self, request: DialRequest) -> LegHandle {
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let behaviour = request.behaviour.unwrap_or_else(|| self.table.for_address(request.to.address()));
+        tokio::spawn(Callee { clock: self.clock, behaviour, events: event_tx, schedule: Vec::new() }.run(control_rx));
+        LegHandle { events, control }
+    }
+
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+}
+
+/// Seconds before a refusal that happens without ringing (busy, declined, out of service).
+const REFUSAL_S: f64 = 0.5;
+
+struct Callee {
+    clock: Clock,
+    behaviour: CalleeBehaviour,
+    events: mpsc::UnboundedSender<CarrierEvent>,
+    /// Things that will happen, (when, what); not sorted.
+    schedule: Vec<(Instant, Scheduled)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Scheduled {
+    Emit(CarrierEvent),
+    Answer,
+    End(EndReason),
+}
+
+impl Callee {
+    fn at(&mut self, after_s: f64, what: Scheduled) {
+        let when = self.clock.deadline(Duration::from_secs_f64(after_s.max(0.0)));
+        self.schedule.push((when, what));
+    }
+
+    async fn run(mut self, mut control: mpsc::UnboundedReceiver<MediaCommand>) {
+        let b = self.behaviour.clone();
+        match b.outcome {
+            Outcome::OutOfService => self.at(REFUSAL_S, Scheduled::End(EndReason::OutOfService)),
+            Outcome::Decline => self.at(REFUSAL_S, Scheduled::End(EndReason::Declined)),
+            Outcome::Busy => {
+                let _ = self.events.send(CarrierEvent::Ringing);
+                self.at(REFUSAL_S.max(b.ring_s.min(1.0)), Scheduled::End(EndReason::Busy));
+            }
+            Outcome::Unavailable => {
+                let _ = self.events.send(CarrierEvent::Ringing);
+                self.at(b.ring_s, Scheduled::End(EndReason::Unavailable));
+            }
+            Outcome::RingForever => {
+                let _ = self.events.send(CarrierEvent::Ringing);
+            }
+            Outcome::Answer => {
+                let _ = self.events.send(CarrierEvent::Ringing);
+                self.at(b.ring_s, Scheduled::Answer);
+            }
+        }
+        loop {
+            let next = self.schedule.iter().enumerate().min_by_key(|(_, (when, _))| *when).map(|(i, (when, _))| (i, *when));
+            let sleep_until = next.map(|(_, when)| when).unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                command = control.recv() => match command {
+                    None | Some(MediaCommand::Hangup) => return,
+                    Some(MediaCommand::Play { id, duration, loops, .. }) => {
+                        if loops > 0 {
+                            let total = duration.as_secs_f64() * f64::from(loops);
+                            self.at(total, Scheduled::Emit(CarrierEvent::PlaybackFinished(id)));
+                        }
+                    }
+                    Some(MediaCommand::StopPlayback { id }) => {
+                        self.schedule.retain(|(_, s)| *s != Scheduled::Emit(CarrierEvent::PlaybackFinished(id)));
+                    }
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(sleep_until) => {
+                    let Some((index, _)) = next else { continue };
+                    let (_, what) = self.schedule.swap_remove(index);
+                    match what {
+                        Scheduled::Emit(event) => { let _ = self.events.send(event); }
+                        Scheduled::Answer => self.answer(),
+                        Scheduled::End(reason) => {
+                            let _ = self.events.send(CarrierEvent::Ended(reason));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answered: the callee's timed behaviour starts now.
+    fn answer(&mut self) {
+        let b = self.behaviour.clone();
+        let _ = self.events.send(CarrierEvent::Answered { by_machine: b.answered_by == Answerer::Machine });
+        if let Some(beep) = b.beep_after_s {
+            self.at(beep, Scheduled::Emit(CarrierEvent::Beep));
+        }
+        for press in &b.dtmf {
+            // Keys of one entry follow each other 100 ms apart, as a person types.
+            for (i, key) in press.value.chars().enumerate() {
+                self.at(press.after_s + 0.1 * i as f64, Scheduled::Emit(CarrierEvent::Dtmf(key)));
+            }
+        }
+        for said in &b.speech {
+            self.at(said.after_s, Scheduled::Emit(CarrierEvent::Speech(said.value.clone())));
+        }
+        if let Some(after) = b.hangup_after_s {
+            self.at(after, Scheduled::End(EndReason::RemoteHangup));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `connect`: a second outbound leg in the same conversation, dialled through the carrier and
+//! bridged to this one. Its status events go to the connect's eventUrl. If it does not connect
+//! the NCCO moves on (or, with eventType synchronous, runs the NCCO the event's answer holds).
+
+use super::notify::post_for_ncco;
+use super::{next, Flow};
+use crate::engine::leg::{Leg, LegRow, Step, Stop};
+use crate::ncco::Connect;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
+    let (event_url, event_method) = match &c.event {
+        Some(hook) => (Some(hook.url.clone()), hook.method.clone()),
+        None => (leg.row.event_url.clone(), leg.row.event_method.clone()),
+    };
+    let from = c.from.clone().unwrap_or_else(|| leg.from.clone());
+    let child_row = LegRow {
+        uuid: Uuid::new_v4(),
+        conversation_uuid: leg.row.conversation_uuid.clone(),
+        account_id: leg.row.account_id,
+        application_id: leg.row.application_id,
+        status: "started".into(),
+        to_endpoint: serde_json::to_value(&c.endpoint).unwrap_or(Value::Null),
+        from_endpoint: Some(json!({"type": "phone", "number": from})),
+        ncco: None,
+        answer_url: None,
+        answer_method: "GET".into(),
+        event_url,
+        event_method,
+        fallback_url: None,
+        machine_detection: c.machine_detection.clone(),
+        advanced_machine_detection: c.advanced_machine_detection.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+        length_timer_s: c.limit_s as i32,
+        ringing_timer_s: c.timeout_s as i32,
+        answered_at: None,
+        last_seq: 1,
+        signed_callbacks: leg.row.signed_callbacks,
+        api_key: leg.row.api_key.clone(),
+        signature_secret: leg.row.signature_secret.clone(),
+        sandbox_behaviour: None,
+    };
+    insert_child(leg, &child_row).await?;
+    let mut child = Leg::new(leg.ctx.clone(), child_row);
+    child.row.sandbox_behaviour = sandbox_behaviour(leg, &child.to).await;
+    let answered = child.dial_and_ring().await?;
+    if answered.is_none() {
+        if c.synchronous_events {
+            // Connect fallback: the final status event may answer with an NCCO.
+            let status = child.last_status.clone().unwrap_or_else(|| "failed".into());
+            let mut payload = child.base_payload(&status);
+            payload["detail"] = json!(child.last_detail);
+            let (url, method) = (child.row.event_url.clone(), child.row.event_method.clone());
+            return post_for_ncco(leg, "connect", payload, url, &method).await;
+        }
+        return Ok(Flow::Next);
+    }
+    child.answer().await?;
+    // Bridged until one side hangs up.
+    let outcome = tokio::select! {
+        parent = wait_end(leg) => Err(parent),
+        child_end = wait_end(&mut child) => Ok(child_end),
+    };
+    match outcome {
+        Err(parent_stop) => {
+            child.hang_up("platform").await?;
+            Err(parent_stop)
+        }
+        Ok(Stop::Remote) => {
+            child.hang_up("user").await?;
+            Ok(Flow::Next)
+        }
+        Ok(Stop::Platform) => {
+            child.hang_up("platform").await?;
+            Ok(Flow::Next)
+        }
+        Ok(other) => Err(other),
+    }
+}
+
+/// Runs a leg's signals until it ends, returning why.
+async fn wait_end(leg: &mut Leg) -> Stop {
+    loop {
+        if let Err(stop) = next(leg, None).await {
+            return stop;
+        }
+    }
+}
+
+async fn sandbox_behaviour(leg: &Leg, number: &str) -> Option<Value> {
+    sqlx::query_scalar("SELECT behaviour FROM sandbox_numbers WHERE account_id = $1 AND number = $2")
+        .bind(leg.row.account_id)
+        .bind(number)
+        .fetch_optional(&leg.ctx.pool)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The connected leg's row, its job (owned by this instance, so a takeover ends it cleanly)
+/// and its `started` event, in one statement.
+async fn insert_child(leg: &Leg, row: &LegRow) -> Step<()> {
+    let started = json!({
+        "from": row.from_endpoint.as_ref().and_then(|f| f["number"].as_str()), "to": crate::engine::leg::address_of(&row.to_endpoint),
+        "uuid": row.uuid, "conversation_uuid": row.conversation_uuid, "status": "started", "direction": "outbound",
+        "timestamp": crate::calls::format_time(chrono::Utc::now()),
+    });
+    sqlx::query(
+        "WITH c AS (
+            INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
+                               event_url, event_method, machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, parent_uuid)
+            VALUES ($1, $2, $3, $4, 'started', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING uuid),
+         j AS (INSERT INTO call_jobs (call_uuid, state, locked_by, claimed_at) SELECT uuid, 'running', $14, now() FROM c),
+         n AS (SELECT pg_notify('outdial_events', ''))
+         INSERT INTO events (call_uuid, seq, kind, payload, url, method) SELECT uuid, 1, 'started', $15, $7, $8 FROM c, n",
+    )
+    .bind(row.uuid)
+    .bind(&row.conversation_uuid)
+    .bind(row.account_id)
+    .bind(row.application_id)
+    .bind(&row.to_endpoint)
+    .bind(&row.from_endpoint)
+    .bind(&row.event_url)
+    .bind(&row.event_method)
+    .bind(&row.machine_detection)
+    .bind(&row.advanced_machine_detection)
+    .bind(row.length_timer_s)
+    .bind(row.ringing_timer_s)
+    .bind(leg.row.uuid)
+    .bind(leg.ctx.instance_id)
+    .bind(started)
+    .execute(&leg.ctx.pool)
+    .await
+    .map_err(|e| Stop::Internal(e.to_string()))?;
+    Ok(())
+}

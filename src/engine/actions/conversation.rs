@@ -1,0 +1,131 @@
+//! `conversation` (named per application; legs in it are bridged) and the `transfer` action
+//! (moves the leg into another conversation). Rooms live in this instance's memory: legs of one
+//! conversation driven by different instances are not bridged to each other yet.
+
+use super::{next, Flow};
+use crate::calls::format_time;
+use crate::carrier::{Media, MediaCommand};
+use crate::engine::leg::{Leg, Step, Stop};
+use crate::engine::media::audio_duration;
+use crate::ncco::{Conversation, Record, Transfer};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+pub struct Room {
+    started: watch::Sender<bool>,
+    ended: watch::Sender<bool>,
+    members: Mutex<usize>,
+}
+
+#[derive(Default)]
+pub struct Rooms(Mutex<HashMap<String, Arc<Room>>>);
+
+impl Rooms {
+    fn join(&self, key: &str, start: bool) -> Arc<Room> {
+        let mut rooms = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = rooms
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Room { started: watch::channel(false).0, ended: watch::channel(false).0, members: Mutex::new(0) }))
+            .clone();
+        *room.members.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        if start {
+            room.started.send_replace(true);
+        }
+        room
+    }
+
+    fn leave(&self, key: &str, room: &Room, end: bool) {
+        if end {
+            room.ended.send_replace(true);
+        }
+        let mut members = room.members.lock().unwrap_or_else(|e| e.into_inner());
+        *members -= 1;
+        if *members == 0 {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        }
+    }
+
+    /// Names of the conversations this instance holds, with their member counts.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
+    let key = format!("{}/{}", leg.row.application_id, c.name);
+    let room = leg.ctx.rooms.join(&key, c.start_on_enter);
+    let mut started = room.started.subscribe();
+    let mut ended = room.ended.subscribe();
+    let mut music = None;
+    if !*started.borrow() {
+        if let Some(url) = &c.music_on_hold_url {
+            if let Ok(duration) = audio_duration(&leg.ctx.client, url).await {
+                let id = leg.play_id();
+                leg.control(MediaCommand::Play { id, media: Media::Audio { url: url.clone() }, duration, loops: 0 });
+                music = Some(id);
+            }
+        }
+    }
+    if c.mute {
+        leg.control(MediaCommand::SetMuted(true));
+    }
+    let recording = c.record.then(|| super::record::BackgroundRecording {
+        record: Record {
+            format: "wav".into(),
+            split: false,
+            channels: None,
+            end_on_silence_s: None,
+            end_on_key: None,
+            time_out_s: 7200,
+            beep_start: false,
+            event: c.event.clone(),
+            transcription: None,
+        },
+        started_at: chrono::Utc::now(),
+        started_wall: tokio::time::Instant::now(),
+    });
+    if recording.is_some() {
+        super::record::finish_background(leg).await?;
+        leg.background_recording = recording;
+    }
+    let stop = loop {
+        tokio::select! {
+            signal = next(leg, None) => if let Err(stop) = signal { break stop },
+            _ = started.changed() => {
+                if let Some(id) = music.take() {
+                    leg.control(MediaCommand::StopPlayback { id });
+                }
+            }
+            _ = ended.changed() => break Stop::Platform,
+        }
+    };
+    leg.ctx.rooms.leave(&key, &room, c.end_on_exit);
+    Err(stop)
+}
+
+pub async fn transfer(leg: &mut Leg, t: &Transfer) -> Step<Flow> {
+    let payload = json!({
+        "conversation_uuid_from": leg.row.conversation_uuid, "conversation_uuid_to": t.conversation_id,
+        "uuid": leg.row.uuid, "timestamp": format_time(chrono::Utc::now()), "type": "transfer", "status": "transfer",
+    });
+    leg.side_event("transfer", payload).await?;
+    let joined = Conversation {
+        name: t.conversation_id.clone(),
+        music_on_hold_url: None,
+        start_on_enter: true,
+        end_on_exit: false,
+        record: false,
+        can_speak: t.can_speak.clone(),
+        can_hear: t.can_hear.clone(),
+        mute: t.mute,
+        event: None,
+        transcription: None,
+    };
+    conversation(leg, &joined).await
+}

@@ -1,0 +1,60 @@
+//! Claiming legs: a short transaction with FOR UPDATE SKIP LOCKED; nothing stays open while a
+//! call runs.
+
+use super::leg::{self, LegRow};
+use super::EngineCtx;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub async fn claim_loop(ctx: Arc<EngineCtx>, wake: Arc<Notify>, poll: Duration, shutdown: CancellationToken) {
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let room = ctx.settings.engine.max_live_legs.saturating_sub(ctx.live_legs()) as i64;
+        let claimed = if room > 0 { claim(&ctx, room.min(ctx.settings.engine.claim_batch)).await } else { Ok(vec![]) };
+        match claimed {
+            Ok(legs) => {
+                let full = legs.len() as i64 == ctx.settings.engine.claim_batch;
+                for row in legs {
+                    ctx.live_legs.fetch_add(1, Ordering::Relaxed);
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        leg::drive(ctx.clone(), row).await;
+                        ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                if full {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "claiming legs failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+async fn claim(ctx: &EngineCtx, limit: i64) -> Result<Vec<LegRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "WITH claimed AS (
+            UPDATE call_jobs SET state = 'running', locked_by = $1, attempts = attempts + 1, claimed_at = now()
+            WHERE call_uuid IN (
+                SELECT call_uuid FROM call_jobs WHERE state = 'queued' AND run_at <= now()
+                ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            RETURNING call_uuid)
+         SELECT {} FROM claimed JOIN calls c ON c.uuid = claimed.call_uuid {}",
+        leg::LEG_COLUMNS,
+        leg::LEG_JOINS
+    ))
+    .bind(ctx.instance_id)
+    .bind(limit)
+    .fetch_all(&ctx.pool)
+    .await
+}

@@ -1,0 +1,461 @@
+//! Driving one leg: dial, ring, answer (or not), run the NCCO, hang up, price, with every
+//! status written as it happens.
+
+use super::answer::{self, Reply, Target};
+use super::store::{self, Change, Finish, NewEvent, StoreError};
+use super::EngineCtx;
+use crate::billing;
+use crate::calls::format_time;
+use crate::carrier::{CalleeBehaviour, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand};
+use crate::ncco::{parse_endpoint, Endpoint, Ncco};
+use crate::validation::Problems;
+use crate::webhooks::signing::Signer;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+pub const LEG_COLUMNS: &str = "c.uuid, c.conversation_uuid, c.account_id, c.application_id, c.status, c.to_endpoint, c.from_endpoint, \
+    c.ncco, c.answer_url, c.answer_method, c.event_url, c.event_method, c.fallback_url, c.machine_detection, \
+    c.advanced_machine_detection, c.length_timer_s, c.ringing_timer_s, c.answered_at, c.last_seq, \
+    a.signed_callbacks, acc.api_key, acc.signature_secret, sb.behaviour AS sandbox_behaviour";
+
+pub const LEG_JOINS: &str = "JOIN applications a ON a.id = c.application_id JOIN accounts acc ON acc.id = c.account_id \
+    LEFT JOIN sandbox_numbers sb ON sb.account_id = c.account_id AND sb.number = c.to_endpoint->>'number'";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LegRow {
+    pub uuid: Uuid,
+    pub conversation_uuid: String,
+    pub account_id: i64,
+    pub application_id: Uuid,
+    pub status: String,
+    pub to_endpoint: Value,
+    pub from_endpoint: Option<Value>,
+    pub ncco: Option<Value>,
+    pub answer_url: Option<String>,
+    pub answer_method: String,
+    pub event_url: Option<String>,
+    pub event_method: String,
+    pub fallback_url: Option<String>,
+    pub machine_detection: Option<String>,
+    pub advanced_machine_detection: Option<Value>,
+    pub length_timer_s: i32,
+    pub ringing_timer_s: i32,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub last_seq: i32,
+    pub signed_callbacks: bool,
+    pub api_key: String,
+    pub signature_secret: String,
+    pub sandbox_behaviour: Option<Value>,
+}
+
+/// Why the leg stops running its NCCO.
+#[derive(Debug)]
+pub enum Stop {
+    /// The callee hung up.
+    Remote,
+    /// length_timer ran out, or the NCCO ended: the platform hangs up.
+    Platform,
+    /// The database no longer says we own this leg: another instance does. Write nothing more.
+    Fenced,
+    Internal(String),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Stop {
+        match e {
+            StoreError::LostOwnership => Stop::Fenced,
+            StoreError::Database(db) => Stop::Internal(db.to_string()),
+        }
+    }
+}
+
+pub type Step<T> = Result<T, Stop>;
+
+pub struct Leg {
+    pub ctx: Arc<EngineCtx>,
+    pub row: LegRow,
+    pub to: String,
+    pub from: String,
+    pub seq: i32,
+    last_timestamp: DateTime<Utc>,
+    pub handle: Option<LegHandle>,
+    /// When the answered leg must end (length_timer).
+    pub hangup_at: Option<Instant>,
+    /// Wall-clock instant of answer, to measure simulated duration.
+    answered_wall: Option<Instant>,
+    pub answered_at: Option<DateTime<Utc>>,
+    /// DTMF the callee pressed that no input has consumed yet (bargeIn, early keys).
+    pub pending_dtmf: VecDeque<char>,
+    pub beeped: bool,
+    next_play_id: u64,
+    /// Playback ids that run in the background (bargeIn) and stop at the next input.
+    pub background_playback: Vec<u64>,
+    /// An asynchronous input streams each key here.
+    pub async_dtmf: Option<(String, String)>,
+    pub background_recording: Option<super::actions::BackgroundRecording>,
+    /// The ending status and detail written for a leg that never connected.
+    pub last_status: Option<String>,
+    pub last_detail: Option<String>,
+}
+
+/// The flat address (`to`/`from` in webhooks) of a stored endpoint.
+pub fn address_of(endpoint: &Value) -> String {
+    let mut problems = Problems::default();
+    parse_endpoint(endpoint, "", &mut problems).map(|e| e.address().to_string()).unwrap_or_default()
+}
+
+pub async fn drive(ctx: Arc<EngineCtx>, row: LegRow) {
+    use tracing::Instrument;
+    let uuid = row.uuid;
+    let mut leg = Leg::new(ctx, row);
+    let result = leg.run().instrument(tracing::info_span!("leg", call_uuid = %uuid)).await;
+    match result {
+        Ok(()) | Err(Stop::Fenced) => {}
+        Err(Stop::Internal(cause)) => {
+            tracing::error!(call_uuid = %uuid, cause, "leg failed; ending it");
+            if let Err(e) = leg.end_after_failure().await {
+                tracing::error!(call_uuid = %uuid, error = ?e, "could not end the failed leg");
+            }
+        }
+        Err(other) => tracing::warn!(call_uuid = %uuid, stop = ?other, "leg stopped unexpectedly"),
+    }
+}
+
+impl Leg {
+    pub fn new(ctx: Arc<EngineCtx>, row: LegRow) -> Leg {
+        Leg {
+            to: address_of(&row.to_endpoint),
+            from: row.from_endpoint.as_ref().map(address_of).unwrap_or_default(),
+            seq: row.last_seq,
+            last_timestamp: Utc::now() - chrono::Duration::seconds(1),
+            answered_at: row.answered_at,
+            ctx,
+            row,
+            handle: None,
+            hangup_at: None,
+            answered_wall: None,
+            pending_dtmf: VecDeque::new(),
+            beeped: false,
+            next_play_id: 1,
+            background_playback: Vec::new(),
+            async_dtmf: None,
+            background_recording: None,
+            last_status: None,
+            last_detail: None,
+        }
+    }
+
+    pub fn signer(&self) -> Option<Signer> {
+        self.row.signed_callbacks.then(|| Signer {
+            api_key: self.row.api_key.clone(),
+            application_id: self.row.application_id,
+            secret: self.row.signature_secret.clone(),
+        })
+    }
+
+    /// Timestamps strictly increase within a leg, even within one clock tick.
+    fn timestamp(&mut self) -> DateTime<Utc> {
+        let now = Utc::now().max(self.last_timestamp + chrono::Duration::milliseconds(1));
+        self.last_timestamp = now;
+        now
+    }
+
+    /// The fields every status event carries.
+    pub fn base_payload(&mut self, status: &str) -> Value {
+        let ts = self.timestamp();
+        json!({
+            "from": self.from, "to": self.to, "uuid": self.row.uuid,
+            "conversation_uuid": self.row.conversation_uuid, "status": status,
+            "direction": "outbound", "timestamp": format_time(ts),
+        })
+    }
+
+    /// An event for the leg's event_url, to be delivered by the outbox.
+    pub fn event(&mut self, kind: &str, payload: Value) -> NewEvent {
+        self.seq += 1;
+        NewEvent {
+            seq: self.seq,
+            kind: kind.to_string(),
+            payload,
+            url: self.row.event_url.clone(),
+            method: self.row.event_method.clone(),
+            state: "pending",
+        }
+    }
+
+    pub fn event_to(&mut self, kind: &str, payload: Value, url: Option<String>, method: &str, state: &'static str) -> NewEvent {
+        self.seq += 1;
+        NewEvent { seq: self.seq, kind: kind.to_string(), payload, url, method: method.to_string(), state }
+    }
+
+    pub async fn write(&mut self, change: Change) -> Step<Vec<i64>> {
+        Ok(store::apply(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.seq, &change).await?)
+    }
+
+    /// A status change with its one event.
+    pub async fn status(&mut self, status: &str, extra: Value) -> Step<()> {
+        let mut payload = self.base_payload(status);
+        merge(&mut payload, extra);
+        let event = self.event(status, payload);
+        self.write(Change { status: Some(status.into()), events: vec![event], ..Default::default() }).await?;
+        Ok(())
+    }
+
+    /// A non-status event (machine/human, record, transfer, error…).
+    pub async fn side_event(&mut self, kind: &str, payload: Value) -> Step<()> {
+        let event = self.event(kind, payload);
+        self.write(Change { events: vec![event], ..Default::default() }).await?;
+        Ok(())
+    }
+
+    pub fn control(&self, command: MediaCommand) {
+        if let Some(handle) = &self.handle {
+            let _ = handle.control.send(command);
+        }
+    }
+
+    pub fn play_id(&mut self) -> u64 {
+        self.next_play_id += 1;
+        self.next_play_id
+    }
+
+    async fn run(&mut self) -> Step<()> {
+        match self.row.status.as_str() {
+            "started" => {}
+            // Another instance was driving this leg and died: end it cleanly rather than
+            // guess at what the callee heard.
+            "ringing" => return self.end_unanswered("failed", Some("internal_error")).await,
+            "completed" | "busy" | "cancelled" | "failed" | "rejected" | "timeout" | "unanswered" => {
+                return self.write(Change { finish: Some(self.zero_finish(None)), ..Default::default() }).await.map(|_| ());
+            }
+            _ => return self.hang_up("platform").await,
+        }
+        let by_machine = match self.dial_and_ring().await? {
+            Some(by_machine) => by_machine,
+            None => return Ok(()),
+        };
+        self.answer().await?;
+        let outcome = self.after_answer(by_machine).await;
+        match outcome {
+            Ok(()) | Err(Stop::Platform) => self.hang_up("platform").await,
+            Err(Stop::Remote) => self.hang_up("user").await,
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Dials and rings until answered (Some(by_machine)) or ended before answer (None).
+    pub async fn dial_and_ring(&mut self) -> Step<Option<bool>> {
+        let behaviour = self.row.sandbox_behaviour.clone().and_then(|b| serde_json::from_value::<CalleeBehaviour>(b).ok());
+        let mut problems = Problems::default();
+        let to = parse_endpoint(&self.row.to_endpoint, "to", &mut problems).unwrap_or(Endpoint::App { user: String::new() });
+        self.handle = Some(self.ctx.carrier.dial(DialRequest {
+            leg_uuid: self.row.uuid,
+            account_id: self.row.account_id,
+            to,
+            from: self.from.clone(),
+            behaviour,
+        }));
+        let deadline = self.ctx.clock.deadline(Duration::from_secs(self.row.ringing_timer_s as u64));
+        let mut rang = false;
+        loop {
+            let handle = self.handle.as_mut().expect("dialled");
+            tokio::select! {
+                event = handle.events.recv() => match event {
+                    Some(CarrierEvent::Ringing) if !rang => {
+                        rang = true;
+                        self.status("ringing", json!({})).await?;
+                    }
+                    Some(CarrierEvent::Answered { by_machine }) => return Ok(Some(by_machine)),
+                    Some(CarrierEvent::Ended(reason)) => {
+                        let (status, detail) = match reason {
+                            EndReason::Busy => ("busy", None),
+                            EndReason::Declined => ("rejected", Some("declined")),
+                            EndReason::OutOfService => ("failed", Some("number_out_of_service")),
+                            EndReason::Unavailable | EndReason::RemoteHangup => ("unanswered", Some("unavailable")),
+                        };
+                        self.end_unanswered(status, detail).await?;
+                        return Ok(None);
+                    }
+                    Some(_) => {}
+                    None => return Err(Stop::Internal("the carrier dropped the leg".into())),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.control(MediaCommand::Hangup);
+                    self.end_unanswered("timeout", None).await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    pub async fn answer(&mut self) -> Step<()> {
+        let now = self.timestamp();
+        self.answered_at = Some(now);
+        self.answered_wall = Some(Instant::now());
+        self.hangup_at = Some(self.ctx.clock.deadline(Duration::from_secs(self.row.length_timer_s as u64)));
+        let mut payload = self.base_payload("answered");
+        merge(&mut payload, json!({"start_time": null, "rate": null, "network": null}));
+        let event = self.event("answered", payload);
+        self.write(Change { status: Some("answered".into()), answered_at: Some(now), events: vec![event], ..Default::default() }).await?;
+        Ok(())
+    }
+
+    async fn after_answer(&mut self, by_machine: bool) -> Step<()> {
+        if super::actions::detect_machine(self, by_machine).await? {
+            return Err(Stop::Platform);
+        }
+        let ncco = match self.row.ncco.clone() {
+            Some(value) => {
+                let mut problems = Problems::default();
+                match crate::ncco::parse_ncco(&value, "ncco", &mut problems) {
+                    Some(ncco) => ncco,
+                    None => return self.ncco_error("stored NCCO no longer valid").await,
+                }
+            }
+            None => match self.fetch_answer_ncco().await? {
+                Some(ncco) => ncco,
+                None => return Err(Stop::Platform),
+            },
+        };
+        super::actions::run_ncco(self, ncco).await
+    }
+
+    async fn ncco_error(&mut self, reason: &str) -> Step<()> {
+        let ts = self.timestamp();
+        let payload = json!({"reason": reason, "conversation_uuid": self.row.conversation_uuid, "uuid": self.row.uuid, "timestamp": format_time(ts)});
+        self.side_event("error", payload).await?;
+        Err(Stop::Platform)
+    }
+
+    /// GET (query) or POST (JSON) the answer_url; fallback_url after two failures.
+    async fn fetch_answer_ncco(&mut self) -> Step<Option<Ncco>> {
+        let url = self.row.answer_url.clone().unwrap_or_default();
+        let method = self.row.answer_method.clone();
+        let fallback = self.row.fallback_url.clone();
+        let payload = json!({
+            "to": self.to, "from": self.from, "uuid": self.row.uuid, "conversation_uuid": self.row.conversation_uuid,
+            "region_url": self.ctx.base_url, "endpoint_type": self.row.to_endpoint.get("type").cloned().unwrap_or(Value::Null),
+        });
+        let signer = self.signer();
+        let (reply, attempts) = answer::fetch(
+            &self.ctx.client,
+            Target { url: &url, method: &method },
+            fallback.as_deref().map(|f| Target { url: f, method: "GET" }),
+            &payload,
+            "answer",
+            signer.as_ref(),
+        )
+        .await;
+        let event = self.event_to("answer", payload, Some(url), &method, "sent_inline");
+        let ids = self.write(Change { events: vec![event], ..Default::default() }).await?;
+        if let Some(id) = ids.first() {
+            store::record_attempts(&self.ctx.pool, *id, &attempts).await.map_err(|e| Stop::Internal(e.to_string()))?;
+        }
+        match reply {
+            Reply::Ncco(ncco) => Ok(Some(ncco)),
+            Reply::Invalid(reason) => self.ncco_error(&format!("Syntax error in NCCO. Invalid value type or action. {reason}")).await.map(|_| None),
+            Reply::Empty => self.ncco_error("The answer_url returned no NCCO").await.map(|_| None),
+            Reply::Unreachable => {
+                let reason = attempts.last().and_then(|a| a.error.clone()).unwrap_or_default();
+                self.ncco_error(&format!("answer_url and fallback unreachable: {reason}")).await.map(|_| None)
+            }
+        }
+    }
+
+    /// Simulated seconds since answer.
+    fn answered_seconds(&self) -> i64 {
+        self.answered_wall.map_or(0, |t| self.ctx.clock.simulated(t.elapsed()).as_secs_f64().round() as i64)
+    }
+
+    async fn price(&self, duration_s: i64) -> (Option<rust_decimal::Decimal>, Option<rust_decimal::Decimal>, Option<String>) {
+        match billing::rate_for(&self.ctx.pool, &self.to, Utc::now()).await {
+            Ok(Some(rate)) => (Some(rate.price_per_minute), Some(rate.price(duration_s)), Some(rate.network)),
+            Ok(None) => (None, Some(rust_decimal::Decimal::ZERO), None),
+            Err(e) => {
+                tracing::warn!(error = %e, "rating failed; the leg is left unpriced");
+                (None, None, None)
+            }
+        }
+    }
+
+    fn zero_finish(&self, disconnected_by: Option<&str>) -> Finish {
+        Finish { end_time: Utc::now(), duration_s: 0, rate: None, price: None, network: None, disconnected_by: disconnected_by.map(str::to_string) }
+    }
+
+    /// completed's payload and the leg's final columns.
+    async fn completion(&mut self, duration_s: i64, disconnected_by: Option<&str>) -> (Value, Finish) {
+        let (rate, price, network) = self.price(duration_s).await;
+        let end = self.timestamp();
+        let mut payload = self.base_payload("completed");
+        merge(
+            &mut payload,
+            json!({
+                "start_time": self.answered_at.map(format_time),
+                "end_time": format_time(end),
+                "duration": duration_s.to_string(),
+                "rate": rate.map(|r| format!("{r:.8}")),
+                "price": price.map(|p| format!("{p:.8}")),
+                "network": network,
+                "disconnected_by": disconnected_by,
+            }),
+        );
+        let finish = Finish { end_time: end, duration_s: duration_s as i32, rate, price, network, disconnected_by: disconnected_by.map(str::to_string) };
+        (payload, finish)
+    }
+
+    /// A leg that never connected: its ending status, then `completed` (except `rejected`).
+    pub async fn end_unanswered(&mut self, status: &str, detail: Option<&str>) -> Step<()> {
+        self.last_status = Some(status.to_string());
+        self.last_detail = detail.map(str::to_string);
+        let mut payload = self.base_payload(status);
+        if let Some(d) = detail {
+            payload["detail"] = json!(d);
+        }
+        let mut events = vec![self.event(status, payload)];
+        let (final_status, finish) = if status == "rejected" {
+            ("rejected", self.zero_finish(None))
+        } else {
+            let (completed, finish) = self.completion(0, None).await;
+            events.push(self.event("completed", completed));
+            ("completed", finish)
+        };
+        self.write(Change { status: Some(final_status.into()), detail: detail.map(str::to_string), events, finish: Some(finish), ..Default::default() }).await?;
+        Ok(())
+    }
+
+    /// An answered leg ends: hang up, then `completed` with its duration and price.
+    pub async fn hang_up(&mut self, by: &str) -> Step<()> {
+        self.control(MediaCommand::Hangup);
+        let duration = if self.answered_wall.is_some() {
+            self.answered_seconds()
+        } else {
+            // Taken over from a dead instance: measured from the answer time it recorded.
+            self.answered_at.map_or(0, |t| (Utc::now() - t).num_seconds().max(0))
+        };
+        let (payload, finish) = self.completion(duration, Some(by)).await;
+        let event = self.event("completed", payload);
+        self.write(Change { status: Some("completed".into()), events: vec![event], finish: Some(finish), ..Default::default() }).await?;
+        Ok(())
+    }
+
+    /// After an internal error: end the leg so it is not left running.
+    async fn end_after_failure(&mut self) -> Step<()> {
+        if self.answered_at.is_some() {
+            self.hang_up("platform").await
+        } else {
+            self.control(MediaCommand::Hangup);
+            self.end_unanswered("failed", Some("internal_error")).await
+        }
+    }
+}
+
+pub fn merge(target: &mut Value, extra: Value) {
+    if let (Value::Object(t), Value::Object(e)) = (target, extra) {
+        t.extend(e);
+    }
+}

@@ -1,0 +1,138 @@
+//! The call engine: claims legs from PostgreSQL, drives each through the carrier and its NCCO,
+//! and writes every state change with its events (the outbox) in one statement.
+
+mod actions;
+mod answer;
+mod claim;
+pub mod instance;
+mod leg;
+mod media;
+mod store;
+
+use crate::carrier::{Carrier, SimulatedNetwork};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::webhooks::dispatcher::{Dispatcher, EVENTS_CHANNEL};
+use crate::webhooks::WebhookClient;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const JOBS_CHANNEL: &str = "outdial_jobs";
+
+/// What every leg of this instance shares.
+pub struct EngineCtx {
+    pub pool: PgPool,
+    pub clock: Clock,
+    pub carrier: Arc<dyn Carrier>,
+    pub client: WebhookClient,
+    pub settings: Settings,
+    pub instance_id: Uuid,
+    /// Our own public base URL, for recording_url and region_url.
+    pub base_url: String,
+    pub live_legs: AtomicUsize,
+    /// Conversations with legs on this instance.
+    pub rooms: actions::Rooms,
+}
+
+impl EngineCtx {
+    pub fn new(pool: PgPool, settings: Settings, base_url: String) -> Arc<EngineCtx> {
+        let clock = Clock::new(settings.carrier.time_scale);
+        let carrier: Arc<dyn Carrier> = Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone()));
+        Arc::new(EngineCtx {
+            client: WebhookClient::new(&settings.webhooks),
+            pool,
+            clock,
+            carrier,
+            settings,
+            instance_id: Uuid::new_v4(),
+            base_url,
+            live_legs: AtomicUsize::new(0),
+            rooms: actions::Rooms::default(),
+        })
+    }
+
+    pub fn live_legs(&self) -> usize {
+        self.live_legs.load(Ordering::Relaxed)
+    }
+}
+
+/// The running engine: stop it with `shutdown`.
+pub struct Engine {
+    pub ctx: Arc<EngineCtx>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Registers this instance and starts the roles configured (workers, webhooks).
+    pub async fn start(ctx: Arc<EngineCtx>) -> Result<Engine, sqlx::Error> {
+        let shutdown = CancellationToken::new();
+        let engine_settings = &ctx.settings.engine;
+        instance::register(&ctx.pool, ctx.instance_id, &engine_settings.roles.join(",")).await?;
+        let jobs_wake = Arc::new(Notify::new());
+        let events_wake = Arc::new(Notify::new());
+        let mut tasks = vec![
+            tokio::spawn(instance::heartbeat_and_reap(ctx.clone(), shutdown.clone())),
+            tokio::spawn(listen(ctx.pool.clone(), jobs_wake.clone(), events_wake.clone(), shutdown.clone())),
+        ];
+        let poll = Duration::from_millis(engine_settings.poll_ms);
+        if engine_settings.has_role("workers") {
+            tasks.push(tokio::spawn(claim::claim_loop(ctx.clone(), jobs_wake, poll, shutdown.clone())));
+        }
+        if engine_settings.has_role("webhooks") {
+            let dispatcher = Dispatcher::new(ctx.pool.clone(), ctx.client.clone(), events_wake);
+            tasks.push(tokio::spawn(dispatcher.run(poll, shutdown.clone())));
+        }
+        Ok(Engine { ctx, shutdown, tasks })
+    }
+
+    /// Graceful stop: no more claims; running legs get the drain deadline, then are released
+    /// for another instance to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.ctx.settings.engine.drain_timeout_ms);
+        while self.ctx.live_legs() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+        if let Err(e) = instance::release(&self.ctx.pool, self.ctx.instance_id).await {
+            tracing::warn!(error = %e, "could not release legs on shutdown");
+        }
+    }
+}
+
+/// LISTEN for new jobs and events; wakes the claimer and the dispatcher. Reconnects on error.
+async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if listener.listen_all([JOBS_CHANNEL, EVENTS_CHANNEL]).await.is_err() {
+            continue;
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                message = listener.recv() => match message {
+                    Ok(n) if n.channel() == JOBS_CHANNEL => jobs.notify_one(),
+                    Ok(_) => events.notify_one(),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! A leg's writes: its status, its new events and (at the end) its price, in one statement that
+//! only takes effect while this instance still owns the leg (a fence against a takeover).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub seq: i32,
+    pub kind: String,
+    pub payload: Value,
+    pub url: Option<String>,
+    pub method: String,
+    /// pending (the dispatcher delivers it) or sent_inline (the leg already sent it itself).
+    pub state: &'static str,
+}
+
+#[derive(Debug, Default)]
+pub struct Change {
+    pub status: Option<String>,
+    pub detail: Option<String>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub events: Vec<NewEvent>,
+    pub finish: Option<Finish>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub end_time: DateTime<Utc>,
+    pub duration_s: i32,
+    pub rate: Option<Decimal>,
+    pub price: Option<Decimal>,
+    pub network: Option<String>,
+    pub disconnected_by: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("this instance no longer owns the leg")]
+    LostOwnership,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, change: &Change) -> Result<Vec<i64>, StoreError> {
+    let seqs: Vec<i32> = change.events.iter().map(|e| e.seq).collect();
+    let kinds: Vec<&str> = change.events.iter().map(|e| e.kind.as_str()).collect();
+    let payloads: Vec<&Value> = change.events.iter().map(|e| &e.payload).collect();
+    let urls: Vec<Option<&str>> = change.events.iter().map(|e| e.url.as_deref()).collect();
+    let methods: Vec<&str> = change.events.iter().map(|e| e.method.as_str()).collect();
+    let states: Vec<&str> = change.events.iter().map(|e| e.state).collect();
+    let notify = change.events.iter().any(|e| e.state == "pending");
+    let finish = change.finish.as_ref();
+    let row: Option<(Vec<i64>,)> = sqlx::query_as(
+        "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running' FOR UPDATE),
+              u AS (UPDATE calls SET status = COALESCE($3, status), detail = COALESCE($4, detail), last_seq = $5,
+                           answered_at = COALESCE($6, answered_at), start_time = COALESCE($6, start_time),
+                           end_time = COALESCE($7, end_time), duration_s = COALESCE($8, duration_s), rate = COALESCE($9, rate),
+                           price = COALESCE($10, price), network = COALESCE($11, network),
+                           disconnected_by = COALESCE($12, disconnected_by), updated_at = now()
+                    WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
+              j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
+              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at)
+                    SELECT $1, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END
+                    FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[]) AS t(seq, kind, payload, url, method, state)
+                    WHERE EXISTS (SELECT 1 FROM own)
+                    RETURNING id, seq),
+              n AS (SELECT pg_notify('outdial_events', '') WHERE $20 AND EXISTS (SELECT 1 FROM own))
+         SELECT COALESCE((SELECT array_agg(id ORDER BY seq) FROM e), '{}') FROM own, (SELECT count(*) FROM n) AS notified",
+    )
+    .bind(leg)
+    .bind(instance)
+    .bind(&change.status)
+    .bind(&change.detail)
+    .bind(last_seq)
+    .bind(change.answered_at)
+    .bind(finish.map(|f| f.end_time))
+    .bind(finish.map(|f| f.duration_s))
+    .bind(finish.and_then(|f| f.rate))
+    .bind(finish.and_then(|f| f.price))
+    .bind(finish.and_then(|f| f.network.clone()))
+    .bind(finish.and_then(|f| f.disconnected_by.clone()))
+    .bind(finish.is_some())
+    .bind(&seqs)
+    .bind(&kinds)
+    .bind(&payloads)
+    .bind(&urls)
+    .bind(&methods)
+    .bind(&states)
+    .bind(notify)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|(ids,)| ids).ok_or(StoreError::LostOwnership)
+}
+
+/// Records the attempts of a webhook the leg sent itself (answer_url, input, notify).
+pub async fn record_attempts(pool: &PgPool, event_id: i64, attempts: &[super::answer::Attempt]) -> Result<(), sqlx::Error> {
+    let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.status_code).collect();
+    let latencies: Vec<i32> = attempts.iter().map(|a| a.latency_ms).collect();
+    let errors: Vec<Option<String>> = attempts.iter().map(|a| a.error.clone()).collect();
+    let urls: Vec<String> = attempts.iter().map(|a| a.url.clone()).collect();
+    sqlx::query(
+        "WITH a AS (INSERT INTO webhook_attempts (event_id, status_code, latency_ms, error)
+                    SELECT $1, c, l, CASE WHEN e IS NULL THEN NULL ELSE u || ': ' || e END
+                    FROM unnest($2::int[], $3::int[], $4::text[], $5::text[]) AS t(c, l, e, u))
+         UPDATE events SET attempts = $6 WHERE id = $1",
+    )
+    .bind(event_id)
+    .bind(&codes)
+    .bind(&latencies)
+    .bind(&errors)
+    .bind(&urls)
+    .bind(attempts.len() as i32)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! A call's history (`/v1/calls/{uuid}/events`), recordings (`/v1/files/{id}`) and the sandbox.
+
+use super::calls::parse_call_uuid;
+use super::error::ApiError;
+use super::extract::{json_body, AppCaller};
+use crate::accounts::Bucket;
+use crate::carrier::CalleeBehaviour;
+use crate::startup::AppState;
+use crate::{calls, sandbox};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+pub async fn call_events(state: web::Data<AppState>, caller: AppCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state.rate_limit(caller.account_id(), Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
+    let uuid = parse_call_uuid(&path)?;
+    let events = calls::repo::history(&state.pool, caller.account_id(), uuid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Call {uuid} does not exist")))?;
+    Ok(HttpResponse::Ok().json(json!({ "uuid": uuid, "count": events.len(), "_embedded": { "events": events } })))
+}
+
+pub async fn recording(state: web::Data<AppState>, caller: AppCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::NotFound(format!("File {} does not exist", path.as_str()));
+    let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let (content_type, bytes) = calls::repo::recording(&state.pool, caller.0.application.id, id).await?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().content_type(content_type).body(bytes))
+}
+
+fn sandbox_enabled(state: &AppState) -> Result<(), ApiError> {
+    if state.settings.carrier.kind == "simulated" {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("The sandbox exists only with the simulated carrier".into()))
+    }
+}
+
+fn number(raw: &str) -> Result<String, ApiError> {
+    let digits = raw.trim_start_matches('+');
+    if crate::validation::is_e164(digits) {
+        Ok(digits.to_string())
+    } else {
+        Err(ApiError::invalid(vec![crate::validation::InvalidParam { name: "number".into(), reason: "must be an E.164 number".into() }]))
+    }
+}
+
+pub async fn set_number(req: HttpRequest, state: web::Data<AppState>, caller: AppCaller, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    sandbox_enabled(&state)?;
+    let number = number(&path)?;
+    let value = json_body(&req, &body)?;
+    let behaviour: CalleeBehaviour = serde_json::from_value(value).map_err(|e| {
+        ApiError::invalid(vec![crate::validation::InvalidParam { name: "body".into(), reason: e.to_string() }])
+    })?;
+    sandbox::set(&state.pool, caller.account_id(), &number, &behaviour).await?;
+    Ok(HttpResponse::Ok().json(json!({ "number": number, "behaviour": behaviour })))
+}
+
+pub async fn get_number(state: web::Data<AppState>, caller: AppCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    sandbox_enabled(&state)?;
+    let number = number(&path)?;
+    let behaviour = match sandbox::get(&state.pool, caller.account_id(), &number).await? {
+        Some(b) => b,
+        None => serde_json::to_value(state.settings.carrier.simulated.for_address(&number)).unwrap_or_default(),
+    };
+    Ok(HttpResponse::Ok().json(json!({ "number": number, "behaviour": behaviour })))
+}
+
+pub async fn delete_number(state: web::Data<AppState>, caller: AppCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    sandbox_enabled(&state)?;
+    let number = number(&path)?;
+    if !sandbox::delete(&state.pool, caller.account_id(), &number).await? {
+        return Err(ApiError::NotFound(format!("No sandbox behaviour is set for {number}")));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,160 @@
+//! Calls driven through the simulated network: the event sequences of each ending, delivered
+//! to a real receiver, and the finished leg's price.
+
+mod common;
+
+use common::receiver::Receiver;
+use common::*;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+fn call_to(number: &str, receiver: &Receiver) -> Value {
+    json!({
+        "to": [{"type": "phone", "number": number}],
+        "from": {"type": "phone", "number": "447700900001"},
+        "ncco": [{"action": "talk", "text": "Hello from Outdial, this is a test"}],
+        "event_url": [receiver.url("/events")],
+    })
+}
+
+#[sqlx::test]
+async fn an_answered_call_runs_its_ncco_and_completes_with_a_price(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let uuid = app.place(&call_to("447700900000", &receiver)).await;
+    let statuses = receiver.wait_status("/events", &uuid, "completed").await;
+    assert_eq!(statuses, ["started", "ringing", "answered", "completed"]);
+
+    let events = receiver.requests("/events");
+    let stamps: Vec<&str> = events.iter().map(|r| r.body["timestamp"].as_str().unwrap()).collect();
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "timestamps increase: {stamps:?}");
+    for e in &events {
+        assert_eq!(e.method, "POST");
+        assert_eq!(e.body["to"], "447700900000");
+        assert_eq!(e.body["from"], "447700900001");
+        assert_eq!(e.body["direction"], "outbound");
+    }
+    let completed = &events.last().unwrap().body;
+    // 8 words of TTS = 3.2 s of simulated speech.
+    let duration: i64 = completed["duration"].as_str().unwrap().parse().unwrap();
+    assert!((3..=4).contains(&duration), "duration {duration}");
+    assert_eq!(completed["rate"], "0.02400000", "447… is GB-MOBILE in the default deck");
+    assert_eq!(completed["network"], "GB-MOBILE");
+    assert_eq!(completed["disconnected_by"], "platform");
+    let expected_price = rust_decimal::Decimal::new(24, 3) * rust_decimal::Decimal::from(duration) / rust_decimal::Decimal::from(60);
+    assert_eq!(completed["price"], format!("{:.8}", expected_price.round_dp(8)));
+
+    let call = app.wait_call_status(&uuid, "completed").await;
+    assert_eq!(call["price"], completed["price"], "the API and the webhook agree");
+    assert_eq!(call["duration"], completed["duration"]);
+    assert!(call["start_time"].is_string() && call["end_time"].is_string());
+}
+
+async fn assert_sequence(pool: PgPool, number: &str, extra: Value, expected: &[&str], detail: Option<&str>) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let mut body = call_to(number, &receiver);
+    if let Value::Object(map) = extra {
+        body.as_object_mut().unwrap().extend(map);
+    }
+    let uuid = app.place(&body).await;
+    let last = expected.last().unwrap();
+    let statuses = receiver.wait_status("/events", &uuid, last).await;
+    // Nothing may follow the last expected status.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(receiver.statuses("/events", &uuid), expected, "got {statuses:?}");
+    let final_status = if *last == "rejected" { "rejected" } else { "completed" };
+    if let Some(detail) = detail {
+        let ending_status = if final_status == "rejected" { *last } else { expected[expected.len() - 2] };
+        let ending = receiver.requests("/events").into_iter().find(|r| r.body["status"] == ending_status).unwrap();
+        assert_eq!(ending.body["detail"], detail);
+    }
+    let call = app.wait_call_status(&uuid, final_status).await;
+    if final_status == "completed" && !expected.contains(&"answered") {
+        assert_eq!(call["duration"], "0");
+        assert_eq!(call["price"], "0.00000000");
+    }
+    let (job,): (String,) = sqlx::query_as("SELECT state FROM call_jobs WHERE call_uuid = $1::uuid").bind(&uuid).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(job, "done");
+}
+
+#[sqlx::test]
+async fn busy(pool: PgPool) {
+    assert_sequence(pool, "447700900486", json!({}), &["started", "ringing", "busy", "completed"], None).await;
+}
+
+#[sqlx::test]
+async fn rejected_has_no_completed(pool: PgPool) {
+    assert_sequence(pool, "447700900603", json!({}), &["started", "rejected"], Some("declined")).await;
+}
+
+#[sqlx::test]
+async fn failed_number_out_of_service(pool: PgPool) {
+    assert_sequence(pool, "447700900404", json!({}), &["started", "failed", "completed"], Some("number_out_of_service")).await;
+}
+
+#[sqlx::test]
+async fn unanswered(pool: PgPool) {
+    assert_sequence(pool, "447700900480", json!({}), &["started", "ringing", "unanswered", "completed"], Some("unavailable")).await;
+}
+
+#[sqlx::test]
+async fn timeout_after_the_ringing_timer(pool: PgPool) {
+    assert_sequence(pool, "447700900408", json!({"ringing_timer": 5}), &["started", "ringing", "timeout", "completed"], None).await;
+}
+
+#[sqlx::test]
+async fn machine_detection_hangup(pool: PgPool) {
+    assert_sequence(pool, "447700900777", json!({"machine_detection": "hangup"}), &["started", "ringing", "answered", "machine", "completed"], None).await;
+}
+
+#[sqlx::test]
+async fn human_detection_continues_the_ncco(pool: PgPool) {
+    assert_sequence(pool, "447700900000", json!({"machine_detection": "continue"}), &["started", "ringing", "answered", "human", "completed"], None).await;
+}
+
+#[sqlx::test]
+async fn advanced_detection_waits_for_the_beep(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let mut body = call_to("447700900777", &receiver);
+    body["advanced_machine_detection"] = json!({"behavior": "continue", "mode": "detect_beep", "beep_timeout": 45});
+    let uuid = app.place(&body).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let events = receiver.requests("/events");
+    let machine: Vec<&Value> = events.iter().map(|r| &r.body).filter(|b| b["status"] == "machine").collect();
+    assert_eq!(machine.len(), 2);
+    assert_eq!(machine[0]["call_uuid"], uuid.as_str());
+    assert!(machine[0].get("sub_state").is_none());
+    assert_eq!(machine[1]["sub_state"], "beep_start");
+}
+
+#[sqlx::test]
+async fn length_timer_ends_an_endless_call(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let mut body = call_to("447700900000", &receiver);
+    body["ncco"] = json!([{"action": "talk", "text": "forever", "loop": 0}]);
+    body["length_timer"] = json!(6);
+    let uuid = app.place(&body).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let completed = receiver.requests("/events").last().unwrap().body.clone();
+    let duration: i64 = completed["duration"].as_str().unwrap().parse().unwrap();
+    assert!((5..=7).contains(&duration), "{duration}");
+    assert_eq!(completed["disconnected_by"], "platform");
+}
+
+#[sqlx::test]
+async fn a_callee_hanging_up_is_disconnected_by_user(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let sandbox = app.put_json("/v1/sandbox/numbers/447700900123", &json!({"hangup_after_s": 2.0, "ring_s": 1.0})).await;
+    assert_eq!(sandbox.status(), 200);
+    let mut body = call_to("447700900123", &receiver);
+    body["ncco"] = json!([{"action": "wait", "timeout": 60}]);
+    let uuid = app.place(&body).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let completed = receiver.requests("/events").last().unwrap().body.clone();
+    assert_eq!(completed["disconnected_by"], "user");
+    assert_eq!(completed["duration"], "2");
+}
