@@ -100,6 +100,13 @@ pub async fn create_application(pool: &PgPool, account_id: i64, event_url: Optio
 }
 
 impl TestApp {
+    /// Stops the instance gracefully, so the test's database is released at once.
+    pub async fn stop(mut self) {
+        if let Some(instance) = self.instance.take() {
+            instance.stop().await;
+        }
+    }
+
     pub fn jwt(&self) -> String {
         mint_application_jwt(self.app_id, PRIVATE_KEY, 900).unwrap()
     }

@@ -1,0 +1,191 @@
+//! Webhook delivery: signing, outage and recovery, the call's history, and legs surviving the
+//! death of the instance that drove them.
+
+mod common;
+
+use common::receiver::Receiver;
+use common::*;
+use outdial::applications::{self, ApplicationSpec};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use std::time::Duration;
+
+fn call(receiver: &Receiver, ncco: Value) -> Value {
+    json!({
+        "to": [{"type": "phone", "number": "447700900000"}],
+        "from": {"type": "phone", "number": "447700900001"},
+        "ncco": ncco,
+        "event_url": [receiver.url("/events")],
+    })
+}
+
+#[sqlx::test]
+async fn signed_callbacks_carry_a_verifiable_hs256_jwt(pool: PgPool) {
+    let app = spawn_engine_app(pool.clone()).await;
+    let receiver = Receiver::start().await;
+    let spec = ApplicationSpec { name: "signed".into(), signed_callbacks: true, ..Default::default() };
+    let signed_app = applications::repo::insert(&pool, app.account.account_id, &spec, PUBLIC_KEY).await.unwrap().id;
+    let response = app.post_call_as(&app.jwt_for(signed_app), &call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await;
+    assert_eq!(response.status(), 201);
+    let uuid = response.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_string();
+    receiver.wait_status("/events", &uuid, "completed").await;
+    for request in receiver.requests("/events") {
+        let token = request.headers["authorization"].strip_prefix("Bearer ").expect("Bearer token");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        let key = jsonwebtoken::DecodingKey::from_secret(app.account.signature_secret.as_bytes());
+        let claims = jsonwebtoken::decode::<Value>(token, &key, &validation).expect("signature verifies").claims;
+        assert_eq!(claims["iss"], "Vonage");
+        assert_eq!(claims["api_key"], app.account.api_key.as_str());
+        assert_eq!(claims["application_id"], signed_app.to_string());
+        assert_eq!(claims["payload_hash"], hex::encode(Sha256::digest(&request.raw)));
+        assert!(claims["iat"].as_i64().unwrap() <= chrono::Utc::now().timestamp());
+        assert!(claims["jti"].is_string());
+    }
+    // The default application does not sign.
+    let plain = app.place(&call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await;
+    receiver.wait_status("/events", &plain, "completed").await;
+    assert!(receiver.requests("/events").iter().filter(|r| r.body["uuid"] == plain.as_str()).all(|r| !r.headers.contains_key("authorization")));
+}
+
+#[sqlx::test]
+async fn a_receiver_that_was_down_gets_every_event_in_order_once_it_is_back(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    for _ in 0..4 {
+        receiver.respond_once("/events", 503, "");
+    }
+    let uuid = app.place(&call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await;
+    receiver.wait_for("/events", |r| r.iter().filter(|x| x.body["status"] == "completed").count() == 1).await;
+    let delivered: Vec<String> = receiver.requests("/events").iter().skip(4).filter_map(|r| r.body["status"].as_str().map(str::to_string)).collect();
+    assert_eq!(delivered, ["started", "ringing", "answered", "completed"], "in order, each once, after the outage");
+
+    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+    let events = history["_embedded"]["events"].as_array().unwrap();
+    assert_eq!(events[0]["kind"], "started");
+    assert_eq!(events[0]["state"], "delivered");
+    let codes: Vec<i64> = events[0]["attempts"].as_array().unwrap().iter().map(|a| a["status_code"].as_i64().unwrap()).collect();
+    assert_eq!(codes, [503, 503, 503, 503, 200]);
+    assert!(events.iter().all(|e| e["state"] == "delivered"));
+    assert!(events[0]["attempts"][0]["latency_ms"].is_i64());
+}
+
+#[sqlx::test]
+async fn an_unreachable_receiver_is_retried_with_backoff_and_recorded(pool: PgPool) {
+    let app = spawn_engine_app(pool.clone()).await;
+    // Nothing listens on port 9 (discard); connections are refused.
+    let body = json!({"to": [{"type": "phone", "number": "447700900603"}], "from": {"type": "phone", "number": "447700900001"},
+                      "ncco": [{"action": "talk", "text": "x"}], "event_url": ["http://127.0.0.1:9/events"]});
+    let uuid = app.place(&body).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+    let started = &history["_embedded"]["events"][0];
+    assert_eq!(started["state"], "pending");
+    let attempts = started["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 3, "{attempts:?}");
+    assert!(attempts.iter().all(|a| a["error"].as_str().unwrap().contains("connect")));
+    // In order: the next event waits behind the first.
+    assert!(history["_embedded"]["events"][1]["attempts"].as_array().unwrap().is_empty());
+}
+
+#[sqlx::test]
+async fn private_addresses_are_refused_unless_allowed(pool: PgPool) {
+    let mut options = Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() };
+    options.time_scale = 20.0;
+    let mut settings = test_settings(&options);
+    settings.webhooks.allow_private_addresses = false;
+    let client = outdial::webhooks::WebhookClient::new(&settings.webhooks);
+    let receiver = Receiver::start().await;
+    for url in [receiver.url("/x"), "http://localhost:1/x".into(), "http://10.1.2.3/x".into(), "http://[::1]:80/x".into()] {
+        let result = client
+            .send(outdial::webhooks::Outbound { url: &url, method: "POST", payload: &json!({}), timeout: Duration::from_secs(1), signer: None })
+            .await;
+        let (error, _) = result.expect_err("refused");
+        assert!(matches!(error, outdial::webhooks::WebhookError::PrivateAddress(_)), "{url}: {error}");
+    }
+    assert!(receiver.requests("/x").is_empty());
+    drop(pool);
+}
+
+#[sqlx::test]
+async fn the_sandbox_validates_and_reports_behaviour(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let defaults = app.get_json("/v1/sandbox/numbers/447700900486").await;
+    assert_eq!(defaults["behaviour"]["outcome"], "busy", "the default table shows through");
+    let bad = app.put_json("/v1/sandbox/numbers/447700900001", &json!({"outcome": "explode"})).await;
+    assert_problem(bad, 400).await;
+    let bad = app.put_json("/v1/sandbox/numbers/abc", &json!({})).await;
+    assert_problem(bad, 400).await;
+    let ok = app.put_json("/v1/sandbox/numbers/447700900001", &json!({"outcome": "answer", "answered_by": "machine"})).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(app.get_json("/v1/sandbox/numbers/447700900001").await["behaviour"]["answered_by"], "machine");
+    let deleted = app.client.delete(app.url("/v1/sandbox/numbers/447700900001")).bearer_auth(app.jwt()).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+}
+
+/// The test database's URL, for a child process.
+fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(pool.connect_options().get_database().unwrap());
+    url.to_string()
+}
+
+#[sqlx::test]
+async fn a_leg_whose_instance_is_killed_is_finished_by_another(pool: PgPool) {
+    // Instance A: a real `outdial serve` process running only the call workers.
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
+        .arg("serve")
+        .env("DATABASE_URL", database_url(&pool))
+        .env("OUTDIAL__ENGINE__ROLES", "workers")
+        .env("OUTDIAL__ENGINE__HEARTBEAT_MS", "200")
+        .env("OUTDIAL__CARRIER__TIME_SCALE", "20")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("outdial starts");
+    // Instance B (this process): the API and the webhook dispatcher, no workers yet.
+    let app = spawn_app_with(pool.clone(), Options { roles: vec!["api", "webhooks"], ..Options::default() }).await;
+    let receiver = Receiver::start().await;
+    let uuid = app.place(&call(&receiver, json!([{"action": "wait", "timeout": 600}]))).await;
+    receiver.wait_status("/events", &uuid, "answered").await;
+
+    worker.kill().expect("kill -9");
+    worker.wait().unwrap();
+    let killed_at = std::time::Instant::now();
+
+    // Instance C: workers that take over once A's heartbeat is stale.
+    let mut settings = test_settings(&Options::default());
+    settings.engine.roles = vec!["workers".into()];
+    let takeover = outdial::startup::Instance::start(settings, pool.clone()).await.unwrap();
+    let statuses = receiver.wait_status("/events", &uuid, "completed").await;
+    assert_eq!(statuses, ["started", "ringing", "answered", "completed"], "every event once, in order");
+    assert!(killed_at.elapsed() < Duration::from_secs(10));
+    let completed = receiver.requests("/events").last().unwrap().body.clone();
+    assert_eq!(completed["disconnected_by"], "platform");
+    let (job, status): (String, String) = sqlx::query_as("SELECT j.state, c.status FROM call_jobs j JOIN calls c ON c.uuid = j.call_uuid WHERE j.call_uuid = $1::uuid")
+        .bind(&uuid).fetch_one(&pool).await.unwrap();
+    assert_eq!((job.as_str(), status.as_str()), ("done", "completed"));
+    takeover.stop().await;
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn graceful_shutdown_releases_legs_for_another_instance(pool: PgPool) {
+    let mut options = Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() };
+    options.time_scale = 20.0;
+    let mut settings = test_settings(&options);
+    settings.engine.drain_timeout_ms = 200;
+    let first = outdial::startup::Instance::start(settings.clone(), pool.clone()).await.unwrap();
+    let app = spawn_app_with(pool.clone(), Options { roles: vec!["api", "webhooks"], ..Options::default() }).await;
+    let receiver = Receiver::start().await;
+    let uuid = app.place(&call(&receiver, json!([{"action": "wait", "timeout": 600}]))).await;
+    receiver.wait_status("/events", &uuid, "answered").await;
+    first.stop().await;
+    let (state,): (String,) = sqlx::query_as("SELECT state FROM call_jobs WHERE call_uuid = $1::uuid").bind(&uuid).fetch_one(&pool).await.unwrap();
+    assert_eq!(state, "queued", "released at once, not after a lease timeout");
+    settings.engine.roles = vec!["workers".into()];
+    let second = outdial::startup::Instance::start(settings, pool.clone()).await.unwrap();
+    receiver.wait_status("/events", &uuid, "completed").await;
+    second.stop().await;
+}
