@@ -64,6 +64,18 @@ enum AccountCommand {
         /// Call creations allowed per second (default: limits.default_calls_per_second).
         #[arg(long)]
         calls_per_second: Option<i32>,
+        /// Above that rate: reject with 429 (Vonage's behaviour) or queue and dial at the rate.
+        #[arg(long, value_parser = ["reject", "queue"], default_value = "reject")]
+        over_rate: String,
+    },
+    /// Change an account's call rate or what happens above it; prints the account.
+    Update {
+        #[arg(long)]
+        api_key: String,
+        #[arg(long)]
+        calls_per_second: Option<i32>,
+        #[arg(long, value_parser = ["reject", "queue"])]
+        over_rate: Option<String>,
     },
 }
 
@@ -138,11 +150,20 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             db::migrate(&pool).await?;
             println!("{}", json!({"migrated": true}));
         }
-        Command::Account { command: AccountCommand::Create { name, calls_per_second } } => {
+        Command::Account { command: AccountCommand::Create { name, calls_per_second, over_rate } } => {
             let cps = calls_per_second.unwrap_or(settings.limits.default_calls_per_second);
             anyhow::ensure!(cps > 0, "--calls-per-second must be at least 1");
-            let created = accounts::repo::create(&pool, &name, cps).await?;
+            let created = accounts::repo::create_with(&pool, &name, cps, &over_rate).await?;
             println!("{}", serde_json::to_string_pretty(&created)?);
+        }
+        Command::Account { command: AccountCommand::Update { api_key, calls_per_second, over_rate } } => {
+            anyhow::ensure!(calls_per_second.is_none_or(|c| c > 0), "--calls-per-second must be at least 1");
+            let account = accounts::repo::update_limits(&pool, &api_key, calls_per_second, over_rate.as_deref())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account has api_key {api_key}"))?;
+            let shown = json!({"account_id": account.id, "name": account.name, "api_key": account.api_key,
+                               "calls_per_second": account.calls_per_second, "over_rate": account.over_rate});
+            println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         Command::App { command: AppCommand::Create(args) } => {
             let account = accounts::repo::find_by_api_key(&pool, &args.api_key)

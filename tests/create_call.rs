@@ -230,3 +230,25 @@ async fn creations_over_the_account_rate_get_429_with_retry_after(pool: PgPool) 
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM calls").fetch_one(&pool).await.unwrap();
     assert_eq!(count as usize, statuses.iter().filter(|s| **s == 201).count(), "a refused call is not stored");
 }
+
+#[sqlx::test]
+async fn an_account_set_to_queue_gets_every_call_dialled_at_its_rate(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let queued = outdial::accounts::repo::create_with(&pool, "queued", 2, "queue").await.unwrap();
+    let queued_app = create_application(&pool, queued.account_id, Some("http://127.0.0.1:9/e")).await;
+    for _ in 0..6 {
+        let response = app.post_call_as(&app.jwt_for(queued_app), &minimal_call()).await;
+        assert_eq!(response.status(), 201, "queued, not refused");
+    }
+    let run_at: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT j.run_at, j.created_at FROM call_jobs j JOIN calls c ON c.uuid = j.call_uuid WHERE c.account_id = $1 ORDER BY j.run_at")
+            .bind(queued.account_id).fetch_all(&pool).await.unwrap();
+    assert_eq!(run_at.len(), 6);
+    // Two at once (the bucket holds one second's worth), then one every half second.
+    let spread = (run_at[5].0 - run_at[0].0).num_milliseconds();
+    assert!((1800..=2300).contains(&spread), "{spread} ms");
+    for pair in run_at[2..].windows(2) {
+        let gap = (pair[1].0 - pair[0].0).num_milliseconds();
+        assert!((400..=600).contains(&gap), "{gap} ms");
+    }
+}

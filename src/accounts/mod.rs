@@ -15,6 +15,8 @@ pub struct Account {
     pub api_secret_hash: String,
     pub signature_secret: String,
     pub calls_per_second: i32,
+    /// Over the call rate: "reject" (429, as Vonage) or "queue" (dialled at the account's rate).
+    pub over_rate: String,
 }
 
 /// What `outdial account create` prints: the only time the api_secret is shown.
@@ -26,4 +28,5 @@ pub struct NewAccountCredentials {
     pub api_secret: String,
     pub signature_secret: String,
     pub calls_per_second: i32,
+    pub over_rate: String,
 }

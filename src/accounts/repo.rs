@@ -5,6 +5,10 @@ use super::{Account, NewAccountCredentials};
 use sqlx::PgPool;
 
 pub async fn create(pool: &PgPool, name: &str, calls_per_second: i32) -> Result<NewAccountCredentials, sqlx::Error> {
+    create_with(pool, name, calls_per_second, "reject").await
+}
+
+pub async fn create_with(pool: &PgPool, name: &str, calls_per_second: i32, over_rate: &str) -> Result<NewAccountCredentials, sqlx::Error> {
     let api_secret = random_alphanumeric(16);
     let signature_secret = random_alphanumeric(32);
     let secret_hash = hash_secret(&api_secret);
@@ -12,14 +16,15 @@ pub async fn create(pool: &PgPool, name: &str, calls_per_second: i32) -> Result<
     for _ in 0..5 {
         let api_key = new_api_key();
         let row: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO accounts (name, api_key, api_secret_hash, signature_secret, calls_per_second)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (api_key) DO NOTHING RETURNING id",
+            "INSERT INTO accounts (name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (api_key) DO NOTHING RETURNING id",
         )
         .bind(name)
         .bind(&api_key)
         .bind(&secret_hash)
         .bind(&signature_secret)
         .bind(calls_per_second)
+        .bind(over_rate)
         .fetch_optional(pool)
         .await?;
         if let Some((account_id,)) = row {
@@ -30,6 +35,7 @@ pub async fn create(pool: &PgPool, name: &str, calls_per_second: i32) -> Result<
                 api_secret,
                 signature_secret,
                 calls_per_second,
+                over_rate: over_rate.to_string(),
             });
         }
     }
@@ -37,14 +43,14 @@ pub async fn create(pool: &PgPool, name: &str, calls_per_second: i32) -> Result<
 }
 
 pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Account>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second FROM accounts WHERE api_key = $1")
+    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate FROM accounts WHERE api_key = $1")
         .bind(api_key)
         .fetch_optional(pool)
         .await
 }
 
 pub async fn find(pool: &PgPool, id: i64) -> Result<Option<Account>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second FROM accounts WHERE id = $1")
+    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate FROM accounts WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await
@@ -52,9 +58,22 @@ pub async fn find(pool: &PgPool, id: i64) -> Result<Option<Account>, sqlx::Error
 
 pub async fn first_named(pool: &PgPool, name: &str) -> Result<Option<Account>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second FROM accounts WHERE name = $1 ORDER BY id LIMIT 1",
+        "SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate FROM accounts WHERE name = $1 ORDER BY id LIMIT 1",
     )
     .bind(name)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Changes an account's call rate and what happens above it.
+pub async fn update_limits(pool: &PgPool, api_key: &str, calls_per_second: Option<i32>, over_rate: Option<&str>) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE accounts SET calls_per_second = COALESCE($2, calls_per_second), over_rate = COALESCE($3, over_rate)
+         WHERE api_key = $1 RETURNING id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate",
+    )
+    .bind(api_key)
+    .bind(calls_per_second)
+    .bind(over_rate)
     .fetch_optional(pool)
     .await
 }

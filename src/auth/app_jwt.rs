@@ -53,13 +53,15 @@ pub enum JwtError {
 #[derive(Debug, Clone)]
 pub struct AuthenticatedApp {
     pub application: Arc<Application>,
-    /// The owning account's call-creation limit.
+    /// The owning account's call-creation limit, and whether calls above it queue.
     pub calls_per_second: i32,
+    pub queue_over_rate: bool,
 }
 
 struct CachedKey {
     application: Arc<Application>,
     calls_per_second: i32,
+    queue_over_rate: bool,
     key: Arc<DecodingKey>,
     loaded_at: Instant,
 }
@@ -88,7 +90,11 @@ impl AppJwtVerifier {
     async fn key_for(&self, id: Uuid) -> Result<(AuthenticatedApp, Arc<DecodingKey>), JwtError> {
         if let Some(hit) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
             if hit.loaded_at.elapsed() < CACHE_TTL {
-                let app = AuthenticatedApp { application: hit.application.clone(), calls_per_second: hit.calls_per_second };
+                let app = AuthenticatedApp {
+                    application: hit.application.clone(),
+                    calls_per_second: hit.calls_per_second,
+                    queue_over_rate: hit.queue_over_rate,
+                };
                 return Ok((app, hit.key.clone()));
             }
         }
@@ -96,9 +102,16 @@ impl AppJwtVerifier {
         let account = accounts::repo::find(&self.pool, app.account_id).await?.ok_or(JwtError::UnknownApplication)?;
         let key = DecodingKey::from_rsa_pem(app.public_key_pem.as_bytes()).map_err(|_| JwtError::UnknownApplication)?;
         let (app, key) = (Arc::new(app), Arc::new(key));
-        let entry = CachedKey { application: app.clone(), calls_per_second: account.calls_per_second, key: key.clone(), loaded_at: Instant::now() };
+        let queue_over_rate = account.over_rate == "queue";
+        let entry = CachedKey {
+            application: app.clone(),
+            calls_per_second: account.calls_per_second,
+            queue_over_rate,
+            key: key.clone(),
+            loaded_at: Instant::now(),
+        };
         self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
-        Ok((AuthenticatedApp { application: app, calls_per_second: account.calls_per_second }, key))
+        Ok((AuthenticatedApp { application: app, calls_per_second: account.calls_per_second, queue_over_rate }, key))
     }
 
     pub async fn verify(&self, token: &str) -> Result<AuthenticatedApp, JwtError> {

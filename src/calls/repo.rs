@@ -31,14 +31,17 @@ struct Prepared {
     uuid: Uuid,
     conversation_uuid: String,
     created_at: DateTime<Utc>,
+    /// When a worker may dial: later than now for calls queued over the account's rate.
+    run_at: DateTime<Utc>,
     started_event: Value,
     response: Value,
 }
 
-fn prepare(call: &NewCall, from: &Endpoint) -> Prepared {
+fn prepare(call: &NewCall, from: &Endpoint, dial_after: std::time::Duration) -> Prepared {
     let uuid = Uuid::new_v4();
     let conversation_uuid = format!("CON-{}", Uuid::new_v4());
     let created_at = Utc::now();
+    let run_at = created_at + chrono::Duration::from_std(dial_after).unwrap_or_default();
     let started_event = json!({
         "from": from.address(),
         "to": call.to.address(),
@@ -49,7 +52,7 @@ fn prepare(call: &NewCall, from: &Endpoint) -> Prepared {
         "timestamp": format_time(created_at),
     });
     let response = json!({ "uuid": uuid, "status": "started", "direction": "outbound", "conversation_uuid": conversation_uuid });
-    Prepared { uuid, conversation_uuid, created_at, started_event, response }
+    Prepared { uuid, conversation_uuid, created_at, run_at, started_event, response }
 }
 
 /// Inserts the leg, its job and its `started` event in one statement (one transaction, one
@@ -66,7 +69,7 @@ where
                                machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at)
             VALUES ($1, $2, $3, $4, 'started', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
             RETURNING uuid),
-         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $18, $18 FROM c),
+         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $20, $18 FROM c),
          -- Wake a worker and the webhook dispatcher when this commits.
          n AS (SELECT pg_notify('outdial_jobs', ''), pg_notify('outdial_events', ''))
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
@@ -91,6 +94,7 @@ where
     .bind(call.ringing_timer_s)
     .bind(p.created_at)
     .bind(&p.started_event)
+    .bind(p.run_at)
     .execute(executor)
     .await?;
     Ok(())
@@ -102,9 +106,10 @@ pub async fn create(
     application_id: Uuid,
     call: &NewCall,
     from: &Endpoint,
+    dial_after: std::time::Duration,
     idempotency: Option<IdempotencyKey<'_>>,
 ) -> Result<CreateOutcome, sqlx::Error> {
-    let prepared = prepare(call, from);
+    let prepared = prepare(call, from, dial_after);
     let Some(key) = idempotency else {
         insert_call(pool, account_id, application_id, call, from, &prepared).await?;
         return Ok(CreateOutcome::Created(prepared.response));

@@ -25,7 +25,13 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
             _ => return Err(ApiError::BadRequest(format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"))),
         },
     };
-    state.rate_limit(caller.account_id(), Bucket::CallCreation, caller.0.calls_per_second.max(1) as u32)?;
+    let cps = caller.0.calls_per_second.max(1) as u32;
+    let dial_after = if caller.0.queue_over_rate {
+        state.limiter.reserve(caller.account_id(), Bucket::CallCreation, cps)
+    } else {
+        state.rate_limit(caller.account_id(), Bucket::CallCreation, cps)?;
+        std::time::Duration::ZERO
+    };
     let from = match &call.from {
         Some(from) => from.clone(),
         None => Endpoint::Phone { number: state.random_from_number(), dtmf_answer: None, shaken: None, on_answer: None },
@@ -36,7 +42,7 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
         canonical_body: &canonical,
         ttl_hours: state.settings.limits.idempotency_ttl_h,
     });
-    match calls::repo::create(&state.pool, caller.account_id(), app.id, &call, &from, idempotency).await? {
+    match calls::repo::create(&state.pool, caller.account_id(), app.id, &call, &from, dial_after, idempotency).await? {
         CreateOutcome::Created(body) => Ok(HttpResponse::Created().json(body)),
         CreateOutcome::Replayed(body) => Ok(HttpResponse::Created().insert_header(("Idempotent-Replayed", "true")).json(body)),
         CreateOutcome::KeyReused => Err(ApiError::Unprocessable(

@@ -6,6 +6,8 @@ Environment (provided by tests/sdk/run.sh or the caller):
   OUTDIAL_PRIVATE_KEY     path to that application's PKCS#8 PEM private key
   OUTDIAL_API_KEY         account api key (HTTP Basic, Applications API)
   OUTDIAL_API_SECRET      account api secret
+Optional:
+  OUTDIAL_SIGNATURE_SECRET  account signature secret; without it the signed-webhook test is skipped
 """
 
 import os
