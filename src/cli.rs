@@ -244,6 +244,8 @@ fn write_private_key(path: &Path, pem: &str) -> anyhow::Result<()> {
 }
 
 const DEMO_ACCOUNT: &str = "demo";
+/// Where the demo application's events go: run any receiver there to watch them arrive.
+const DEMO_EVENT_URL: &str = "http://127.0.0.1:8000/events";
 
 /// First run: create the demo account and application. Later runs: reuse them (the api_secret
 /// is stored hashed, so it is printed only the first time; it is also kept next to the key).
@@ -269,7 +271,7 @@ async fn demo(pool: &sqlx::PgPool, settings: &Settings, key_file: &Path) -> anyh
             api_key: account.api_key.clone(),
             name: "demo".into(),
             answer_url: None,
-            event_url: Some(format!("http://{}:{}/demo/events", settings.http.host, settings.http.port)),
+            event_url: Some(DEMO_EVENT_URL.to_string()),
             public_key_file: None,
             private_key_out: Some(key_file.to_path_buf()),
         };
@@ -298,5 +300,9 @@ async fn demo(pool: &sqlx::PgPool, settings: &Settings, key_file: &Path) -> anyh
     println!(
         "  curl -s -X POST {base}/v1/calls -H 'Authorization: Bearer {jwt}' -H 'Content-Type: application/json' \\\n    -d '{{\"to\":[{{\"type\":\"phone\",\"number\":\"447700900000\"}}],\"from\":{{\"type\":\"phone\",\"number\":\"447700900001\"}},\"ncco\":[{{\"action\":\"talk\",\"text\":\"Hello from Outdial\"}}]}}'"
     );
+    println!();
+    println!("The simulated network answers and the call's events are POSTed to {DEMO_EVENT_URL}");
+    println!("(start any HTTP receiver there to watch them). Every event and delivery attempt:");
+    println!("  curl -s {base}/v1/calls/<uuid>/events -H 'Authorization: Bearer {jwt}'");
     Ok(())
 }
