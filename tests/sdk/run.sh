@@ -11,6 +11,13 @@
 #   OUTDIAL_API_KEY         account api key    (HTTP Basic on /v2/applications)
 #   OUTDIAL_API_SECRET      account api secret
 # Optional:
+#   OUTDIAL_SIGNATURE_SECRET  the account's signature secret (`signature_secret` in `outdial account
+#                           create` output). The signed-webhook tests (test_signed_webhooks.py,
+#                           signed-webhooks.test.mjs) need it and are skipped, with a reason, without
+#                           it. They also need a server that may call back to loopback
+#                           (OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES=true) and finishes calls in
+#                           seconds (e.g. OUTDIAL__CARRIER__TIME_SCALE=20); scripts/sdk-tests.sh
+#                           sets all three.
 #   PYTHON                  interpreter used to create the venv (default python3, needs >= 3.10)
 #
 # Dependencies are installed on first use (npm ci; pip into tests/sdk/python/.venv) and
@@ -37,6 +44,11 @@ fi
 # Absolute, so that the runners may change directory.
 OUTDIAL_PRIVATE_KEY="$(cd "$(dirname "$OUTDIAL_PRIVATE_KEY")" && pwd)/$(basename "$OUTDIAL_PRIVATE_KEY")"
 export OUTDIAL_URL OUTDIAL_APPLICATION_ID OUTDIAL_PRIVATE_KEY OUTDIAL_API_KEY OUTDIAL_API_SECRET
+if [[ -n "${OUTDIAL_SIGNATURE_SECRET:-}" ]]; then
+  export OUTDIAL_SIGNATURE_SECRET
+else
+  echo "run.sh: OUTDIAL_SIGNATURE_SECRET is not set: the signed-webhook tests will be skipped" >&2
+fi
 
 suites=("$@")
 ((${#suites[@]})) || suites=(node python)
@@ -80,7 +92,7 @@ run_node() {
   echo "==================== Node SDK (@vonage/server-sdk) against $OUTDIAL_URL"
   set +e
   (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-reporter=spec \
-    test/voice.test.mjs test/applications.test.mjs)
+    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs)
   local rc=$?
   set -e
   result[node]=$rc

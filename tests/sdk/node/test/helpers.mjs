@@ -6,6 +6,8 @@
 //   OUTDIAL_PRIVATE_KEY     path to that application's PKCS#8 PEM private key
 //   OUTDIAL_API_KEY         account api key (HTTP Basic, Applications API)
 //   OUTDIAL_API_SECRET      account api secret
+// Optional:
+//   OUTDIAL_SIGNATURE_SECRET  account signature secret (signed-webhooks.test.mjs; skipped without it)
 import { readFileSync } from 'node:fs';
 import { Vonage } from '@vonage/server-sdk';
 
