@@ -31,34 +31,33 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Takes one token from the account's bucket, which holds `per_second` tokens at most.
     pub fn take(&self, account_id: i64, bucket: Bucket, per_second: u32) -> Result<(), RateLimited> {
+        self.with_refilled(account_id, bucket, per_second, |b, rate| {
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(RateLimited { retry_after: Duration::from_secs_f64((1.0 - b.tokens) / rate) })
+            }
+        })
+    }
+
+    /// Runs `f` on the account's bucket, refilled for the time since it was last used.
+    fn with_refilled<T>(&self, account_id: i64, bucket: Bucket, per_second: u32, f: impl FnOnce(&mut TokenBucket, f64) -> T) -> T {
         let rate = f64::from(per_second.max(1));
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let b = buckets.entry((account_id, bucket)).or_insert(TokenBucket { tokens: rate, refilled_at: now });
         b.tokens = (b.tokens + now.duration_since(b.refilled_at).as_secs_f64() * rate).min(rate);
         b.refilled_at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(RateLimited { retry_after: Duration::from_secs_f64((1.0 - b.tokens) / rate) })
-        }
+        f(b, rate)
     }
 
     /// Takes one token even when none is left, going into debt: returns how long the caller
     /// must wait for its turn (zero when a token was there). Queued calls are spaced this way.
     pub fn reserve(&self, account_id: i64, bucket: Bucket, per_second: u32) -> Duration {
-        let rate = f64::from(per_second.max(1));
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let b = buckets.entry((account_id, bucket)).or_insert(TokenBucket { tokens: rate, refilled_at: now });
-        b.tokens = (b.tokens + now.duration_since(b.refilled_at).as_secs_f64() * rate).min(rate);
-        b.refilled_at = now;
-        b.tokens -= 1.0;
-        if b.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-b.tokens / rate)
-        }
+        self.with_refilled(account_id, bucket, per_second, |b, rate| {
+            b.tokens -= 1.0;
+            Duration::from_secs_f64((-b.tokens).max(0.0) / rate)
+        })
     }
 }
