@@ -220,3 +220,66 @@ async fn stream_lasts_as_long_as_the_audio(pool: PgPool) {
     let completed = receiver.requests("/events").last().unwrap().body.clone();
     assert_eq!(completed["duration"], "4");
 }
+
+#[sqlx::test]
+async fn a_moderator_leaving_with_end_on_exit_ends_the_conversation(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    // The attendee waits on hold; the moderator joins later, starts it, and leaves after 3 s.
+    let sandbox = json!({"ring_s": 1.0, "hangup_after_s": 4.0});
+    assert_eq!(app.put_json("/v1/sandbox/numbers/447700900558", &sandbox).await.status(), 200);
+    let attendee = app.place(&call(&receiver, "447700900000", json!([{"action": "conversation", "name": "standup", "startOnEnter": false}]))).await;
+    receiver.wait_status("/events", &attendee, "answered").await;
+    let moderator = app.place(&call(&receiver, "447700900558", json!([{"action": "conversation", "name": "standup", "endOnExit": true, "record": true}]))).await;
+    receiver.wait_status("/events", &moderator, "completed").await;
+    let attendee_events = receiver.wait_status("/events", &attendee, "completed").await;
+    assert_eq!(attendee_events, ["started", "ringing", "answered", "completed"]);
+    let completed = receiver.requests("/events").into_iter().rev().find(|r| r.body["uuid"] == attendee.as_str()).unwrap();
+    assert_eq!(completed.body["disconnected_by"], "platform", "the conversation ended under the attendee");
+    // The moderator's recording of the conversation.
+    let record = receiver.wait_for("/events", |r| r.iter().any(|x| x.body.get("recording_url").is_some())).await;
+    assert!(record.iter().any(|x| x.body["uuid"] == moderator.as_str() && x.body["recording_url"].is_string()));
+}
+
+#[sqlx::test]
+async fn the_transfer_action_sends_a_transfer_event_and_joins_the_conversation(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let sandbox = json!({"ring_s": 1.0, "hangup_after_s": 2.0});
+    assert_eq!(app.put_json("/v1/sandbox/numbers/447700900559", &sandbox).await.status(), 200);
+    let uuid = app.place(&call(&receiver, "447700900559", json!([{"action": "transfer", "conversationId": "CON-target"}]))).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let transfer = receiver.requests("/events").into_iter().find(|r| r.body["type"] == "transfer").expect("a transfer event");
+    assert_eq!(transfer.body["conversation_uuid_to"], "CON-target");
+    assert!(transfer.body["conversation_uuid_from"].as_str().unwrap().starts_with("CON-"));
+    assert_eq!(receiver.requests("/events").last().unwrap().body["disconnected_by"], "user");
+}
+
+#[sqlx::test]
+async fn a_synchronous_connect_runs_the_ncco_its_failure_event_answers(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    receiver.respond("/leg", 200, &format!(r#"[{{"action": "notify", "payload": {{"fallback": true}}, "eventUrl": ["{}"]}}]"#, receiver.url("/fallback-ran")));
+    let ncco = json!([
+        {"action": "connect", "eventType": "synchronous", "endpoint": [{"type": "phone", "number": "447700900404"}], "eventUrl": [receiver.url("/leg")]},
+        {"action": "notify", "payload": {"skipped": true}, "eventUrl": [receiver.url("/skipped")]}
+    ]);
+    let uuid = app.place(&call(&receiver, "447700900000", ncco)).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+    assert_eq!(receiver.requests("/fallback-ran").len(), 1, "the failure event's NCCO ran");
+    assert!(receiver.requests("/skipped").is_empty(), "and replaced the rest");
+    let failed = receiver.requests("/leg").into_iter().find(|r| r.body["status"] == "failed").unwrap();
+    assert_eq!(failed.body["detail"], "number_out_of_service");
+}
+
+#[sqlx::test]
+async fn a_background_record_ends_with_the_call(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let ncco = json!([{"action": "record", "eventUrl": [receiver.url("/record")]}, {"action": "talk", "text": "one two three four five six seven eight nine ten"}]);
+    let uuid = app.place(&call(&receiver, "447700900000", ncco)).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let record = receiver.wait_for("/record", |r| !r.is_empty()).await[0].body.clone();
+    let seconds = (record["size"].as_u64().unwrap() - 44) as f64 / 32_000.0;
+    assert!((3.5..=4.5).contains(&seconds), "recorded the 4 s talk: {seconds}");
+}
