@@ -117,6 +117,11 @@ async fn the_sandbox_validates_and_reports_behaviour(pool: PgPool) {
     assert_problem(bad, 400).await;
     let bad = app.put_json("/v1/sandbox/numbers/abc", &json!({})).await;
     assert_problem(bad, 400).await;
+    let huge = app.put_json("/v1/sandbox/numbers/447700900001", &json!({"ring_s": 1e300, "dtmf": [{"after_s": -1, "value": "12x"}]})).await;
+    let names = invalid_names(huge).await;
+    assert_eq!(names, ["ring_s", "dtmf[0].after_s", "dtmf[0].value"]);
+    let unknown = app.put_json("/v1/sandbox/numbers/447700900001", &json!({"dtmf": [{"after_s": 1, "value": "1", "extra": 1}]})).await;
+    assert_problem(unknown, 400).await;
     let ok = app.put_json("/v1/sandbox/numbers/447700900001", &json!({"outcome": "answer", "answered_by": "machine"})).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(app.get_json("/v1/sandbox/numbers/447700900001").await["behaviour"]["answered_by"], "machine");

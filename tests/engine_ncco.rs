@@ -57,7 +57,7 @@ async fn answer_url_post_falls_back_after_two_failures(pool: PgPool) {
     assert_eq!(answers[0].body["uuid"], uuid.as_str());
     let fallback = receiver.requests("/fallback");
     assert_eq!(fallback.len(), 1);
-    assert_eq!(fallback[0].query["original_request"].contains("answer"), true);
+    assert!(fallback[0].query["original_request"].contains("answer"));
 
     // The history shows the answer request with its three attempts.
     let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;

@@ -1,8 +1,10 @@
 //! The OpenAPI document (src/http/openapi.json, served at GET /v1/openapi.json) checked against
-//! the running server: every documented operation is routed, its security matches what the
+//! the running server: every documented operation is routed and every route the server registers
+//! (read from `http::routes` in src/http/mod.rs) is documented, its security matches what the
 //! server enforces, every status the server answers is documented, and the bodies it sends fit
 //! the documented schemas (checked with a small JSON Schema subset below, enough for this
-//! document: $ref, type, const, enum, required, properties, items, oneOf, anyOf, bounds, pattern).
+//! document: $ref, type, const, enum, required, properties, additionalProperties, items, oneOf,
+//! anyOf, bounds, pattern).
 
 mod common;
 
@@ -10,6 +12,7 @@ use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
@@ -152,10 +155,18 @@ fn check_schema(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &m
                 errors.push(format!("{at}: required {key} is missing"));
             }
         }
-        if let Some(props) = s.get("properties").and_then(Value::as_object) {
-            for (key, sub) in props {
-                if let Some(v) = map.get(key) {
-                    check_schema(doc, sub, v, &format!("{at}.{key}"), errors);
+        let props = s.get("properties").and_then(Value::as_object);
+        for (key, sub) in props.into_iter().flatten() {
+            if let Some(v) = map.get(key) {
+                check_schema(doc, sub, v, &format!("{at}.{key}"), errors);
+            }
+        }
+        if let Some(extra) = s.get("additionalProperties") {
+            for (key, v) in map.iter().filter(|(k, _)| !props.is_some_and(|p| p.contains_key(*k))) {
+                match extra {
+                    Value::Bool(false) => errors.push(format!("{at}: {key} is not an allowed property")),
+                    Value::Bool(true) => {}
+                    sub => check_schema(doc, sub, v, &format!("{at}.{key}"), errors),
                 }
             }
         }
@@ -211,7 +222,13 @@ struct Answer {
     status: StatusCode,
     content_type: String,
     headers: reqwest::header::HeaderMap,
+    /// The body, parsed, when the content type is JSON (application/json, application/*+json).
     body: Option<Value>,
+    bytes: Vec<u8>,
+}
+
+fn is_json_media(content_type: &str) -> bool {
+    content_type == "application/json" || (content_type.starts_with("application/") && content_type.ends_with("+json"))
 }
 
 async fn send(app: &TestApp, method: Method, path: &str, auth: Option<&str>, body: Option<&Value>, extra: &[(&str, &str)]) -> Answer {
@@ -223,7 +240,11 @@ async fn send(app: &TestApp, method: Method, path: &str, auth: Option<&str>, bod
         None => {}
     }
     if let Some(body) = body {
-        request = request.json(body);
+        // A Content-Type among `extra` replaces application/json (reqwest would send both).
+        request = match extra.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+            true => request.body(body.to_string()),
+            false => request.json(body),
+        };
     }
     for (name, value) in extra {
         request = request.header(*name, *value);
@@ -235,9 +256,13 @@ async fn send(app: &TestApp, method: Method, path: &str, auth: Option<&str>, bod
         .get("content-type")
         .map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_string())
         .unwrap_or_default();
-    let bytes = response.bytes().await.unwrap();
-    let body = (!bytes.is_empty()).then(|| serde_json::from_slice(&bytes).expect("every body the server sends is JSON"));
-    Answer { status, content_type, headers, body }
+    let bytes = response.bytes().await.unwrap().to_vec();
+    let body = (!bytes.is_empty() && is_json_media(&content_type)).then(|| {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("a {content_type} body that is not JSON ({e}): {:?}", String::from_utf8_lossy(&bytes)))
+    });
+    // Only documented non-JSON bodies (assert_documented checks which) may be anything else.
+    assert!(bytes.is_empty() || body.is_some() || !content_type.is_empty(), "a body without a content type");
+    Answer { status, content_type, headers, body, bytes }
 }
 
 fn is_routing_miss(answer: &Answer) -> bool {
@@ -256,15 +281,23 @@ fn assert_documented(doc: &Value, op: &Operation, answer: &Answer) -> Value {
         .or_else(|| op.op["responses"].get("default"))
         .unwrap_or_else(|| panic!("{name} answered {code}, which the document does not list (body {:?})", answer.body));
     let declared = resolve(doc, declared);
-    match (&answer.body, declared.get("content")) {
-        (None, None) => {}
-        (None, Some(_)) => panic!("{name} {code}: the document promises a body, none came"),
-        (Some(body), None) => panic!("{name} {code}: the document promises no body, got {body}"),
-        (Some(body), Some(content)) => {
+    match (answer.bytes.is_empty(), declared.get("content")) {
+        (true, None) => {}
+        (true, Some(_)) => panic!("{name} {code}: the document promises a body, none came"),
+        (false, None) => panic!("{name} {code}: the document promises no body, got {:?}", String::from_utf8_lossy(&answer.bytes)),
+        (false, Some(content)) => {
             let media = content
                 .get(&answer.content_type)
                 .unwrap_or_else(|| panic!("{name} {code}: content type {} is not documented", answer.content_type));
-            assert_fits(doc, &media["schema"], body, &format!("{name} {code} body"));
+            match &answer.body {
+                Some(body) => assert_fits(doc, &media["schema"], body, &format!("{name} {code} body")),
+                // Binary content: the schema describes the bytes as a string of that media type.
+                None => {
+                    let schema = &media["schema"];
+                    assert_eq!(schema["type"], "string", "{name} {code}: a {} body is documented as a string", answer.content_type);
+                    assert_eq!(schema["contentMediaType"], answer.content_type.as_str(), "{name} {code}: contentMediaType");
+                }
+            }
         }
     }
     for (header, spec) in declared.get("headers").and_then(Value::as_object).into_iter().flatten() {
@@ -340,6 +373,128 @@ fn operations_are_well_formed() {
         let templated: Vec<&str> =
             op.path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
         assert_eq!(declared, templated, "{name}: path parameters do not match the template");
+    }
+}
+
+// ---- The document against the routing code --------------------------------------------------
+
+/// The text of `fn <name>` in `source`, from its signature to its closing brace.
+fn function_text<'a>(source: &'a str, signature: &str) -> &'a str {
+    let start = source.find(signature).unwrap_or_else(|| panic!("no `{signature}` in the source"));
+    let open = start + source[start..].find('{').expect("a function body");
+    let mut depth = 0;
+    for (i, c) in source[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &source[start..open + i + 1];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("`{signature}` is not closed");
+}
+
+/// Every (METHOD, path template) the server routes, read from `http::routes` in
+/// src/http/mod.rs. Only the shapes used there are understood:
+/// `.service(web::resource("/path").route(web::get().to(handler))…
+/// .default_service(web::to(method_not_allowed)))`; anything else fails the test, so a new kind
+/// of registration cannot slip past it unnoticed.
+fn registered_routes(source: &str) -> BTreeSet<(String, String)> {
+    let routes = function_text(source, "pub fn routes(");
+    let count = |needle: &str| routes.matches(needle).count();
+    for unsupported in ["web::scope(", ".configure(", "web::route(", "web::method(", ".guard(", "web::service("] {
+        assert!(!routes.contains(unsupported), "http::routes uses {unsupported}, which this test does not understand yet; teach registered_routes");
+    }
+    let resource = regex::Regex::new(r#"web::resource\(\s*"([^"]+)"\s*\)"#).unwrap();
+    let route = regex::Regex::new(r"\.route\(\s*web::([a-z]+)\(\)\s*\.to\(").unwrap();
+    let default_service = regex::Regex::new(r"\.default_service\(\s*web::to\(\s*([A-Za-z_:]+)\s*\)\s*\)").unwrap();
+    assert_eq!(resource.find_iter(routes).count(), count("web::resource("), "every web::resource has one literal path");
+    assert_eq!(count(".service("), count("web::resource("), "every service is a web::resource");
+    assert_eq!(route.find_iter(routes).count(), count(".route("), "every .route is `.route(web::<method>().to(handler))`");
+    assert_eq!(count(".route("), count(".to("), "handlers are bound only through .route (a resource-wide .to serves every method)");
+    assert_eq!(default_service.find_iter(routes).count(), count(".default_service("), "default services are `web::to(handler)`");
+    for handler in default_service.captures_iter(routes) {
+        assert_eq!(&handler[1], "method_not_allowed", "a resource's default service must answer 405, or it serves undocumented methods");
+    }
+
+    let starts: Vec<(usize, String)> = resource.captures_iter(routes).map(|c| (c.get(0).unwrap().start(), c[1].to_string())).collect();
+    assert!(!starts.is_empty(), "http::routes registers no resources?");
+    assert!(route.find_iter(&routes[..starts[0].0]).next().is_none(), "a .route before the first web::resource");
+    let mut found = BTreeSet::new();
+    for (i, (start, path)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(routes.len(), |(next, _)| *next);
+        // `{name:regex}` segments are documented as `{name}`.
+        let template = regex::Regex::new(r"\{([^}:]+)(:[^}]*)?\}").unwrap().replace_all(path, "{$1}").into_owned();
+        let methods: Vec<String> = route.captures_iter(&routes[*start..end]).map(|c| c[1].to_string()).collect();
+        assert!(!methods.is_empty(), "web::resource(\"{path}\") routes no method");
+        for method in methods {
+            assert!(METHODS.contains(&method.as_str()), "{path} routes web::{method}(), a method this test does not check");
+            assert!(found.insert((method.to_uppercase(), template.clone())), "{} {template} is routed twice", method.to_uppercase());
+        }
+    }
+    found
+}
+
+/// Every .rs file under `dir`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_route_the_server_registers_is_documented_and_vice_versa() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let routing = src.join("http").join("mod.rs");
+    let registered = registered_routes(&std::fs::read_to_string(&routing).unwrap());
+    // http::routes is the only place routes are registered (startup only `.configure`s it).
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for file in files.iter().filter(|f| **f != routing) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for needle in ["web::resource(", "web::scope(", ".route(", ".service(", "#[get(", "#[post(", "#[put(", "#[delete(", "#[patch(", "#[route("] {
+            assert!(!text.contains(needle), "{} registers routes ({needle}) outside http::routes; document them and teach this test", file.display());
+        }
+        if text.contains(".configure(") {
+            assert!(text.contains(".configure(http::routes)"), "{} configures routes other than http::routes", file.display());
+        }
+    }
+
+    let doc = document();
+    let documented: BTreeSet<(String, String)> = operations(&doc).iter().map(|o| (o.method.to_string(), o.path.to_string())).collect();
+    let undocumented: Vec<String> = registered.difference(&documented).map(|(m, p)| format!("{m} {p}")).collect();
+    let unrouted: Vec<String> = documented.difference(&registered).map(|(m, p)| format!("{m} {p}")).collect();
+    assert!(undocumented.is_empty(), "routed in src/http/mod.rs but missing from openapi.json: {undocumented:?}");
+    assert!(unrouted.is_empty(), "in openapi.json but not routed in src/http/mod.rs: {unrouted:?}");
+}
+
+#[test]
+fn the_route_reader_sees_what_it_must() {
+    // A resource-wide handler, a second path per resource, or a scope must not go unnoticed.
+    let ok = r#"pub fn routes(cfg: &mut web::ServiceConfig) {
+        cfg.service(web::resource("/a/{id:\d+}").route(web::get().to(a)).route(web::put().to(b)).default_service(web::to(method_not_allowed)))
+            .service(web::resource("/b").route(web::post().to(c)));
+    }"#;
+    let expected: BTreeSet<(String, String)> =
+        [("GET", "/a/{id}"), ("PUT", "/a/{id}"), ("POST", "/b")].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(registered_routes(ok), expected);
+    for bad in [
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(web::resource("/a").to(a)); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(web::scope("/v1").service(web::resource("/a").route(web::get().to(a)))); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.route("/a", web::get().to(a)); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(web::resource("/a").route(web::get().to(a)).default_service(web::to(b))); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(index).service(web::resource("/a").route(web::get().to(a))); }"#,
+    ] {
+        assert!(std::panic::catch_unwind(|| registered_routes(bad)).is_err(), "accepted: {bad}");
     }
 }
 
@@ -481,6 +636,106 @@ async fn successful_answers_fit_the_documented_schemas(pool: PgPool) {
     let answer = call(&app, &doc, get, "/v1/calls/not-a-uuid", None, &[]).await;
     assert_eq!(answer.status, 404, "documented: ids that are not UUIDs get 404");
     assert_documented(&doc, get, &answer);
+
+    // The call's history: a fresh call has its started event (no workers run here, so pending).
+    let events = find(&ops, Method::GET, "/v1/calls/{uuid}/events");
+    let answer = call(&app, &doc, events, &format!("/v1/calls/{uuid}/events"), None, &[]).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let history = assert_documented(&doc, events, &answer);
+    assert_eq!(history["uuid"], uuid);
+    let list = history["_embedded"]["events"].as_array().unwrap();
+    assert_eq!(history["count"], list.len());
+    assert_eq!(list[0]["seq"], 1);
+    assert_eq!(list[0]["kind"], "started");
+    assert_eq!(list[0]["payload"]["uuid"], uuid);
+    for missing in [Uuid::new_v4().to_string(), "not-a-uuid".to_string()] {
+        let answer = call(&app, &doc, events, &format!("/v1/calls/{missing}/events"), None, &[]).await;
+        assert_eq!(answer.status, 404, "events of {missing}");
+        assert_documented(&doc, events, &answer);
+    }
+
+    // Recordings: the owning application gets the bytes; another application, even of the same
+    // account, and unknown or malformed ids get 404.
+    let file = find(&ops, Method::GET, "/v1/files/{id}");
+    let file_id = Uuid::new_v4();
+    let wav = b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x40\x1f\x00\x00\x80\x3e\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00".to_vec();
+    sqlx::query(
+        "INSERT INTO recordings (id, recording_uuid, call_uuid, application_id, content_type, content, size, start_time, end_time)
+         VALUES ($1, $2, $3, $4, 'audio/wav', $5, $6, now(), now())",
+    )
+    .bind(file_id)
+    .bind(Uuid::new_v4())
+    .bind(Uuid::parse_str(uuid).unwrap())
+    .bind(app.app_id)
+    .bind(&wav)
+    .bind(wav.len() as i32)
+    .execute(&app.pool)
+    .await
+    .expect("a recording row");
+    let answer = call(&app, &doc, file, &format!("/v1/files/{file_id}"), None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_documented(&doc, file, &answer);
+    assert_eq!(answer.content_type, "audio/wav");
+    assert_eq!(answer.bytes, wav);
+    let other_app = create_application(&app.pool, app.account.account_id, None).await;
+    let answer = app.client.get(app.url(&format!("/v1/files/{file_id}"))).bearer_auth(app.jwt_for(other_app)).send().await.unwrap();
+    assert_eq!(answer.status(), 404, "another application's JWT does not see the recording");
+    for missing in [Uuid::new_v4().to_string(), "not-a-uuid".to_string()] {
+        let answer = call(&app, &doc, file, &format!("/v1/files/{missing}"), None, &[]).await;
+        assert_eq!(answer.status, 404, "file {missing}");
+        assert_documented(&doc, file, &answer);
+    }
+
+    // Sandbox: set (with the documented example), read back, delete, read the default again.
+    let put = find(&ops, Method::PUT, "/v1/sandbox/numbers/{number}");
+    let get = find(&ops, Method::GET, "/v1/sandbox/numbers/{number}");
+    let delete = find(&ops, Method::DELETE, "/v1/sandbox/numbers/{number}");
+    let number = "/v1/sandbox/numbers/447700900123";
+    let answer = call(&app, &doc, get, number, None, &[]).await;
+    assert_eq!(answer.status, 200);
+    let default = assert_documented(&doc, get, &answer);
+    assert_eq!(default["behaviour"]["outcome"], "answer", "the configured default");
+    let answer = call(&app, &doc, put, "/v1/sandbox/numbers/+447700900123", Some(&example("CalleeBehaviour")), &[]).await;
+    assert_eq!(answer.status, 200, "the documented example is accepted: {:?}", answer.body);
+    let set = assert_documented(&doc, put, &answer);
+    assert_eq!(set["number"], "447700900123", "the + is removed");
+    for (key, value) in example("CalleeBehaviour").as_object().unwrap() {
+        assert_eq!(&set["behaviour"][key], value, "behaviour.{key}");
+    }
+    assert_eq!(set["behaviour"]["speech"], json!([]), "omitted fields take their defaults");
+    let answer = call(&app, &doc, get, number, None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(assert_documented(&doc, get, &answer), set, "GET shows what PUT set");
+    for (path, body, content_type, status) in [
+        (number, json!({"outcome": "answer", "colour": "blue"}), "application/json", 400),
+        (number, json!({"outcome": "hold"}), "application/json", 400),
+        (number, json!({"dtmf": [{"value": "1"}]}), "application/json", 400),
+        ("/v1/sandbox/numbers/0123", json!({}), "application/json", 400),
+        (number, json!({}), "text/plain", 415),
+    ] {
+        let answer = call(&app, &doc, put, path, Some(&body), &[("Content-Type", content_type)]).await;
+        assert_eq!(answer.status, status, "PUT {path} {body} as {content_type}: {:?}", answer.body);
+        assert_documented(&doc, put, &answer);
+    }
+    let answer = call(&app, &doc, put, "/v1/sandbox/numbers/%2B447700900123", Some(&json!({})), &[]).await;
+    assert_eq!(answer.status, 200, "a percent-encoded + is accepted too");
+    assert_eq!(assert_documented(&doc, put, &answer)["number"], "447700900123");
+    assert_eq!(answer.body.unwrap()["behaviour"]["speech"], json!([]));
+    let answer = call(&app, &doc, get, "/v1/sandbox/numbers/not-a-number", None, &[]).await;
+    assert_eq!(answer.status, 400);
+    assert_documented(&doc, get, &answer);
+    let answer = call(&app, &doc, delete, number, None, &[]).await;
+    assert_eq!(answer.status, 204);
+    assert_documented(&doc, delete, &answer);
+    let answer = call(&app, &doc, delete, number, None, &[]).await;
+    assert_eq!(answer.status, 404, "nothing is set any more");
+    assert_documented(&doc, delete, &answer);
+    let answer = call(&app, &doc, get, number, None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(assert_documented(&doc, get, &answer), default, "back to the configured default");
+    let answer = call(&app, &doc, get, "/v1/sandbox/numbers/447700900486", None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(assert_documented(&doc, get, &answer)["behaviour"]["outcome"], "busy", "configured by the last three digits");
 
     // Applications: create (key pair generated), list, get, replace, delete.
     let create = find(&ops, Method::POST, "/v2/applications");

@@ -24,6 +24,7 @@ pub enum Outcome {
 
 /// Something the callee does some seconds after answering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timed {
     pub after_s: f64,
     pub value: String,
@@ -61,6 +62,32 @@ fn default_ring_s() -> f64 {
 }
 fn default_answerer() -> Answerer {
     Answerer::Human
+}
+
+/// The longest time a sandbox behaviour may name: a day of simulated time.
+pub const MAX_BEHAVIOUR_S: f64 = 86_400.0;
+
+impl CalleeBehaviour {
+    /// Every problem with the times given, as (field, reason).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut times: Vec<(String, f64)> = vec![("ring_s".into(), self.ring_s)];
+        times.extend(self.beep_after_s.map(|t| ("beep_after_s".to_string(), t)));
+        times.extend(self.hangup_after_s.map(|t| ("hangup_after_s".to_string(), t)));
+        for (name, list) in [("dtmf", &self.dtmf), ("speech", &self.speech)] {
+            times.extend(list.iter().enumerate().map(|(i, t)| (format!("{name}[{i}].after_s"), t.after_s)));
+        }
+        let mut problems: Vec<(String, String)> = times
+            .into_iter()
+            .filter(|(_, t)| !(0.0..=MAX_BEHAVIOUR_S).contains(t))
+            .map(|(name, _)| (name, format!("must be between 0 and {MAX_BEHAVIOUR_S} seconds")))
+            .collect();
+        for (i, press) in self.dtmf.iter().enumerate() {
+            if !crate::validation::is_dtmf(&press.value) || press.value.contains('p') {
+                problems.push((format!("dtmf[{i}].value"), "may only contain 0-9, * and #".into()));
+            }
+        }
+        problems
+    }
 }
 
 impl Default for CalleeBehaviour {

@@ -35,7 +35,7 @@ fn sandbox_enabled(state: &AppState) -> Result<(), ApiError> {
 }
 
 fn number(raw: &str) -> Result<String, ApiError> {
-    let digits = raw.trim_start_matches('+');
+    let digits = raw.strip_prefix('+').unwrap_or(raw);
     if crate::validation::is_e164(digits) {
         Ok(digits.to_string())
     } else {
@@ -50,6 +50,12 @@ pub async fn set_number(req: HttpRequest, state: web::Data<AppState>, caller: Ap
     let behaviour: CalleeBehaviour = serde_json::from_value(value).map_err(|e| {
         ApiError::invalid(vec![crate::validation::InvalidParam { name: "body".into(), reason: e.to_string() }])
     })?;
+    let problems = behaviour.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(
+            problems.into_iter().map(|(name, reason)| crate::validation::InvalidParam { name, reason }).collect(),
+        ));
+    }
     sandbox::set(&state.pool, caller.account_id(), &number, &behaviour).await?;
     Ok(HttpResponse::Ok().json(json!({ "number": number, "behaviour": behaviour })))
 }

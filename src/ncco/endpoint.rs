@@ -77,7 +77,7 @@ const WEBSOCKET_CONTENT_TYPES: [&str; 3] =
 /// `standard_headers` and `standardHeaders`.
 pub fn parse_endpoint(value: &Value, path: &str, problems: &mut Problems) -> Option<Endpoint> {
     let mut f = Fields::of(value, path, problems)?;
-    let Some(kind) = f.required_string("type") else { return None };
+    let kind = f.required_string("type")?;
     let endpoint = match kind.as_str() {
         "phone" => {
             let number = f.required_string("number").and_then(|n| {

@@ -50,8 +50,7 @@ pub async fn input(leg: &mut Leg, input: &Input) -> Step<Flow> {
     let mut submitted = false;
     'collect: loop {
         // Keys pressed before this input started (during a bargeIn prompt) count first.
-        while input.dtmf_enabled {
-            let Some(key) = leg.pending_dtmf.pop_front() else { break };
+        while let Some(key) = leg.pending_dtmf.pop_front().filter(|_| input.dtmf_enabled) {
             if key == '#' && dtmf.submit_on_hash {
                 submitted = true;
                 break 'collect;
