@@ -1,0 +1,1562 @@
+//! The call engine under load: N concurrent calls on one instance, every webhook received.
+//!
+//!   . scripts/db-env.sh outdial_bench && cargo bench --bench engine -- [--calls 10000] [--time-scale 10]
+//!
+//! One run, in order:
+//!  1. resets the bench database (DATABASE_URL; its name must contain "bench"): drop schema public cascade;
+//!  2. migrates, creates an account (1,000,000 calls/s) and an application with a fresh key pair;
+//!  3. starts a webhook receiver in this process (a minimal HTTP/1.1 server on its own thread, named
+//!     "receiver", that records when each event arrives and answers 200 at once) and one Instance
+//!     (roles api,workers,webhooks; loopback webhooks allowed; simulated time `--time-scale` times
+//!     faster; engine.max_live_legs >= N);
+//!  4. pre-mints N application JWTs (RS256, one per call) so signing does not compete with the run;
+//!  5. places N calls to 447700900000 (answers after 2 simulated seconds of ringing) with
+//!     `--concurrency` HTTP clients; each call's NCCO is one `talk` long enough that the call stays
+//!     up `--hold-seconds` of wall time, so every call is live at once;
+//!  6. waits until every call's `completed` webhook has arrived, then prints: calls/s, events/s,
+//!     POST -> `started` webhook latency, state change -> webhook latency (payload `timestamp`, the
+//!     engine's wall clock when it made the change, against the receiver's wall clock at arrival),
+//!     peak live legs, peak RSS per 1,000 live calls, database rows/commits/WAL per call, a timeline,
+//!     where PostgreSQL spent its time (pg_stat_activity sampled every 100 ms), the dispatcher's
+//!     batches, and CPU by thread group.
+//!
+//! The last line is machine-readable: `engine_calls=… peak_live=… calls_per_s=… …`.
+
+use chrono::{DateTime, Utc};
+use hdrhistogram::Histogram;
+use outdial::applications::{self, keys, ApplicationSpec};
+use outdial::auth::mint_application_jwt;
+use outdial::config::Settings;
+use outdial::startup::Instance;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const USAGE: &str = "\
+usage: cargo bench --bench engine -- [options]
+  --calls N              calls placed, all live at once (default 10000)
+  --time-scale S         simulated time runs S times faster than real time (default 10)
+  --hold-seconds H       wall seconds each answered call talks (default 30 + N/100, so that every
+                         call is still up when the last is placed); the talk text (and, past 1,500
+                         characters, its loop count) is sized from H and S
+  --concurrency C        concurrent HTTP clients placing calls (default 32)
+  --max-connections M    server database pool size (default 32)
+  --workers W            API HTTP worker threads (default: http.workers from config; 0 = one per core)
+  --webhook-batch B      webhooks.batch: events the dispatcher claims per query (default: config)
+  --claim-batch B        engine.claim_batch: legs claimed per query (default: config)
+  --poll-ms P            engine.poll_ms (default: config)
+  --timeout-seconds T    give up waiting for `completed` webhooks after T s (default: H + 120 + N/100)
+  --no-pg-sample         do not sample pg_stat_activity
+  --after-migrate-sql S  run S on the bench database after migrating (what-if experiments)
+  --what-if-no-notify    what-if, not the shipped behaviour: the server's connections resolve pg_notify
+                         to a no-op (public.pg_notify, search_path public,pg_catalog), so no commit
+                         takes PostgreSQL's NOTIFY lock; workers and dispatcher then wake only by
+                         polling (poll_ms 20 unless --poll-ms is given)
+Environment: DATABASE_URL (required), OUTDIAL__SECTION__KEY overrides as for the server.";
+
+struct Options {
+    calls: usize,
+    time_scale: f64,
+    hold_seconds: f64,
+    concurrency: usize,
+    max_connections: u32,
+    workers: Option<usize>,
+    webhook_batch: Option<i64>,
+    claim_batch: Option<i64>,
+    poll_ms: Option<u64>,
+    timeout_seconds: Option<f64>,
+    pg_sample: bool,
+    after_migrate_sql: Option<String>,
+    no_notify: bool,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut o = Options {
+        calls: 10_000,
+        time_scale: 10.0,
+        hold_seconds: 0.0,
+        concurrency: 32,
+        max_connections: 32,
+        workers: None,
+        webhook_batch: None,
+        claim_batch: None,
+        poll_ms: None,
+        timeout_seconds: None,
+        pg_sample: true,
+        after_migrate_sql: None,
+        no_notify: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"))
+        };
+        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
+            v.parse().map_err(|_| format!("{name}: '{v}' is not a valid number"))
+        }
+        match name.as_str() {
+            // cargo bench passes --bench to every harness = false target.
+            "--bench" => {}
+            "--calls" | "-n" => o.calls = num(&name, value(&name)?)?,
+            "--time-scale" => o.time_scale = num(&name, value(&name)?)?,
+            "--hold-seconds" => o.hold_seconds = num(&name, value(&name)?)?,
+            "--concurrency" | "-c" => o.concurrency = num(&name, value(&name)?)?,
+            "--max-connections" => o.max_connections = num(&name, value(&name)?)?,
+            "--workers" => o.workers = Some(num(&name, value(&name)?)?),
+            "--webhook-batch" => o.webhook_batch = Some(num(&name, value(&name)?)?),
+            "--claim-batch" => o.claim_batch = Some(num(&name, value(&name)?)?),
+            "--poll-ms" => o.poll_ms = Some(num(&name, value(&name)?)?),
+            "--timeout-seconds" => o.timeout_seconds = Some(num(&name, value(&name)?)?),
+            "--no-pg-sample" => o.pg_sample = false,
+            "--after-migrate-sql" => o.after_migrate_sql = Some(value(&name)?),
+            "--what-if-no-notify" => o.no_notify = true,
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if o.hold_seconds == 0.0 {
+        o.hold_seconds = 30.0 + o.calls as f64 / 100.0;
+    }
+    if o.calls == 0 || o.concurrency == 0 || o.max_connections == 0 || !(o.time_scale > 0.0) || !(o.hold_seconds > 0.0) {
+        return Err("--calls, --concurrency, --max-connections, --time-scale and --hold-seconds must be positive".into());
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_options() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("engine: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(options)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("engine: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const TOKEN_TTL_S: i64 = 1800;
+/// Statuses the receiver tells apart; anything else counts as "other".
+const STATUSES: [&str; 5] = ["started", "ringing", "answered", "completed", "other"];
+const TARGET_LIVE: usize = 10_000;
+const TARGET_EVENTS_PER_S: f64 = 2_000.0;
+const TARGET_P99_MS: f64 = 100.0;
+
+fn status_index(s: &str) -> usize {
+    STATUSES.iter().position(|x| *x == s).unwrap_or(4)
+}
+
+/// The talk: `words` two-letter words (tts_duration: 0.4 simulated s each) played `loops` times.
+/// Talk text is limited to 1,500 characters (500 such words, 200 simulated seconds).
+fn talk_for(hold_wall_s: f64, time_scale: f64) -> (usize, u32) {
+    let simulated = hold_wall_s * time_scale;
+    let words_total = (simulated / 0.4).ceil().max(1.0) as usize;
+    let loops = words_total.div_ceil(500).max(1);
+    let words = words_total.div_ceil(loops);
+    (words, loops as u32)
+}
+
+async fn run(o: Options) -> anyhow::Result<ExitCode> {
+    let url = std::env::var("DATABASE_URL")
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set; run `. scripts/db-env.sh outdial_bench` first"))?;
+
+    // 1. Reset the bench database.
+    let admin_options = PgConnectOptions::from_str(&url)?.application_name("engine-bench");
+    let admin = PgPoolOptions::new().max_connections(4).connect_with(admin_options).await?;
+    let (db_name,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(&admin).await?;
+    anyhow::ensure!(
+        db_name.contains("bench"),
+        "refusing to run: database '{db_name}' does not contain \"bench\" and this benchmark drops its schema"
+    );
+    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(&admin).await?;
+    println!("database: {db_name} (schema public reset)");
+    print_pg_settings(&admin).await;
+
+    // 2. Settings, schema, account.
+    let mut settings = Settings::load(None)?;
+    settings.database.url = url.clone();
+    if o.no_notify {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        settings.database.url = format!("{url}{sep}options[search_path]=public,pg_catalog");
+        settings.engine.poll_ms = 20;
+    }
+    settings.database.max_connections = o.max_connections;
+    settings.http.host = "127.0.0.1".into();
+    settings.http.port = 0;
+    settings.limits.other_requests_per_second = 1_000_000;
+    settings.carrier.time_scale = o.time_scale;
+    settings.engine.roles = vec!["api".into(), "workers".into(), "webhooks".into()];
+    settings.engine.max_live_legs = settings.engine.max_live_legs.max(o.calls);
+    settings.webhooks.allow_private_addresses = true;
+    if let Some(w) = o.workers {
+        settings.http.workers = w;
+    }
+    if let Some(b) = o.webhook_batch {
+        settings.webhooks.batch = b;
+    }
+    if let Some(b) = o.claim_batch {
+        settings.engine.claim_batch = b;
+    }
+    if let Some(p) = o.poll_ms {
+        settings.engine.poll_ms = p;
+    }
+    // Warnings from the engine (failed claims, failed legs) go to stderr; RUST_LOG overrides.
+    settings.log.filter = "warn".into();
+    outdial::telemetry::init(&settings.log);
+
+    let pool = outdial::db::connect(&settings.database).await?;
+    outdial::db::migrate(&pool).await?;
+    if let Some(sql) = &o.after_migrate_sql {
+        sqlx::raw_sql(sql).execute(&pool).await?;
+        println!("after migrate: ran {sql:?} (what-if; not the shipped schema)");
+    }
+    if o.no_notify {
+        sqlx::raw_sql("CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$")
+            .execute(&pool)
+            .await?;
+        let (resolved,): (String,) = sqlx::query_as("SELECT 'pg_notify(text,text)'::regprocedure::text").fetch_one(&pool).await?;
+        anyhow::ensure!(resolved.starts_with("public."), "what-if: pg_notify still resolves to {resolved}");
+        println!(
+            "WHAT-IF (not the shipped behaviour): pg_notify resolves to a no-op ({resolved}) on the server's connections, so no \
+             commit takes the NOTIFY lock; workers and dispatcher wake by polling every {} ms",
+            settings.engine.poll_ms
+        );
+    }
+    let account = outdial::accounts::repo::create(&pool, "bench", 1_000_000).await?;
+
+    // 3. Receiver, application, instance.
+    let receiver = Receiver::start(o.calls)?;
+    let event_url = format!("http://127.0.0.1:{}/events", receiver.port);
+    let pair = keys::generate();
+    let spec = ApplicationSpec {
+        name: "engine bench".into(),
+        public_key_pem: Some(pair.public_pem.clone()),
+        event: Some((event_url.clone(), "POST".into())),
+        ..Default::default()
+    };
+    let app = applications::repo::insert(&pool, account.account_id, &spec, &pair.public_pem).await?;
+    let instance = Instance::start(settings.clone(), pool.clone()).await?;
+    let port = instance.port.ok_or_else(|| anyhow::anyhow!("the instance has no API"))?;
+    let ctx = instance.engine.as_ref().ok_or_else(|| anyhow::anyhow!("the instance has no engine"))?.ctx.clone();
+    let base = format!("http://127.0.0.1:{port}");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "instance: in process at {base}, roles api,workers,webhooks, {} API HTTP workers, database pool max {} connections, \
+         time_scale {}, max_live_legs {}, claim_batch {}, webhooks.batch {}, poll_ms {}; receiver at {event_url}; machine has {cores} cores",
+        if settings.http.workers > 0 { settings.http.workers } else { cores },
+        settings.database.max_connections,
+        settings.carrier.time_scale,
+        settings.engine.max_live_legs,
+        settings.engine.claim_batch,
+        settings.webhooks.batch,
+        settings.engine.poll_ms,
+    );
+
+    // 4. Tokens and the request body.
+    let minter = Minter { app_id: app.id, pem: Arc::new(pair.private_pem) };
+    let t = Instant::now();
+    let tokens = Arc::new(minter.mint_parallel(o.calls).await?);
+    println!(
+        "tokens: {} JWTs pre-minted in {:.1} s (RS256, one per call, own jti, exp {} min)",
+        tokens.len(),
+        t.elapsed().as_secs_f64(),
+        TOKEN_TTL_S / 60
+    );
+    let (words, loops) = talk_for(o.hold_seconds, o.time_scale);
+    let text = vec!["la"; words].join(" ");
+    let mut talk = serde_json::json!({"action": "talk", "text": text});
+    if loops > 1 {
+        talk["loop"] = loops.into();
+    }
+    let body = serde_json::json!({
+        "to": [{"type": "phone", "number": "447700900000"}],
+        "from": {"type": "phone", "number": "447700900001"},
+        "ncco": [talk],
+        "event_url": [event_url],
+    })
+    .to_string();
+    let talk_simulated = words as f64 * 0.4 * f64::from(loops);
+    println!(
+        "calls: {} to 447700900000 (rings 2 simulated s, answers), NCCO [talk: {words} words x {loops} loop(s) = {talk_simulated:.0} \
+         simulated s = {:.1} s wall at time_scale {}]; {} clients POST /v1/calls; body {} bytes",
+        o.calls,
+        talk_simulated / o.time_scale,
+        o.time_scale,
+        o.concurrency,
+        body.len()
+    );
+    let client = reqwest::Client::builder().pool_max_idle_per_host(o.concurrency * 2).build()?;
+
+    // 5. The run: samplers, then the calls.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    checkpoint(&admin).await;
+    let counts_before = row_counts(&admin).await?;
+    let wal_before = wal_lsn(&admin).await?;
+    let stats_before = db_stats(&admin, &db_name).await?;
+    // Reset VmHWM to the current RSS (Linux >= 4.0), so "before" is where the run starts from.
+    let hwm_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let mem_before = memory();
+    let cpu_before = CpuSnapshot::take();
+    let stop = CancellationToken::new();
+    let start = Instant::now();
+    let posted_ok = Arc::new(AtomicUsize::new(0));
+
+    let fast = Arc::new(Mutex::new(FastSamples::default()));
+    let fast_task =
+        tokio::spawn(fast_sampler(ctx.clone(), pool.clone(), o.max_connections, posted_ok.clone(), fast.clone(), start, stop.clone()));
+    let timeline_task = tokio::spawn(timeline_sampler(
+        ctx.clone(),
+        admin.clone(),
+        receiver.state.clone(),
+        posted_ok.clone(),
+        fast.clone(),
+        start,
+        stop.clone(),
+    ));
+    let pg_task = o.pg_sample.then(|| tokio::spawn(pg_sampler(admin.clone(), stop.clone())));
+
+    let load = place_calls(&client, &base, tokens, &body, o.calls, o.concurrency, posted_ok.clone()).await;
+    let posted_at = load.end;
+    println!(
+        "placed: {} created (201), {} errors in {:.2} s from the first POST = {:.0} creates/s; POST latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        load.created.len(),
+        load.errors,
+        (load.end - load.start).as_secs_f64(),
+        load.created.len() as f64 / (load.end - load.start).as_secs_f64(),
+        ms(load.hist.value_at_quantile(0.5)),
+        ms(load.hist.value_at_quantile(0.99)),
+        ms(load.hist.max())
+    );
+    if load.errors > 0 {
+        println!("errors:\n{}", load.error_report());
+    }
+
+    // 6. Wait for every `completed`.
+    let expected = load.created.len();
+    let timeout = Duration::from_secs_f64(o.timeout_seconds.unwrap_or(o.hold_seconds + 120.0 + o.calls as f64 / 100.0));
+    let mut timed_out = false;
+    while receiver.state.completed.load(Ordering::Relaxed) < expected {
+        if posted_at.elapsed() > timeout {
+            timed_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let finished_at = Instant::now();
+    // Late duplicates, if any, still count.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu_after = CpuSnapshot::take();
+    let mem_after = memory();
+    let wal_after = wal_lsn(&admin).await?;
+    stop.cancel();
+    let fast_result = fast_task.await?;
+    let timeline = timeline_task.await?;
+    let pg_profile = match pg_task {
+        Some(t) => Some(t.await?),
+        None => None,
+    };
+    if timed_out {
+        println!(
+            "TIMEOUT: {} of {expected} `completed` webhooks after {:.0} s; live legs now {}",
+            receiver.state.completed.load(Ordering::Relaxed),
+            timeout.as_secs_f64(),
+            ctx.live_legs()
+        );
+    }
+
+    // Stop the instance and close its pool so every backend flushes its statistics.
+    let t = Instant::now();
+    instance.stop().await;
+    pool.close().await;
+    let stop_s = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let counts_after = row_counts(&admin).await?;
+    let stats_after = db_stats(&admin, &db_name).await?;
+    let event_rows = event_rows(&admin).await?;
+
+    // 7. Figures.
+    let arrivals: Vec<Arrival> = receiver.state.arrivals.lock().unwrap().clone();
+    let report = Report::build(&load, &arrivals, finished_at);
+    println!("--- timeline (t from the first POST; events = outbox rows written so far, backlog = pending at that moment) ---");
+    print_timeline(&timeline);
+
+    println!("--- results ---");
+    println!(
+        "completed: {} of {} calls ({} calls saw started,ringing,answered,completed in order; {} duplicate and {} unparsed webhooks; \
+         {} webhooks for other statuses) in {:.2} s from the first POST to the last `completed`",
+        report.completed_calls,
+        expected,
+        report.in_order,
+        report.duplicates,
+        receiver.state.unparsed.load(Ordering::Relaxed),
+        report.by_status[4],
+        report.window_s
+    );
+    println!(
+        "calls/s: {:.0} (completed calls / wall time first POST -> last `completed` delivered; each call holds {:.1} s of wall time, so \
+         this is bounded by N / (placing time + hold))",
+        report.calls_per_s,
+        talk_simulated / o.time_scale + 2.0 / o.time_scale
+    );
+    println!(
+        "events/s delivered: {:.0} over the whole run ({} webhooks: started {}, ringing {}, answered {}, completed {}); \
+         busiest 1 s: {:.0}/s, busiest 5 s: {:.0}/s; {}",
+        report.events_per_s,
+        arrivals.len(),
+        report.by_status[0],
+        report.by_status[1],
+        report.by_status[2],
+        report.by_status[3],
+        report.busiest_1s,
+        report.busiest_5s,
+        backlog_rate_line(&timeline)
+    );
+    println!(
+        "POST -> `started` webhook arrival: p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} calls)",
+        ms(report.started.value_at_quantile(0.5)),
+        ms(report.started.value_at_quantile(0.9)),
+        ms(report.started.value_at_quantile(0.99)),
+        ms(report.started.max()),
+        report.started.len()
+    );
+    println!(
+        "state change -> webhook arrival (payload timestamp, ms precision, vs arrival wall clock): p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  \
+         max {:.1} ms ({} events)",
+        ms(report.latency.value_at_quantile(0.5)),
+        ms(report.latency.value_at_quantile(0.9)),
+        ms(report.latency.value_at_quantile(0.99)),
+        ms(report.latency.max()),
+        report.latency.len()
+    );
+    for (i, h) in report.latency_by_status.iter().enumerate().take(4) {
+        if h.len() > 0 {
+            println!(
+                "  {:<9} p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
+                STATUSES[i],
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.max())
+            );
+        }
+    }
+    let peak_live = fast_result.peak_live;
+    println!(
+        "live legs: peak {} of {} at t={:.1} s (reached when {} calls were placed); the pool had all {} connections in use in {:.0}% of \
+         20 ms samples, {:.1} on average",
+        peak_live,
+        o.calls,
+        fast_result.peak_live_at,
+        fast_result.posted_at_peak,
+        o.max_connections,
+        fast_result.pool_full_frac() * 100.0,
+        fast_result.pool_avg()
+    );
+    let hwm_growth_kb = mem_after.hwm_kb.saturating_sub(mem_before.hwm_kb);
+    let per_1000 = |kb: u64| if peak_live > 0 { kb as f64 / 1024.0 / (peak_live as f64 / 1000.0) } else { 0.0 };
+    println!(
+        "memory: VmHWM {:.1} MB before{} -> {:.1} MB after (+{:.1} MB); VmRSS {:.1} MB before, {:.1} MB at peak live; \
+         = {:.2} MB per 1,000 live calls (VmHWM growth / peak live; includes the bench's own records, ~{:.1} MB); \
+         whole process {:.2} MB per 1,000",
+        mb(mem_before.hwm_kb),
+        if hwm_reset { " (reset to RSS)" } else { " (could not reset)" },
+        mb(mem_after.hwm_kb),
+        mb(hwm_growth_kb),
+        mb(mem_before.rss_kb),
+        mb(fast_result.rss_at_peak_kb),
+        per_1000(hwm_growth_kb),
+        (arrivals.capacity() * std::mem::size_of::<Arrival>() + expected * 64) as f64 / 1_048_576.0,
+        per_1000(mem_after.hwm_kb)
+    );
+
+    let n = expected.max(1) as f64;
+    let d_calls = counts_after.calls - counts_before.calls;
+    let d_jobs = counts_after.call_jobs - counts_before.call_jobs;
+    let d_events = counts_after.events - counts_before.events;
+    let d_attempts = counts_after.attempts - counts_before.attempts;
+    let commits = (stats_after.commits - stats_before.commits) as f64;
+    let tuples = (stats_after.inserted + stats_after.updated + stats_after.deleted
+        - stats_before.inserted
+        - stats_before.updated
+        - stats_before.deleted) as f64;
+    let wal = (wal_after - wal_before) as f64;
+    let rows_per_call = (d_calls + d_events + d_attempts) as f64 / n;
+    println!(
+        "database writes per call: {:.2} rows in calls, events, webhook_attempts ({:.2} calls + {:.2} events + {:.2} webhook_attempts; \
+         {:.2} call_jobs); {:.2} tuples written (inserts+updates+deletes), {:.2} commits (all sessions, incl. this bench's ~10/s samplers), \
+         {:.0} WAL bytes per call",
+        rows_per_call,
+        d_calls as f64 / n,
+        d_events as f64 / n,
+        d_attempts as f64 / n,
+        d_jobs as f64 / n,
+        tuples / n,
+        commits / n,
+        wal / n
+    );
+    event_rows.report(&arrivals);
+    if let Some(profile) = &pg_profile {
+        profile.report();
+    }
+    cpu_after.since(&cpu_before).report("during the run", arrivals.len() as u64);
+    println!("instance stop took {stop_s:.2} s");
+
+    // 8. Targets.
+    let live_ok = peak_live >= TARGET_LIVE;
+    let events_ok = report.busiest_5s >= TARGET_EVENTS_PER_S;
+    let p99 = ms(report.latency.value_at_quantile(0.99));
+    let p99_ok = report.latency.len() > 0 && p99 < TARGET_P99_MS;
+    let yes = |b: bool| if b { "met" } else { "NOT met" };
+    println!(
+        "targets: {} live calls on one instance: {} (peak {}{}); >= {} events/s delivered (busiest 5 s): {} ({:.0}/s; whole run {:.0}/s); \
+         p99 event latency < {} ms: {} ({:.1} ms)",
+        TARGET_LIVE,
+        yes(live_ok),
+        peak_live,
+        if o.calls < TARGET_LIVE { format!(", but only {} calls were placed: run with --calls 10000", o.calls) } else { String::new() },
+        TARGET_EVENTS_PER_S,
+        yes(events_ok),
+        report.busiest_5s,
+        report.events_per_s,
+        TARGET_P99_MS,
+        yes(p99_ok),
+        p99
+    );
+    let all_ok = live_ok && events_ok && p99_ok && !timed_out && load.errors == 0 && o.calls >= TARGET_LIVE;
+    println!(
+        "engine_calls={} completed={} errors={} peak_live={} calls_per_s={:.0} events_per_s={:.0} events_per_s_busiest_5s={:.0} \
+         started_p50_ms={:.1} started_p99_ms={:.1} event_p50_ms={:.1} event_p99_ms={:.1} rss_mb_per_1000_live={:.2} \
+         rows_per_call={:.2} commits_per_call={:.2} wal_bytes_per_call={:.0} time_scale={} hold_s={} max_connections={} \
+         what_if_no_notify={} targets_met={}",
+        o.calls,
+        report.completed_calls,
+        load.errors,
+        peak_live,
+        report.calls_per_s,
+        report.events_per_s,
+        report.busiest_5s,
+        ms(report.started.value_at_quantile(0.5)),
+        ms(report.started.value_at_quantile(0.99)),
+        ms(report.latency.value_at_quantile(0.5)),
+        p99,
+        per_1000(hwm_growth_kb),
+        rows_per_call,
+        commits / n,
+        wal / n,
+        o.time_scale,
+        o.hold_seconds,
+        o.max_connections,
+        o.no_notify,
+        all_ok
+    );
+    Ok(if timed_out || load.errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The webhook receiver: HTTP/1.1 keep-alive, Content-Length bodies (what reqwest sends), 200 at once.
+
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    /// Receiver wall clock at arrival, microseconds since the epoch.
+    wall_us: i64,
+    at: Instant,
+    uuid: Uuid,
+    status: u8,
+    /// The payload's `timestamp`, microseconds since the epoch (i64::MIN when absent).
+    stamp_us: i64,
+}
+
+#[derive(Default)]
+struct RecvState {
+    arrivals: Mutex<Vec<Arrival>>,
+    events: AtomicUsize,
+    completed: AtomicUsize,
+    connections: AtomicUsize,
+    unparsed: AtomicUsize,
+}
+
+#[derive(serde::Deserialize)]
+struct EventBody {
+    uuid: Option<Uuid>,
+    status: Option<String>,
+    timestamp: Option<String>,
+}
+
+impl RecvState {
+    fn record(&self, body: &[u8], wall: DateTime<Utc>, at: Instant) {
+        let Ok(event) = serde_json::from_slice::<EventBody>(body) else {
+            self.unparsed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(uuid) = event.uuid else {
+            self.unparsed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let status = status_index(event.status.as_deref().unwrap_or("other"));
+        let stamp_us = event
+            .timestamp
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or(i64::MIN, |t| t.timestamp_micros());
+        self.arrivals.lock().unwrap().push(Arrival { wall_us: wall.timestamp_micros(), at, uuid, status: status as u8, stamp_us });
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if status == 3 {
+            self.completed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+struct Receiver {
+    port: u16,
+    state: Arc<RecvState>,
+}
+
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+
+impl Receiver {
+    /// Listens on 127.0.0.1:0 on a thread of its own (a current-thread runtime), so its CPU shows
+    /// apart and it never waits behind the instance's tasks.
+    fn start(calls: usize) -> anyhow::Result<Receiver> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(RecvState { arrivals: Mutex::new(Vec::with_capacity(calls * 4 + 1024)), ..Default::default() });
+        let shared = state.clone();
+        std::thread::Builder::new().name("receiver".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("receiver runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("receiver listener");
+                loop {
+                    match listener.accept().await {
+                        Ok((socket, _)) => {
+                            shared.connections.fetch_add(1, Ordering::Relaxed);
+                            tokio::spawn(serve(socket, shared.clone()));
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+            });
+        })?;
+        Ok(Receiver { port, state })
+    }
+}
+
+fn content_length(head: &[u8]) -> usize {
+    let head = String::from_utf8_lossy(head);
+    head.split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn serve(mut socket: tokio::net::TcpStream, state: Arc<RecvState>) {
+    let _ = socket.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let head_end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            match socket.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        };
+        let end = head_end + content_length(&buf[..head_end]);
+        while buf.len() < end {
+            match socket.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+        let (wall, at) = (Utc::now(), Instant::now());
+        if socket.write_all(RESPONSE).await.is_err() {
+            return;
+        }
+        state.record(&buf[head_end..end], wall, at);
+        buf.drain(..end);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Placing the calls.
+
+#[derive(Clone)]
+struct Minter {
+    app_id: Uuid,
+    pem: Arc<String>,
+}
+
+impl Minter {
+    async fn mint_parallel(&self, n: usize) -> anyhow::Result<Vec<String>> {
+        let threads = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1).max(1);
+        let mut jobs = Vec::new();
+        for i in 0..threads {
+            let share = n / threads + usize::from(i < n % threads);
+            let m = self.clone();
+            jobs.push(tokio::task::spawn_blocking(move || {
+                (0..share).map(|_| mint_application_jwt(m.app_id, &m.pem, TOKEN_TTL_S)).collect::<Result<Vec<_>, _>>()
+            }));
+        }
+        let mut tokens = Vec::with_capacity(n);
+        for job in jobs {
+            tokens.extend(job.await??);
+        }
+        Ok(tokens)
+    }
+}
+
+struct Load {
+    /// (call uuid, when its POST was sent)
+    created: Vec<(Uuid, Instant)>,
+    errors: u64,
+    error_kinds: BTreeMap<(String, String), u64>,
+    hist: Histogram<u64>,
+    start: Instant,
+    end: Instant,
+}
+
+impl Load {
+    fn error_report(&self) -> String {
+        self.error_kinds.iter().map(|((status, body), n)| format!("  {n} x {status}: {body}")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+async fn place_calls(
+    client: &reqwest::Client,
+    base: &str,
+    tokens: Arc<Vec<String>>,
+    body: &str,
+    calls: usize,
+    concurrency: usize,
+    posted_ok: Arc<AtomicUsize>,
+) -> Load {
+    #[derive(serde::Deserialize)]
+    struct Created {
+        uuid: Uuid,
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(Mutex::new(BTreeMap::<(String, String), u64>::new()));
+    let url = format!("{base}/v1/calls");
+    let body = bytes_of(body);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.min(calls) {
+        let (client, tokens, next, errors, url, body, posted_ok) =
+            (client.clone(), tokens.clone(), next.clone(), errors.clone(), url.clone(), body, posted_ok.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = hist();
+            let mut created = Vec::new();
+            let mut failed = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= calls {
+                    break;
+                }
+                let t = Instant::now();
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&tokens[i])
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let outcome = match sent {
+                    Ok(resp) if resp.status().as_u16() == 201 => match resp.json::<Created>().await {
+                        Ok(c) => Ok(c.uuid),
+                        Err(e) => Err(("201, body unreadable".to_string(), e.to_string())),
+                    },
+                    Ok(resp) => {
+                        let status = resp.status().to_string();
+                        let text = resp.text().await.unwrap_or_default();
+                        Err((status, text.chars().take(300).collect()))
+                    }
+                    Err(e) => Err(("transport error".to_string(), e.to_string())),
+                };
+                match outcome {
+                    Ok(uuid) => {
+                        hist.saturating_record((t.elapsed().as_micros() as u64).max(1));
+                        created.push((uuid, t));
+                        posted_ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(kind) => {
+                        failed += 1;
+                        *errors.lock().unwrap().entry(kind).or_default() += 1;
+                    }
+                }
+            }
+            (created, failed, hist)
+        }));
+    }
+    let mut load = Load { created: Vec::with_capacity(calls), errors: 0, error_kinds: BTreeMap::new(), hist: hist(), start, end: start };
+    for task in tasks {
+        let (created, failed, h) = task.await.expect("client task");
+        load.created.extend(created);
+        load.errors += failed;
+        load.hist.add(h).expect("histogram bounds");
+    }
+    load.end = Instant::now();
+    load.error_kinds = std::mem::take(&mut *errors.lock().unwrap());
+    load
+}
+
+/// The request body, leaked once: a `&'static str` body is sent without copying.
+fn bytes_of(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Samplers.
+
+#[derive(Default)]
+struct FastSamples {
+    peak_live: usize,
+    peak_live_at: f64,
+    posted_at_peak: usize,
+    rss_at_peak_kb: u64,
+    pool_samples: u64,
+    pool_in_use_sum: u64,
+    pool_full: u64,
+    /// Since the timeline last read them.
+    window_in_use_sum: u64,
+    window_samples: u64,
+    window_full: u64,
+}
+
+impl FastSamples {
+    fn pool_full_frac(&self) -> f64 {
+        if self.pool_samples == 0 {
+            0.0
+        } else {
+            self.pool_full as f64 / self.pool_samples as f64
+        }
+    }
+    fn pool_avg(&self) -> f64 {
+        if self.pool_samples == 0 {
+            0.0
+        } else {
+            self.pool_in_use_sum as f64 / self.pool_samples as f64
+        }
+    }
+}
+
+/// Every 20 ms: live legs (and RSS while at the peak, at most every 100 ms), pool connections in use.
+async fn fast_sampler(
+    ctx: Arc<outdial::engine::EngineCtx>,
+    pool: PgPool,
+    max: u32,
+    posted: Arc<AtomicUsize>,
+    samples: Arc<Mutex<FastSamples>>,
+    start: Instant,
+    stop: CancellationToken,
+) -> FastSamples {
+    let mut last_rss_read = Instant::now() - Duration::from_secs(1);
+    loop {
+        let live = ctx.live_legs();
+        let in_use = (pool.size() as usize).saturating_sub(pool.num_idle()) as u64;
+        {
+            let mut s = samples.lock().unwrap();
+            if live > 0 && live >= s.peak_live {
+                if live > s.peak_live {
+                    s.peak_live = live;
+                    s.peak_live_at = start.elapsed().as_secs_f64();
+                    s.posted_at_peak = posted.load(Ordering::Relaxed);
+                }
+                if last_rss_read.elapsed() > Duration::from_millis(100) {
+                    s.rss_at_peak_kb = memory().rss_kb;
+                    last_rss_read = Instant::now();
+                }
+            }
+            s.pool_samples += 1;
+            s.pool_in_use_sum += in_use;
+            s.window_samples += 1;
+            s.window_in_use_sum += in_use;
+            if in_use >= u64::from(max) {
+                s.pool_full += 1;
+                s.window_full += 1;
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    }
+    let mut s = samples.lock().unwrap();
+    std::mem::take(&mut *s)
+}
+
+struct TimelineRow {
+    t: f64,
+    posted: usize,
+    live: usize,
+    events_written: i64,
+    delivered: usize,
+    backlog: i64,
+    completed: usize,
+    pool_avg: f64,
+    pool_full_pct: f64,
+    rss_mb: f64,
+}
+
+/// Every second: what has happened so far.
+async fn timeline_sampler(
+    ctx: Arc<outdial::engine::EngineCtx>,
+    admin: PgPool,
+    recv: Arc<RecvState>,
+    posted: Arc<AtomicUsize>,
+    fast: Arc<Mutex<FastSamples>>,
+    start: Instant,
+    stop: CancellationToken,
+) -> Vec<TimelineRow> {
+    let mut rows = Vec::new();
+    let mut next = start;
+    loop {
+        next += Duration::from_secs(1);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
+        }
+        let (written, backlog): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(max(id), 0) FROM events), (SELECT count(*) FROM events WHERE state = 'pending')",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap_or((-1, -1));
+        let (pool_avg, pool_full_pct) = {
+            let mut f = fast.lock().unwrap();
+            let r = if f.window_samples > 0 {
+                (f.window_in_use_sum as f64 / f.window_samples as f64, f.window_full as f64 * 100.0 / f.window_samples as f64)
+            } else {
+                (0.0, 0.0)
+            };
+            f.window_samples = 0;
+            f.window_in_use_sum = 0;
+            f.window_full = 0;
+            r
+        };
+        rows.push(TimelineRow {
+            t: start.elapsed().as_secs_f64(),
+            posted: posted.load(Ordering::Relaxed),
+            live: ctx.live_legs(),
+            events_written: written,
+            delivered: recv.events.load(Ordering::Relaxed),
+            backlog,
+            completed: recv.completed.load(Ordering::Relaxed),
+            pool_avg,
+            pool_full_pct,
+            rss_mb: mb(memory().rss_kb),
+        });
+    }
+    rows
+}
+
+fn print_timeline(rows: &[TimelineRow]) {
+    println!(
+        "{:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>8} {:>7} {:>9} {:>8} {:>7}",
+        "t s", "placed", "live", "events", "deliv'd", "deliv/s", "backlog", "done", "pool avg", "pool 100%", "RSS MB"
+    );
+    let mut prev_delivered = 0usize;
+    let mut prev_t = 0.0;
+    // At most ~60 lines: print every k-th row, and always the last.
+    let k = rows.len().div_ceil(60).max(1);
+    for (i, r) in rows.iter().enumerate() {
+        if i % k != 0 && i + 1 != rows.len() {
+            continue;
+        }
+        let rate = (r.delivered - prev_delivered) as f64 / (r.t - prev_t).max(1e-9);
+        prev_delivered = r.delivered;
+        prev_t = r.t;
+        println!(
+            "{:>6.1} {:>7} {:>6} {:>8} {:>8} {:>7.0} {:>8} {:>7} {:>9.1} {:>8.0}% {:>7.0}",
+            r.t, r.posted, r.live, r.events_written, r.delivered, rate, r.backlog, r.completed, r.pool_avg, r.pool_full_pct, r.rss_mb
+        );
+    }
+}
+
+/// Delivery rate over the seconds that began with a real backlog: the dispatcher's capacity.
+fn backlog_rate_line(rows: &[TimelineRow]) -> String {
+    let (mut delivered, mut seconds) = (0usize, 0.0);
+    for pair in rows.windows(2) {
+        if pair[0].backlog > 500 {
+            delivered += pair[1].delivered - pair[0].delivered;
+            seconds += pair[1].t - pair[0].t;
+        }
+    }
+    if seconds > 0.0 {
+        format!("while over 500 events were pending ({seconds:.0} s): {:.0}/s", delivered as f64 / seconds)
+    } else {
+        "the backlog never exceeded 500 pending events (the dispatcher kept up with what was offered)".to_string()
+    }
+}
+
+/// pg_stat_activity every 100 ms: the server's backends that are active, by statement and wait event.
+struct PgProfile {
+    samples: u64,
+    /// (statement, wait) -> backend-samples
+    by: BTreeMap<(String, String), u64>,
+    max_active: u64,
+}
+
+fn statement_label(q: &str) -> &'static str {
+    let q = q.trim_start();
+    if q.starts_with("WITH own AS") {
+        "engine store::apply (status + events)"
+    } else if q.contains("UPDATE events SET locked_until") {
+        "dispatcher claim"
+    } else if q.starts_with("WITH o AS") {
+        "dispatcher record outcomes"
+    } else if q.contains("INSERT INTO calls") {
+        "api insert call"
+    } else if q.contains("UPDATE call_jobs SET state = 'running'") {
+        "engine claim legs"
+    } else if q.contains("FROM rates") {
+        "engine rate_for"
+    } else if q.contains("UPDATE instances") {
+        "engine heartbeat/reap"
+    } else if q.contains("record_attempts") || q.contains("INSERT INTO webhook_attempts") {
+        "engine record_attempts"
+    } else if q.starts_with("COMMIT") || q.starts_with("BEGIN") {
+        "BEGIN/COMMIT"
+    } else {
+        "other"
+    }
+}
+
+async fn pg_sampler(admin: PgPool, stop: CancellationToken) -> PgProfile {
+    let mut profile = PgProfile { samples: 0, by: BTreeMap::new(), max_active: 0 };
+    loop {
+        // The NOTIFY lock: a heavyweight lock on "object 0 of class pg_database in database 0"
+        // (async.c PreCommit_Notify), taken before commit and held until after the commit's WAL flush.
+        let rows: Vec<(String, Option<String>, Option<String>, String, bool)> = sqlx::query_as(
+            "SELECT a.state, a.wait_event_type, a.wait_event, a.query,
+                    EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'object'
+                            AND l.database = 0 AND l.classid = 'pg_database'::regclass AND l.objid = 0)
+             FROM pg_stat_activity a
+             WHERE a.datname = current_database() AND a.application_name = 'outdial' AND a.state <> 'idle'",
+        )
+        .fetch_all(&admin)
+        .await
+        .unwrap_or_default();
+        profile.samples += 1;
+        let mut active = 0;
+        for (state, wait_type, wait, query, notify_lock) in rows {
+            active += 1;
+            let wait = match (wait_type, wait) {
+                _ if notify_lock => "Lock:object=NOTIFY lock".to_string(),
+                (Some(t), Some(w)) => format!("{t}:{w}"),
+                _ if state == "active" => "CPU".to_string(),
+                _ => state.clone(),
+            };
+            *profile.by.entry((statement_label(&query).to_string(), wait)).or_default() += 1;
+        }
+        profile.max_active = profile.max_active.max(active);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    profile
+}
+
+impl PgProfile {
+    fn report(&self) {
+        let total: u64 = self.by.values().sum();
+        if self.samples == 0 || total == 0 {
+            println!("postgres activity: nothing sampled");
+            return;
+        }
+        println!(
+            "postgres activity ({} samples of pg_stat_activity, 100 ms apart): {:.1} server backends busy on average (max {}); \
+             share of busy backend-samples by statement, then by wait event (CPU = running):",
+            self.samples,
+            total as f64 / self.samples as f64,
+            self.max_active
+        );
+        let mut by_statement: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((statement, _), n) in &self.by {
+            *by_statement.entry(statement).or_default() += n;
+        }
+        let mut statements: Vec<_> = by_statement.into_iter().collect();
+        statements.sort_by(|a, b| b.1.cmp(&a.1));
+        for (statement, n) in statements {
+            let mut waits: Vec<(&str, u64)> =
+                self.by.iter().filter(|((s, _), _)| s == statement).map(|((_, w), n)| (w.as_str(), *n)).collect();
+            waits.sort_by(|a, b| b.1.cmp(&a.1));
+            let waits = waits.iter().take(5).map(|(w, k)| format!("{w} {:.0}%", *k as f64 * 100.0 / n as f64)).collect::<Vec<_>>();
+            println!(
+                "  {:<38} {:>5.1}% ({:.2} backends avg): {}",
+                statement,
+                n as f64 * 100.0 / total as f64,
+                n as f64 / self.samples as f64,
+                waits.join(", ")
+            );
+        }
+        let notify: u64 = self.by.iter().filter(|((_, w), _)| w.ends_with("NOTIFY lock")).map(|(_, n)| n).sum();
+        if notify > 0 {
+            println!(
+                "  waiting for the NOTIFY lock: {:.1}% of busy backend-samples ({:.1} backends on average). PostgreSQL lets one \
+                 transaction that called pg_notify commit at a time, holding the lock through its WAL flush (async.c, \
+                 PreCommit_Notify), so these commits do not share fsyncs",
+                notify as f64 * 100.0 / total as f64,
+                notify as f64 / self.samples as f64
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Analysis.
+
+struct Report {
+    completed_calls: usize,
+    in_order: usize,
+    duplicates: usize,
+    by_status: [usize; 5],
+    window_s: f64,
+    calls_per_s: f64,
+    events_per_s: f64,
+    busiest_1s: f64,
+    busiest_5s: f64,
+    started: Histogram<u64>,
+    latency: Histogram<u64>,
+    latency_by_status: Vec<Histogram<u64>>,
+}
+
+fn busiest(sorted: &[Instant], window: Duration) -> f64 {
+    let mut best = 0usize;
+    let mut lo = 0;
+    for hi in 0..sorted.len() {
+        while sorted[hi] - sorted[lo] > window {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best as f64 / window.as_secs_f64()
+}
+
+impl Report {
+    fn build(load: &Load, arrivals: &[Arrival], finished_at: Instant) -> Report {
+        let posted: HashMap<Uuid, Instant> = load.created.iter().copied().collect();
+        let first_post = load.start;
+        let mut by_status = [0usize; 5];
+        let mut started = hist();
+        let mut latency = hist();
+        let mut latency_by_status: Vec<Histogram<u64>> = (0..5).map(|_| hist()).collect();
+        let mut per_call: HashMap<Uuid, Vec<u8>> = HashMap::with_capacity(posted.len());
+        let mut last_completed = first_post;
+        let mut times = Vec::with_capacity(arrivals.len());
+        for a in arrivals {
+            by_status[a.status as usize] += 1;
+            per_call.entry(a.uuid).or_default().push(a.status);
+            times.push(a.at);
+            if a.status == 3 && a.at > last_completed {
+                last_completed = a.at;
+            }
+            if a.status == 0 {
+                if let Some(t) = posted.get(&a.uuid) {
+                    started.saturating_record((a.at.saturating_duration_since(*t).as_micros() as u64).max(1));
+                }
+            }
+            if a.stamp_us != i64::MIN {
+                let us = (a.wall_us - a.stamp_us).max(1) as u64;
+                latency.saturating_record(us);
+                latency_by_status[a.status as usize].saturating_record(us);
+            }
+        }
+        let mut duplicates = 0;
+        let mut in_order = 0;
+        let mut completed_calls = 0;
+        for statuses in per_call.values() {
+            let mut seen = [false; 5];
+            for s in statuses {
+                if seen[*s as usize] && *s != 4 {
+                    duplicates += 1;
+                }
+                seen[*s as usize] = true;
+            }
+            if seen[3] {
+                completed_calls += 1;
+            }
+            if statuses.as_slice() == [0, 1, 2, 3] {
+                in_order += 1;
+            }
+        }
+        times.sort();
+        if completed_calls == 0 {
+            last_completed = finished_at;
+        }
+        let window_s = (last_completed - first_post).as_secs_f64().max(1e-9);
+        Report {
+            completed_calls,
+            in_order,
+            duplicates,
+            by_status,
+            window_s,
+            calls_per_s: completed_calls as f64 / window_s,
+            events_per_s: arrivals.len() as f64 / window_s,
+            busiest_1s: busiest(&times, Duration::from_secs(1)),
+            busiest_5s: busiest(&times, Duration::from_secs(5)),
+            started,
+            latency,
+            latency_by_status,
+        }
+    }
+}
+
+/// What the outbox rows say after the run: where each event's latency went, and the dispatcher's batches.
+struct EventRows {
+    rows: Vec<EventRow>,
+    attempts_total: i64,
+    attempts_not_2xx: i64,
+}
+
+struct EventRow {
+    call_uuid: Uuid,
+    kind: String,
+    stamp_us: Option<i64>,
+    created_us: i64,
+    delivered_us: Option<i64>,
+    state: String,
+    attempts: i32,
+}
+
+async fn event_rows(admin: &PgPool) -> anyhow::Result<EventRows> {
+    let raw: Vec<(Uuid, String, Option<String>, DateTime<Utc>, Option<DateTime<Utc>>, String, i32)> = sqlx::query_as(
+        "SELECT call_uuid, kind, payload->>'timestamp', created_at, delivered_at, state, attempts FROM events",
+    )
+    .fetch_all(admin)
+    .await?;
+    let rows = raw
+        .into_iter()
+        .map(|(call_uuid, kind, stamp, created, delivered, state, attempts)| EventRow {
+            call_uuid,
+            kind,
+            stamp_us: stamp.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.timestamp_micros()),
+            created_us: created.timestamp_micros(),
+            delivered_us: delivered.map(|d| d.timestamp_micros()),
+            state,
+            attempts,
+        })
+        .collect();
+    let (attempts_total, attempts_not_2xx): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status_code IS NULL OR status_code NOT BETWEEN 200 AND 299) FROM webhook_attempts",
+    )
+    .fetch_one(admin)
+    .await?;
+    Ok(EventRows { rows, attempts_total, attempts_not_2xx })
+}
+
+impl EventRows {
+    fn report(&self, arrivals: &[Arrival]) {
+        let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &self.rows {
+            *states.entry(r.state.as_str()).or_default() += 1;
+        }
+        let retried = self.rows.iter().filter(|r| r.attempts > 1).count();
+        println!(
+            "outbox: {} events ({}); {} needed more than one attempt; {} webhook_attempts, {} not 2xx",
+            self.rows.len(),
+            states.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", "),
+            retried,
+            self.attempts_total,
+            self.attempts_not_2xx
+        );
+        // Dispatcher batches: record() stamps a batch's delivered_at with one transaction's now().
+        let mut batches: HashMap<i64, usize> = HashMap::new();
+        for r in &self.rows {
+            if let Some(d) = r.delivered_us {
+                if r.state == "delivered" {
+                    *batches.entry(d).or_default() += 1;
+                }
+            }
+        }
+        if !batches.is_empty() {
+            let mut sizes: Vec<usize> = batches.values().copied().collect();
+            sizes.sort_unstable();
+            let full = sizes.iter().filter(|s| **s >= *sizes.last().unwrap()).count();
+            let mut stamps: Vec<i64> = batches.keys().copied().collect();
+            stamps.sort_unstable();
+            let span_s = (stamps[stamps.len() - 1] - stamps[0]) as f64 / 1e6;
+            println!(
+                "dispatcher: {} batches recorded (events sharing one delivered_at), size p50 {} p90 {} max {} ({} at max), mean {:.1}; \
+                 {:.1} batches/s over {:.1} s",
+                sizes.len(),
+                sizes[sizes.len() / 2],
+                sizes[sizes.len() * 9 / 10],
+                sizes[sizes.len() - 1],
+                full,
+                sizes.iter().sum::<usize>() as f64 / sizes.len() as f64,
+                sizes.len() as f64 / span_s.max(1e-9),
+                span_s
+            );
+        }
+        // Where the latency goes, per event: stamped -> its write statement began (created_at = now()
+        // of the writing transaction) -> arrived at the receiver -> its batch was recorded.
+        let arrived: HashMap<(Uuid, u8), i64> = arrivals.iter().map(|a| ((a.uuid, a.status), a.wall_us)).collect();
+        let mut stamp_to_write: Vec<Histogram<u64>> = (0..4).map(|_| hist()).collect();
+        let mut write_to_arrival: Vec<Histogram<u64>> = (0..4).map(|_| hist()).collect();
+        let mut arrival_to_recorded = hist();
+        for r in &self.rows {
+            let s = status_index(&r.kind);
+            if s > 3 {
+                continue;
+            }
+            if let Some(stamp) = r.stamp_us {
+                stamp_to_write[s].saturating_record((r.created_us - stamp).max(1) as u64);
+            }
+            if let Some(at) = arrived.get(&(r.call_uuid, s as u8)) {
+                write_to_arrival[s].saturating_record((at - r.created_us).max(1) as u64);
+                if let Some(d) = r.delivered_us {
+                    arrival_to_recorded.saturating_record((d - at).max(1) as u64);
+                }
+            }
+        }
+        println!(
+            "latency split (p50 / p99 ms): payload timestamp -> write statement start (created_at) | created_at -> webhook arrival \
+             (for `started` the API sets created_at = timestamp before its INSERT, so its commit wait shows on the right)"
+        );
+        for s in 0..4 {
+            let (a, b) = (&stamp_to_write[s], &write_to_arrival[s]);
+            if a.len() + b.len() == 0 {
+                continue;
+            }
+            println!(
+                "  {:<9} {:>8.1} / {:>8.1} | {:>8.1} / {:>8.1}",
+                STATUSES[s],
+                ms(a.value_at_quantile(0.5)),
+                ms(a.value_at_quantile(0.99)),
+                ms(b.value_at_quantile(0.5)),
+                ms(b.value_at_quantile(0.99))
+            );
+        }
+        if arrival_to_recorded.len() > 0 {
+            println!(
+                "  webhook arrival -> its batch recorded (delivered_at): p50 {:.1} ms p99 {:.1} ms",
+                ms(arrival_to_recorded.value_at_quantile(0.5)),
+                ms(arrival_to_recorded.value_at_quantile(0.99))
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Database and process measurements.
+
+struct RowCounts {
+    calls: i64,
+    call_jobs: i64,
+    events: i64,
+    attempts: i64,
+}
+
+async fn row_counts(pool: &PgPool) -> anyhow::Result<RowCounts> {
+    let (calls, call_jobs, events, attempts): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM call_jobs), (SELECT count(*) FROM events),
+                (SELECT count(*) FROM webhook_attempts)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(RowCounts { calls, call_jobs, events, attempts })
+}
+
+async fn wal_lsn(pool: &PgPool) -> anyhow::Result<i64> {
+    let (lsn,): (i64,) = sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint").fetch_one(pool).await?;
+    Ok(lsn)
+}
+
+struct DbStats {
+    commits: i64,
+    inserted: i64,
+    updated: i64,
+    deleted: i64,
+}
+
+async fn db_stats(pool: &PgPool, db: &str) -> anyhow::Result<DbStats> {
+    let (commits, inserted, updated, deleted): (i64, i64, i64, i64) =
+        sqlx::query_as("SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = $1")
+            .bind(db)
+            .fetch_one(pool)
+            .await?;
+    Ok(DbStats { commits, inserted, updated, deleted })
+}
+
+async fn checkpoint(pool: &PgPool) {
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
+        println!("note: CHECKPOINT refused ({e}); a checkpoint may fall inside the run");
+    }
+}
+
+async fn print_pg_settings(pool: &PgPool) {
+    let names = ["server_version", "max_connections", "shared_buffers", "synchronous_commit", "fsync", "wal_sync_method", "commit_delay"];
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT name, setting FROM pg_settings WHERE name = ANY($1) ORDER BY name")
+        .bind(&names[..])
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+    println!("postgres: {}", rows.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" "));
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    rss_kb: u64,
+    hwm_kb: u64,
+}
+
+fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Memory { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:") }
+}
+
+/// CPU time of this process's threads and of every `postgres` process, and of the machine.
+struct CpuSnapshot {
+    threads: HashMap<u64, (String, u64)>,
+    procs: HashMap<u64, u64>,
+    machine: (u64, u64),
+    at: Instant,
+}
+
+struct CpuDelta {
+    groups: BTreeMap<String, f64>,
+    postgres: f64,
+    machine_busy_frac: f64,
+    wall: f64,
+}
+
+fn read_stat(path: &str) -> Option<(String, u64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s[open + 1..close].to_string();
+    let fields: Vec<&str> = s[close + 2..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+const HZ: f64 = 100.0;
+
+impl CpuSnapshot {
+    fn take() -> CpuSnapshot {
+        let mut threads = HashMap::new();
+        if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let (Ok(tid), Some(stat)) = (name.parse::<u64>(), read_stat(&format!("/proc/self/task/{name}/stat"))) {
+                    threads.insert(tid, stat);
+                }
+            }
+        }
+        let mut procs = HashMap::new();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Ok(pid) = name.parse::<u64>() {
+                    if let Some((comm, ticks)) = read_stat(&format!("/proc/{pid}/stat")) {
+                        if comm == "postgres" {
+                            procs.insert(pid, ticks);
+                        }
+                    }
+                }
+            }
+        }
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                let v: Vec<u64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+                let total: u64 = v.iter().take(8).sum();
+                let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+                Some((total - idle, total))
+            })
+            .unwrap_or((0, 0));
+        CpuSnapshot { threads, procs, machine, at: Instant::now() }
+    }
+
+    fn since(&self, before: &CpuSnapshot) -> CpuDelta {
+        let mut groups: BTreeMap<String, f64> = BTreeMap::new();
+        for (tid, (comm, ticks)) in &self.threads {
+            let prev = before.threads.get(tid).map_or(0, |(_, t)| *t);
+            let group = if *tid == u64::from(std::process::id()) {
+                "bench main thread".to_string()
+            } else if comm.starts_with("actix-server wo") || comm.starts_with("actix-rt") {
+                "API HTTP workers (actix)".to_string()
+            } else if comm.starts_with("tokio-r") {
+                "tokio runtime (engine legs, dispatcher, sqlx, POST clients)".to_string()
+            } else if comm == "receiver" {
+                "webhook receiver".to_string()
+            } else {
+                format!("other: {comm}")
+            };
+            *groups.entry(group).or_default() += ticks.saturating_sub(prev) as f64 / HZ;
+        }
+        let postgres = self.procs.iter().map(|(pid, t)| t.saturating_sub(*before.procs.get(pid).unwrap_or(&0)) as f64 / HZ).sum();
+        let (busy, total) = (self.machine.0 - before.machine.0, self.machine.1 - before.machine.1);
+        CpuDelta {
+            groups,
+            postgres,
+            machine_busy_frac: if total > 0 { busy as f64 / total as f64 } else { 0.0 },
+            wall: self.at.duration_since(before.at).as_secs_f64(),
+        }
+    }
+}
+
+impl CpuDelta {
+    fn report(&self, label: &str, events: u64) {
+        let cores = |s: f64| s / self.wall;
+        let per_event = |s: f64| if events > 0 { s * 1e6 / events as f64 } else { 0.0 };
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let mut parts = Vec::new();
+        for (g, s) in self.groups.iter().filter(|(_, s)| **s > 0.0) {
+            parts.push(format!("{g} {:.2} cores = {:.0} us/event", cores(*s), per_event(*s)));
+        }
+        parts.push(format!("postgres {:.2} cores = {:.0} us/event", cores(self.postgres), per_event(self.postgres)));
+        let seen = self.groups.values().sum::<f64>() + self.postgres;
+        let unaccounted = (self.machine_busy_frac * cpus as f64 * self.wall - seen).max(0.0);
+        parts.push(format!("rest of machine {:.2} cores", cores(unaccounted)));
+        println!(
+            "cpu {label} ({:.1} s): {}; machine busy {:.0}% of {cpus} cores",
+            self.wall,
+            parts.join(", "),
+            self.machine_busy_frac * 100.0
+        );
+    }
+}
