@@ -10,8 +10,9 @@ bin=target/debug/outdial
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export OUTDIAL__HTTP__PORT=$port OUTDIAL__LIMITS__OTHER_REQUESTS_PER_SECOND=1000 RUST_LOG=${RUST_LOG:-warn}
-# The signed-webhook tests receive call events on 127.0.0.1 and wait for "completed":
-# allow loopback webhooks and run simulated time 20x faster.
+# The signed-webhook and call-control tests receive call events (and serve NCCOs and audio) on
+# 127.0.0.1 and wait for calls to be answered and completed: allow loopback webhooks and run
+# simulated time 20x faster.
 export OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES=true OUTDIAL__CARRIER__TIME_SCALE=20
 
 "$bin" migrate >/dev/null

@@ -218,7 +218,8 @@ async fn stream_lasts_as_long_as_the_audio(pool: PgPool) {
     let uuid = app.place(&call(&receiver, "447700900000", ncco)).await;
     receiver.wait_status("/events", &uuid, "completed").await;
     let completed = receiver.requests("/events").last().unwrap().body.clone();
-    assert_eq!(completed["duration"], "4");
+    let duration: i64 = completed["duration"].as_str().unwrap().parse().unwrap();
+    assert!((4..=5).contains(&duration), "the 4 s file (plus ms of scheduling, ×20): {duration}");
 }
 
 #[sqlx::test]

@@ -425,10 +425,11 @@ fn registered_routes(source: &str) -> BTreeSet<(String, String)> {
     assert!(!starts.is_empty(), "http::routes registers no resources?");
     assert!(route.find_iter(&routes[..starts[0].0]).next().is_none(), "a .route before the first web::resource");
     let mut found = BTreeSet::new();
+    let param = regex::Regex::new(r"\{([^}:]+)(:[^}]*)?\}").unwrap();
     for (i, (start, path)) in starts.iter().enumerate() {
         let end = starts.get(i + 1).map_or(routes.len(), |(next, _)| *next);
         // `{name:regex}` segments are documented as `{name}`.
-        let template = regex::Regex::new(r"\{([^}:]+)(:[^}]*)?\}").unwrap().replace_all(path, "{$1}").into_owned();
+        let template = param.replace_all(path, "{$1}").into_owned();
         let methods: Vec<String> = route.captures_iter(&routes[*start..end]).map(|c| c[1].to_string()).collect();
         assert!(!methods.is_empty(), "web::resource(\"{path}\") routes no method");
         for method in methods {
@@ -769,4 +770,259 @@ async fn successful_answers_fit_the_documented_schemas(pool: PgPool) {
     let answer = call(&app, &doc, delete, &format!("/v2/applications/{id}"), None, &[]).await;
     assert_eq!(answer.status, 404);
     assert_documented(&doc, delete, &answer);
+}
+
+// ---- Live call control --------------------------------------------------------------------
+
+/// The documented schema of an operation's JSON request body.
+fn request_schema<'a>(op: &'a Operation) -> &'a Value {
+    &op.op["requestBody"]["content"]["application/json"]["schema"]
+}
+
+fn fits(doc: &Value, schema: &Value, value: &Value) -> bool {
+    let mut errors = Vec::new();
+    check_schema(doc, schema, value, "$", &mut errors);
+    errors.is_empty()
+}
+
+async fn set_call_status(app: &TestApp, uuid: &str, status: &str) {
+    sqlx::query("UPDATE calls SET status = $1 WHERE uuid = $2::uuid").bind(status).bind(uuid).execute(&app.pool).await.expect("the call's status is set");
+}
+
+/// A 400 about the call's state: no invalid_parameters, and a detail saying what is wrong.
+fn assert_refused_for_state(doc: &Value, op: &Operation, answer: &Answer, says: &str, what: &str) {
+    assert_eq!(answer.status, 400, "{what}: {:?}", answer.body);
+    let body = assert_documented(doc, op, answer);
+    assert!(body.get("invalid_parameters").is_none(), "{what}: a refusal for the call's state names no parameter: {body}");
+    assert!(body["detail"].as_str().unwrap().contains(says), "{what}: the detail says {says:?}: {body}");
+}
+
+/// One way of controlling a call: method, path template, body, whether it needs an answered
+/// call, the success status, and the message of the success body.
+type ControlCase = (Method, &'static str, Option<Value>, bool, u16, Option<&'static str>);
+
+/// PUT /v1/calls/{uuid} and its media and DTMF routes. No engine runs here, so the call's status
+/// is set in the database to put it in each state: a command is accepted (stored) as documented
+/// when the call can take it, refused with the documented 400 when it cannot, and unknown or
+/// foreign calls get 404.
+#[sqlx::test]
+async fn call_control_answers_fit_the_documented_schemas(pool: PgPool) {
+    let app = spawn_app(pool.clone()).await;
+    let doc = document();
+    let ops = operations(&doc);
+    let examples = |schema: &str| doc["components"]["schemas"][schema]["examples"].as_array().unwrap_or_else(|| panic!("{schema} has examples")).clone();
+    let example = |schema: &str| examples(schema)[0].clone();
+
+    // Every way of controlling a call.
+    let mut cases: Vec<ControlCase> = Vec::new();
+    for action in ["hangup", "mute", "unmute", "earmuff", "unearmuff"] {
+        cases.push((Method::PUT, "/v1/calls/{uuid}", Some(json!({ "action": action })), false, 204, None));
+    }
+    for body in examples("ModifyCallRequest") {
+        let transfer = body["action"] == "transfer";
+        cases.push((Method::PUT, "/v1/calls/{uuid}", Some(body), transfer, 204, None));
+    }
+    let stream_variant = json!({"stream_url": "https://example.com/audio/hold-music.wav", "loop": "2", "level": "-0.5"});
+    let talk_variant = json!({"text": "Hello", "voice_name": "Amy", "premium": "true", "style": "3", "loop": 0, "level": -1});
+    let dtmf_variant = json!({"event_url": "https://example.com/webhooks/dtmf", "event_method": "GET"});
+    cases.extend([
+        (Method::PUT, "/v1/calls/{uuid}/stream", Some(example("StreamRequest")), true, 200, Some("Stream started")),
+        (Method::PUT, "/v1/calls/{uuid}/stream", Some(stream_variant), true, 200, Some("Stream started")),
+        (Method::DELETE, "/v1/calls/{uuid}/stream", None, true, 200, Some("Stream stopped")),
+        (Method::PUT, "/v1/calls/{uuid}/talk", Some(example("TalkRequest")), true, 200, Some("Talk started")),
+        (Method::PUT, "/v1/calls/{uuid}/talk", Some(talk_variant), true, 200, Some("Talk started")),
+        (Method::DELETE, "/v1/calls/{uuid}/talk", None, true, 200, Some("Talk stopped")),
+        (Method::PUT, "/v1/calls/{uuid}/dtmf", Some(example("DtmfRequest")), true, 200, Some("DTMF sent")),
+        (Method::PUT, "/v1/calls/{uuid}/input/dtmf", Some(example("DtmfSubscriptionRequest")), false, 204, None),
+        (Method::PUT, "/v1/calls/{uuid}/input/dtmf", Some(dtmf_variant), false, 204, None),
+        (Method::DELETE, "/v1/calls/{uuid}/input/dtmf", None, false, 204, None),
+    ]);
+    // Every documented way of changing a call is exercised here.
+    let covered: BTreeSet<(String, String)> = cases.iter().map(|c| (c.0.to_string(), c.1.to_string())).collect();
+    let documented: BTreeSet<(String, String)> = ops
+        .iter()
+        .filter(|o| o.path.starts_with("/v1/calls/{uuid}") && o.method != Method::GET)
+        .map(|o| (o.method.to_string(), o.path.to_string()))
+        .collect();
+    assert_eq!(covered, documented, "the call-control operations");
+    // What the server accepts, the document accepts too.
+    for (method, template, body, ..) in &cases {
+        if let Some(body) = body {
+            assert_fits(&doc, request_schema(find(&ops, method.clone(), template)), body, &format!("{method} {template} body"));
+        }
+    }
+
+    let uuid = app.create_call().await;
+    let at = |template: &str, id: &str| template.replace("{uuid}", id);
+
+    // Ringing: media and transfers need an answered call; the rest is taken.
+    set_call_status(&app, &uuid, "ringing").await;
+    for (method, template, body, needs_answer, status, _) in &cases {
+        let op = find(&ops, method.clone(), template);
+        let answer = call(&app, &doc, op, &at(template, &uuid), body.as_ref(), &[]).await;
+        let what = format!("{method} {template} {body:?} while ringing");
+        if *needs_answer {
+            assert_refused_for_state(&doc, op, &answer, "answered", &what);
+        } else {
+            assert_eq!(answer.status, *status, "{what}: {:?}", answer.body);
+            assert_documented(&doc, op, &answer);
+        }
+    }
+
+    // Answered (or answered by a machine): everything is taken.
+    for call_status in ["answered", "machine"] {
+        set_call_status(&app, &uuid, call_status).await;
+        for (method, template, body, _, status, message) in &cases {
+            let op = find(&ops, method.clone(), template);
+            let answer = call(&app, &doc, op, &at(template, &uuid), body.as_ref(), &[]).await;
+            assert_eq!(answer.status, *status, "{method} {template} {body:?} when {call_status}: {:?}", answer.body);
+            let documented = assert_documented(&doc, op, &answer);
+            if let Some(message) = message {
+                assert_eq!(documented, json!({ "message": message, "uuid": uuid }));
+            }
+        }
+    }
+
+    // Bodies the server refuses, the document refuses too; invalid_parameters names each problem.
+    let both = json!({"type": "ncco", "ncco": [{"action": "talk", "text": "Hi"}], "url": ["https://example.com/ncco"]});
+    for (template, body, names) in [
+        ("/v1/calls/{uuid}", json!({"action": "explode"}), vec!["action"]),
+        ("/v1/calls/{uuid}", json!({}), vec!["action"]),
+        ("/v1/calls/{uuid}", json!({"action": "transfer"}), vec!["destination"]),
+        ("/v1/calls/{uuid}", json!({"action": "transfer", "destination": {"type": "conversation", "url": ["https://example.com/ncco"]}}), vec!["destination.type"]),
+        ("/v1/calls/{uuid}", json!({"action": "transfer", "destination": {"type": "ncco"}}), vec!["destination.ncco"]),
+        ("/v1/calls/{uuid}", json!({"action": "transfer", "destination": both}), vec!["destination.url"]),
+        ("/v1/calls/{uuid}", json!({"action": "transfer", "destination": {"type": "ncco", "ncco": [{"action": "talk"}]}}), vec!["destination.ncco[0].text"]),
+        ("/v1/calls/{uuid}/stream", json!({"loop": 1}), vec!["stream_url"]),
+        ("/v1/calls/{uuid}/stream", json!({"stream_url": ["https://example.com/a.mp3"], "loop": 101, "level": "loud"}), vec!["loop", "level"]),
+        ("/v1/calls/{uuid}/stream", json!({"stream_url": ["https://example.com/a.mp3", "https://example.com/b.mp3"]}), vec!["stream_url"]),
+        ("/v1/calls/{uuid}/talk", json!({"level": 3}), vec!["text", "level"]),
+        ("/v1/calls/{uuid}/talk", json!({"text": "x".repeat(1501)}), vec!["text"]),
+        ("/v1/calls/{uuid}/talk", json!({"text": "  "}), vec!["text"]),
+        ("/v1/calls/{uuid}/talk", json!({"text": "Hi", "style": 101, "premium": "yes"}), vec!["style", "premium"]),
+        ("/v1/calls/{uuid}/dtmf", json!({"digits": "12a"}), vec!["digits"]),
+        ("/v1/calls/{uuid}/dtmf", json!({}), vec!["digits"]),
+        ("/v1/calls/{uuid}/input/dtmf", json!({}), vec!["event_url"]),
+        ("/v1/calls/{uuid}/input/dtmf", json!({"event_url": ["https://example.com/keys"], "event_method": "PUT"}), vec!["event_method"]),
+    ] {
+        let op = find(&ops, Method::PUT, template);
+        assert!(!fits(&doc, request_schema(op), &body), "PUT {template}: the document accepts {body}, which the server refuses");
+        let answer = call(&app, &doc, op, &at(template, &uuid), Some(&body), &[]).await;
+        assert_eq!(answer.status, 400, "PUT {template} {body}: {:?}", answer.body);
+        let problem = assert_documented(&doc, op, &answer);
+        let named: Vec<&str> = problem["invalid_parameters"].as_array().unwrap_or_else(|| panic!("{problem}")).iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(named, names, "PUT {template} {body}");
+        // The body is checked before the call: an unknown call gets the same 400.
+        let unknown = call(&app, &doc, op, &at(template, &Uuid::new_v4().to_string()), Some(&body), &[]).await;
+        assert_eq!(unknown.status, 400, "PUT {template} {body} to an unknown call");
+    }
+    // Not JSON, no body, and another content type.
+    for (method, template, body, ..) in cases.iter().filter(|c| c.2.is_some()) {
+        let op = find(&ops, method.clone(), template);
+        let path = at(template, &uuid);
+        let answer = call(&app, &doc, op, &path, body.as_ref(), &[("Content-Type", "text/plain")]).await;
+        assert_eq!(answer.status, 415, "{method} {template} as text/plain");
+        assert_documented(&doc, op, &answer);
+        let answer = call(&app, &doc, op, &path, None, &[]).await;
+        assert_eq!(answer.status, 400, "{method} {template} without a body");
+        assert!(assert_documented(&doc, op, &answer).get("invalid_parameters").is_none());
+    }
+
+    // Unknown calls, ids that are not UUIDs and another account's call: 404.
+    let other = outdial::accounts::repo::create(&pool, "other", 10).await.unwrap();
+    let other_app = create_application(&pool, other.account_id, None).await;
+    for (method, template, body, ..) in &cases {
+        let op = find(&ops, method.clone(), template);
+        for id in [Uuid::new_v4().to_string(), "not-a-uuid".to_string()] {
+            let answer = call(&app, &doc, op, &at(template, &id), body.as_ref(), &[]).await;
+            assert_eq!(answer.status, 404, "{method} {template} for {id}: {:?}", answer.body);
+            assert_documented(&doc, op, &answer);
+        }
+        let mut request = app.client.request(method.clone(), app.url(&at(template, &uuid))).bearer_auth(app.jwt_for(other_app));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 404, "{method} {template} from another account");
+    }
+
+    // Ended: every command is refused, whatever it is.
+    for ended in ["completed", "unanswered"] {
+        set_call_status(&app, &uuid, ended).await;
+        for (method, template, body, ..) in &cases {
+            let op = find(&ops, method.clone(), template);
+            let answer = call(&app, &doc, op, &at(template, &uuid), body.as_ref(), &[]).await;
+            assert_refused_for_state(&doc, op, &answer, "has ended", &format!("{method} {template} {body:?} when {ended}"));
+        }
+    }
+}
+
+/// With the call workers running, each command's effect shows in the call's history as the
+/// document describes it: media lines (state logged) and a transfer event; and a call that has
+/// ended refuses commands.
+#[sqlx::test]
+async fn call_control_effects_show_in_the_history_as_documented(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let doc = document();
+    let ops = operations(&doc);
+    let example = |schema: &str| doc["components"]["schemas"][schema]["examples"][0].clone();
+    let modify = find(&ops, Method::PUT, "/v1/calls/{uuid}");
+    let subscribe = find(&ops, Method::PUT, "/v1/calls/{uuid}/input/dtmf");
+    let events = find(&ops, Method::GET, "/v1/calls/{uuid}/events");
+
+    let mut body = minimal_call();
+    body["ncco"] = json!([{"action": "wait", "timeout": 600}]);
+    let uuid = app.place(&body).await;
+    app.wait_call_status(&uuid, "answered").await;
+    let path = format!("/v1/calls/{uuid}");
+    let transfer = example("ModifyCallRequest");
+    assert_eq!(transfer["destination"]["ncco"][0]["action"], "talk", "the first example transfers to an inline talk");
+    let said = transfer["destination"]["ncco"][0]["text"].as_str().unwrap().to_string();
+    for (op, p, b) in [
+        (modify, path.clone(), json!({"action": "mute"})),
+        (subscribe, format!("{path}/input/dtmf"), example("DtmfSubscriptionRequest")),
+        (modify, path.clone(), transfer),
+    ] {
+        let answer = call(&app, &doc, op, &p, Some(&b), &[]).await;
+        assert_eq!(answer.status, 204, "{} {b}: {:?}", op.name(), answer.body);
+        assert_documented(&doc, op, &answer);
+    }
+    // The transferred NCCO says its line and ends the call.
+    app.wait_call_status(&uuid, "completed").await;
+
+    let history_path = format!("{path}/events");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let history = loop {
+        let answer = call(&app, &doc, events, &history_path, None, &[]).await;
+        assert_eq!(answer.status, 200);
+        let history = assert_documented(&doc, events, &answer);
+        let lines: Vec<String> = history["_embedded"]["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "media").map(|e| e["payload"]["what"].as_str().unwrap().to_string()).collect();
+        let heard = format!("heard talk \"{said}\"");
+        if ["muted: the callee's audio is not sent", "real-time DTMF subscribed", heard.as_str()].iter().all(|l| lines.iter().any(|x| x == l)) {
+            break history;
+        }
+        assert!(std::time::Instant::now() < deadline, "the history lacks the commands' effects: {lines:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let list = history["_embedded"]["events"].as_array().unwrap();
+    for media in list.iter().filter(|e| e["kind"] == "media") {
+        assert_eq!(media["state"], "logged", "{media}");
+        assert_eq!(media["url"], Value::Null, "{media}");
+        assert_eq!(media["delivered_at"], Value::Null, "{media}");
+        assert_eq!(media["attempts"], json!([]), "{media}");
+        let keys: BTreeSet<&str> = media["payload"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, BTreeSet::from(["uuid", "what", "timestamp"]), "{media}");
+        assert_eq!(media["payload"]["uuid"], uuid.as_str());
+    }
+    let transfers: Vec<&Value> = list.iter().filter(|e| e["kind"] == "transfer").collect();
+    assert_eq!(transfers.len(), 1, "one transfer event: {list:?}");
+    let payload = &transfers[0]["payload"];
+    assert_eq!((payload["type"].as_str(), payload["status"].as_str()), (Some("transfer"), Some("transfer")));
+    assert_eq!(payload["uuid"], uuid.as_str());
+    assert_eq!(payload["conversation_uuid_from"], payload["conversation_uuid_to"], "a transfer to a new NCCO stays in the call's conversation");
+    assert_ne!(transfers[0]["state"], "logged", "a transfer event is a webhook");
+
+    // Ended now: refused.
+    let answer = call(&app, &doc, modify, &path, Some(&json!({"action": "hangup"})), &[]).await;
+    assert_refused_for_state(&doc, modify, &answer, "has ended", "hangup after the call completed");
+    app.stop().await;
 }

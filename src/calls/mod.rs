@@ -1,5 +1,6 @@
 //! Call legs: creating them, listing and reading them.
 
+pub mod control;
 mod create;
 mod list;
 mod model;

@@ -247,3 +247,41 @@ pub async fn recording(pool: &PgPool, application_id: Uuid, id: Uuid) -> Result<
         .fetch_optional(pool)
         .await
 }
+
+/// What became of a command sent to a live call.
+#[derive(Debug)]
+pub enum CommandOutcome {
+    Accepted,
+    NoSuchCall,
+    /// The call is in `status`, which does not allow the command.
+    WrongState(String),
+}
+
+pub const ENDED_STATUSES: [&str; 7] = ["completed", "busy", "cancelled", "failed", "rejected", "timeout", "unanswered"];
+
+/// Stores a command for the leg's owner and wakes it (NOTIFY on commit), unless the call has
+/// ended or (for media and transfers) is not answered yet.
+pub async fn send_command(pool: &PgPool, account_id: i64, uuid: Uuid, command: &super::control::Command) -> Result<CommandOutcome, sqlx::Error> {
+    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+        "WITH c AS (SELECT uuid, status FROM calls WHERE uuid = $1 AND account_id = $2),
+              ins AS (INSERT INTO call_commands (call_uuid, action, body)
+                      SELECT uuid, $3, $4 FROM c
+                      WHERE status <> ALL($5) AND (NOT $6 OR status IN ('answered', 'machine'))
+                      RETURNING id),
+              n AS (SELECT pg_notify('outdial_commands', $1::text) FROM ins)
+         SELECT c.status, (SELECT id FROM ins) FROM c LEFT JOIN n ON true",
+    )
+    .bind(uuid)
+    .bind(account_id)
+    .bind(command.name())
+    .bind(sqlx::types::Json(command))
+    .bind(&ENDED_STATUSES[..])
+    .bind(command.needs_answer())
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        None => CommandOutcome::NoSuchCall,
+        Some((_, Some(_))) => CommandOutcome::Accepted,
+        Some((status, None)) => CommandOutcome::WrongState(status),
+    })
+}

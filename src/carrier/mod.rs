@@ -43,6 +43,8 @@ pub enum CarrierEvent {
     Speech(String),
     PlaybackFinished(u64),
     Ended(EndReason),
+    /// What the callee heard or how its audio was switched, for the call's history.
+    Log(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

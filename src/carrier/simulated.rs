@@ -4,6 +4,7 @@
 use super::behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome};
 use super::{Carrier, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand};
 use crate::clock::Clock;
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,7 +25,16 @@ impl Carrier for SimulatedNetwork {
         let (event_tx, events) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         let behaviour = request.behaviour.unwrap_or_else(|| self.table.for_address(request.to.address()));
-        tokio::spawn(Callee { clock: self.clock, behaviour, events: event_tx, schedule: Vec::new() }.run(control_rx));
+        let callee = Callee {
+            clock: self.clock,
+            behaviour,
+            events: event_tx,
+            schedule: Vec::new(),
+            muted: false,
+            earmuffed: false,
+            playing: HashMap::new(),
+        };
+        tokio::spawn(callee.run(control_rx));
         LegHandle { events, control }
     }
 
@@ -42,6 +52,12 @@ struct Callee {
     events: mpsc::UnboundedSender<CarrierEvent>,
     /// Things that will happen, (when, what); not sorted.
     schedule: Vec<(Instant, Scheduled)>,
+    /// The callee's audio is not sent into the call.
+    muted: bool,
+    /// The callee hears nothing.
+    earmuffed: bool,
+    /// What is playing, by playback id.
+    playing: HashMap<u64, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +100,13 @@ impl Callee {
             tokio::select! {
                 command = control.recv() => match command {
                     None | Some(MediaCommand::Hangup) => return,
-                    Some(MediaCommand::Play { id, duration, loops, .. }) => {
+                    Some(MediaCommand::Play { id, duration, loops, media }) => {
+                        let what = match &media {
+                            super::Media::Tts { text, .. } => format!("talk \"{text}\""),
+                            super::Media::Audio { url } => format!("stream {url}"),
+                        };
+                        self.log(if self.earmuffed { format!("did not hear {what} (earmuffed)") } else { format!("heard {what}") });
+                        self.playing.insert(id, what);
                         if loops > 0 {
                             let total = duration.as_secs_f64() * f64::from(loops);
                             self.at(total, Scheduled::Emit(CarrierEvent::PlaybackFinished(id)));
@@ -92,14 +114,32 @@ impl Callee {
                     }
                     Some(MediaCommand::StopPlayback { id }) => {
                         self.schedule.retain(|(_, s)| *s != Scheduled::Emit(CarrierEvent::PlaybackFinished(id)));
+                        if let Some(what) = self.playing.remove(&id) {
+                            self.log(format!("stopped {what}"));
+                        }
                     }
-                    Some(_) => {}
+                    Some(MediaCommand::SendDtmf(digits)) => {
+                        self.log(if self.earmuffed { format!("did not hear DTMF {digits} (earmuffed)") } else { format!("heard DTMF {digits}") });
+                    }
+                    Some(MediaCommand::SetMuted(muted)) => {
+                        self.muted = muted;
+                        self.log(if muted { "muted: the callee's audio is not sent".into() } else { "unmuted".into() });
+                    }
+                    Some(MediaCommand::SetEarmuffed(earmuffed)) => {
+                        self.earmuffed = earmuffed;
+                        self.log(if earmuffed { "earmuffed: the callee hears nothing".into() } else { "unearmuffed".into() });
+                    }
                 },
                 _ = tokio::time::sleep_until(sleep_until) => {
                     let Some((index, _)) = next else { continue };
                     let (_, what) = self.schedule.swap_remove(index);
                     match what {
-                        Scheduled::Emit(event) => { let _ = self.events.send(event); }
+                        Scheduled::Emit(event) => {
+                            if let CarrierEvent::PlaybackFinished(id) = event {
+                                self.playing.remove(&id);
+                            }
+                            let _ = self.events.send(event);
+                        }
                         Scheduled::Answer => self.answer(),
                         Scheduled::End(reason) => {
                             let _ = self.events.send(CarrierEvent::Ended(reason));
@@ -109,6 +149,10 @@ impl Callee {
                 }
             }
         }
+    }
+
+    fn log(&self, line: String) {
+        let _ = self.events.send(CarrierEvent::Log(line));
     }
 
     /// Answered: the callee's timed behaviour starts now.

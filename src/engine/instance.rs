@@ -26,6 +26,9 @@ pub async fn heartbeat_and_reap(ctx: Arc<EngineCtx>, shutdown: CancellationToken
         if let Err(e) = beat(&ctx).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }
+        if let Err(e) = super::commands::sweep(&ctx).await {
+            tracing::warn!(error = %e, "command sweep failed");
+        }
         match reap(&ctx.pool, ctx.settings.engine.instance_timeout_ms).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(legs = n, "took back legs of a dead instance"),

@@ -62,6 +62,10 @@ pub enum Stop {
     Platform,
     /// The database no longer says we own this leg: another instance does. Write nothing more.
     Fenced,
+    /// The API asked to hang up.
+    Hangup,
+    /// The API transferred the leg to a new NCCO, which replaces the running one.
+    Transfer(Ncco),
     Internal(String),
 }
 
@@ -101,6 +105,13 @@ pub struct Leg {
     /// The ending status and detail written for a leg that never connected.
     pub last_status: Option<String>,
     pub last_detail: Option<String>,
+    /// Wakes the leg when the API sent it a command.
+    pub commands: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    /// History lines (what the callee heard…) written with the leg's next change.
+    pending_log: Vec<NewEvent>,
+    /// What the API is playing into the call (PUT …/stream, …/talk).
+    pub api_stream: Option<u64>,
+    pub api_talk: Option<u64>,
 }
 
 /// The flat address (`to`/`from` in webhooks) of a stored endpoint.
@@ -112,8 +123,10 @@ pub fn address_of(endpoint: &Value) -> String {
 pub async fn drive(ctx: Arc<EngineCtx>, row: LegRow) {
     use tracing::Instrument;
     let uuid = row.uuid;
-    let mut leg = Leg::new(ctx, row);
+    let mut leg = Leg::new(ctx.clone(), row);
+    leg.commands = Some(ctx.commands.register(uuid));
     let result = leg.run().instrument(tracing::info_span!("leg", call_uuid = %uuid)).await;
+    ctx.commands.unregister(uuid);
     match result {
         Ok(()) | Err(Stop::Fenced) => {}
         Err(Stop::Internal(cause)) => {
@@ -147,6 +160,10 @@ impl Leg {
             background_recording: None,
             last_status: None,
             last_detail: None,
+            commands: None,
+            pending_log: Vec::new(),
+            api_stream: None,
+            api_talk: None,
         }
     }
 
@@ -193,8 +210,23 @@ impl Leg {
         NewEvent { seq: self.seq, kind: kind.to_string(), payload, url, method: method.to_string(), state }
     }
 
-    pub async fn write(&mut self, change: Change) -> Step<Vec<i64>> {
-        Ok(store::apply(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.seq, &change).await?)
+    pub async fn write(&mut self, mut change: Change) -> Step<Vec<i64>> {
+        let logged = self.pending_log.len();
+        if logged > 0 {
+            let mut events = std::mem::take(&mut self.pending_log);
+            events.append(&mut change.events);
+            change.events = events;
+        }
+        let ids = store::apply(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.seq, &change).await?;
+        Ok(ids.into_iter().skip(logged).collect())
+    }
+
+    /// A line of the call's history that is not a webhook (what the callee heard, …).
+    pub fn log(&mut self, what: &str) {
+        let ts = self.timestamp();
+        let payload = json!({"uuid": self.row.uuid, "what": what, "timestamp": format_time(ts)});
+        self.seq += 1;
+        self.pending_log.push(NewEvent { seq: self.seq, kind: "media".into(), payload, url: None, method: "POST".into(), state: "logged" });
     }
 
     /// A status change with its one event.
@@ -242,7 +274,7 @@ impl Leg {
         self.answer().await?;
         let outcome = self.after_answer(by_machine).await;
         match outcome {
-            Ok(()) | Err(Stop::Platform) => self.hang_up("platform").await,
+            Ok(()) | Err(Stop::Platform) | Err(Stop::Hangup) => self.hang_up("platform").await,
             Err(Stop::Remote) => self.hang_up("user").await,
             Err(other) => Err(other),
         }
@@ -271,6 +303,7 @@ impl Leg {
                         self.status("ringing", json!({})).await?;
                     }
                     Some(CarrierEvent::Answered { by_machine }) => return Ok(Some(by_machine)),
+                    Some(CarrierEvent::Log(line)) => self.log(&line),
                     Some(CarrierEvent::Ended(reason)) => {
                         let (status, detail) = match reason {
                             EndReason::Busy => ("busy", None),
@@ -289,6 +322,16 @@ impl Leg {
                     self.end_unanswered("timeout", None).await?;
                     return Ok(None);
                 }
+                Some(()) = recv_command(&mut self.commands) => match super::commands::apply_pending(self).await {
+                    Ok(()) => {}
+                    Err(Stop::Hangup) => {
+                        // Hung up by the API before answer: cancelled.
+                        self.control(MediaCommand::Hangup);
+                        self.end_unanswered("cancelled", None).await?;
+                        return Ok(None);
+                    }
+                    Err(other) => return Err(other),
+                },
             }
         }
     }
@@ -306,8 +349,12 @@ impl Leg {
     }
 
     async fn after_answer(&mut self, by_machine: bool) -> Step<()> {
-        if super::actions::detect_machine(self, by_machine).await? {
-            return Err(Stop::Platform);
+        match super::actions::detect_machine(self, by_machine).await {
+            Ok(true) => return Err(Stop::Platform),
+            Ok(false) => {}
+            // Transferred while detection ran: the new NCCO is the call's.
+            Err(Stop::Transfer(ncco)) => return super::actions::run_ncco(self, ncco).await,
+            Err(other) => return Err(other),
         }
         let ncco = match self.row.ncco.clone() {
             Some(value) => {
@@ -451,6 +498,14 @@ impl Leg {
             self.control(MediaCommand::Hangup);
             self.end_unanswered("failed", Some("internal_error")).await
         }
+    }
+}
+
+/// The next wake-up from the API, or never when the leg has no command line.
+pub async fn recv_command(commands: &mut Option<tokio::sync::mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match commands {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@
 mod actions;
 mod answer;
 mod claim;
+pub mod commands;
 pub mod instance;
 mod leg;
 mod media;
@@ -39,6 +40,8 @@ pub struct EngineCtx {
     pub live_legs: AtomicUsize,
     /// Conversations with legs on this instance.
     pub rooms: actions::Rooms,
+    /// Where API commands for this instance's legs are delivered.
+    pub commands: commands::CommandRouter,
 }
 
 impl EngineCtx {
@@ -55,6 +58,7 @@ impl EngineCtx {
             base_url,
             live_legs: AtomicUsize::new(0),
             rooms: actions::Rooms::default(),
+            commands: commands::CommandRouter::default(),
         })
     }
 
@@ -80,7 +84,7 @@ impl Engine {
         let events_wake = Arc::new(Notify::new());
         let mut tasks = vec![
             tokio::spawn(instance::heartbeat_and_reap(ctx.clone(), shutdown.clone())),
-            tokio::spawn(listen(ctx.pool.clone(), jobs_wake.clone(), events_wake.clone(), shutdown.clone())),
+            tokio::spawn(listen(ctx.clone(), jobs_wake.clone(), events_wake.clone(), shutdown.clone())),
         ];
         let poll = Duration::from_millis(engine_settings.poll_ms);
         if engine_settings.has_role("workers") {
@@ -110,10 +114,11 @@ impl Engine {
     }
 }
 
-/// LISTEN for new jobs and events; wakes the claimer and the dispatcher. Reconnects on error.
-async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<Notify>, shutdown: CancellationToken) {
+/// LISTEN for new jobs, events and commands; wakes the claimer, the dispatcher or the leg.
+/// Reconnects on error.
+async fn listen(ctx: Arc<EngineCtx>, jobs: Arc<Notify>, events: Arc<Notify>, shutdown: CancellationToken) {
     loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
+        let mut listener = match PgListener::connect_with(&ctx.pool).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "LISTEN connection failed; polling meanwhile");
@@ -121,7 +126,7 @@ async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<Notify>, shutdown: 
                 continue;
             }
         };
-        if listener.listen_all([JOBS_CHANNEL, EVENTS_CHANNEL]).await.is_err() {
+        if listener.listen_all([JOBS_CHANNEL, EVENTS_CHANNEL, commands::COMMANDS_CHANNEL]).await.is_err() {
             continue;
         }
         loop {
@@ -129,6 +134,11 @@ async fn listen(pool: PgPool, jobs: Arc<Notify>, events: Arc<Notify>, shutdown: 
                 _ = shutdown.cancelled() => return,
                 message = listener.recv() => match message {
                     Ok(n) if n.channel() == JOBS_CHANNEL => jobs.notify_one(),
+                    Ok(n) if n.channel() == commands::COMMANDS_CHANNEL => {
+                        if let Ok(uuid) = Uuid::parse_str(n.payload()) {
+                            ctx.commands.wake(uuid);
+                        }
+                    }
                     Ok(_) => events.notify_one(),
                     Err(_) => break,
                 }

@@ -63,6 +63,8 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
                            disconnected_by = COALESCE($12, disconnected_by), updated_at = now()
                     WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
               j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
+              k AS (UPDATE call_commands SET state = 'rejected', reason = 'the call ended', applied_at = now()
+                    WHERE call_uuid = $1 AND state = 'pending' AND $13 AND EXISTS (SELECT 1 FROM own)),
               e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at)
                     SELECT $1, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END
                     FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[]) AS t(seq, kind, payload, url, method, state)

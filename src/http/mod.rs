@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, and the guarantee that every error is problem JSON.
 
 mod applications;
+mod control;
 pub(crate) mod calls;
 pub mod error;
 mod extract;
@@ -26,7 +27,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(calls::list_calls))
                 .default_service(web::to(method_not_allowed)),
         )
-        .service(web::resource("/v1/calls/{uuid}").route(web::get().to(calls::get_call)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/calls/{uuid}")
+                .route(web::get().to(calls::get_call))
+                .route(web::put().to(control::modify))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/calls/{uuid}/stream")
+                .route(web::put().to(control::stream_start))
+                .route(web::delete().to(control::stream_stop))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/calls/{uuid}/talk")
+                .route(web::put().to(control::talk_start))
+                .route(web::delete().to(control::talk_stop))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v1/calls/{uuid}/dtmf").route(web::put().to(control::dtmf)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v1/calls/{uuid}/input/dtmf")
+                .route(web::put().to(control::subscribe_dtmf))
+                .route(web::delete().to(control::unsubscribe_dtmf))
+                .default_service(web::to(method_not_allowed)),
+        )
         .service(web::resource("/v1/calls/{uuid}/events").route(web::get().to(history::call_events)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/files/{id}").route(web::get().to(history::recording)).default_service(web::to(method_not_allowed)))
         .service(

@@ -20,6 +20,10 @@
 #                           sets all three.
 #   PYTHON                  interpreter used to create the venv (default python3, needs >= 3.10)
 #
+# The live call-control tests (test_call_control.py, call-control.test.mjs) always run: they start
+# a local receiver on 127.0.0.1 (event_url, answer_url, the NCCO for transfers, a WAV to stream)
+# and so also need OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES=true and a fast simulated clock.
+#
 # Dependencies are installed on first use (npm ci; pip into tests/sdk/python/.venv) and
 # re-installed when package-lock.json / requirements.txt change. Exits non-zero if any test fails.
 set -euo pipefail
@@ -92,7 +96,7 @@ run_node() {
   echo "==================== Node SDK (@vonage/server-sdk) against $OUTDIAL_URL"
   set +e
   (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-reporter=spec \
-    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs)
+    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs)
   local rc=$?
   set -e
   result[node]=$rc

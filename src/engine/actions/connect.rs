@@ -43,6 +43,14 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
     insert_child(leg, &child_row).await?;
     let mut child = Leg::new(leg.ctx.clone(), child_row);
     child.row.sandbox_behaviour = sandbox_behaviour(leg, &child.to).await;
+    let child_uuid = child.row.uuid;
+    child.commands = Some(leg.ctx.commands.register(child_uuid));
+    let outcome = drive_child(leg, &mut child, c).await;
+    leg.ctx.commands.unregister(child_uuid);
+    outcome
+}
+
+async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> {
     let answered = child.dial_and_ring().await?;
     if answered.is_none() {
         if c.synchronous_events {
@@ -59,7 +67,7 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
     // Bridged until one side hangs up.
     let outcome = tokio::select! {
         parent = wait_end(leg) => Err(parent),
-        child_end = wait_end(&mut child) => Ok(child_end),
+        child_end = wait_end(child) => Ok(child_end),
     };
     match outcome {
         Err(parent_stop) => {
@@ -70,7 +78,9 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
             child.hang_up("user").await?;
             Ok(Flow::Next)
         }
-        Ok(Stop::Platform) => {
+        // The connected leg's own limit, or the API hanging it up (a transfer of a connected
+        // leg is not supported: it ends the leg too).
+        Ok(Stop::Platform | Stop::Hangup | Stop::Transfer(_)) => {
             child.hang_up("platform").await?;
             Ok(Flow::Next)
         }

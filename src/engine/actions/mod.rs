@@ -13,7 +13,7 @@ pub use detection::detect_machine;
 pub use conversation::Rooms;
 pub use record::BackgroundRecording;
 
-use super::leg::{Leg, Step, Stop};
+use super::leg::{recv_command, Leg, Step, Stop};
 use crate::carrier::{CarrierEvent, MediaCommand};
 use crate::ncco::{Action, Ncco};
 use std::collections::VecDeque;
@@ -45,6 +45,11 @@ pub async fn run_ncco(leg: &mut Leg, ncco: Ncco) -> Step<()> {
         match flow {
             Ok(Flow::Next) => {}
             Ok(Flow::Replace(ncco)) => queue = ncco.0.into(),
+            // PUT transfer: whatever runs or waits is replaced, prompts stop.
+            Err(Stop::Transfer(ncco)) => {
+                stop_background_playback(leg);
+                queue = ncco.0.into();
+            }
             Err(stop) => break Err(stop),
         }
     };
@@ -68,11 +73,21 @@ fn far_future() -> Instant {
 pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
     let hangup_at = leg.hangup_at.unwrap_or_else(far_future);
     let until = deadline.unwrap_or_else(far_future);
-    let Some(handle) = leg.handle.as_mut() else { return Err(Stop::Internal("no carrier leg".into())) };
-    let event = tokio::select! {
-        event = handle.events.recv() => event,
-        _ = tokio::time::sleep_until(hangup_at) => return Err(Stop::Platform),
-        _ = tokio::time::sleep_until(until) => return Ok(Signal::Deadline),
+    let event = loop {
+        let Some(handle) = leg.handle.as_mut() else { return Err(Stop::Internal("no carrier leg".into())) };
+        tokio::select! {
+            event = handle.events.recv() => match event {
+                Some(CarrierEvent::Log(line)) => {
+                    // Written at once, so the history shows an effect as soon as it happens.
+                    leg.log(&line);
+                    leg.write(crate::engine::store::Change::default()).await?;
+                }
+                other => break other,
+            },
+            _ = tokio::time::sleep_until(hangup_at) => return Err(Stop::Platform),
+            _ = tokio::time::sleep_until(until) => return Ok(Signal::Deadline),
+            Some(()) = recv_command(&mut leg.commands) => crate::engine::commands::apply_pending(leg).await?,
+        }
     };
     match event {
         None | Some(CarrierEvent::Ended(_)) => Err(Stop::Remote),

@@ -44,7 +44,7 @@ pub async fn record(leg: &mut Leg, record: &Record) -> Step<Flow> {
             Ok(Signal::Event(CarrierEvent::Speech(_))) => silence_at = silence.map(|s| leg.ctx.clock.deadline(s)),
             Ok(Signal::Event(_)) => {}
             Ok(Signal::Deadline) => break,
-            Err(stop @ (Stop::Remote | Stop::Platform)) => {
+            Err(stop @ (Stop::Remote | Stop::Platform | Stop::Hangup | Stop::Transfer(_))) => {
                 save(leg, record, started_at, started_wall).await?;
                 return Err(stop);
             }

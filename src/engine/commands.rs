@@ -1,0 +1,225 @@
+//! Live commands reach the leg that owns the call: NOTIFY carries the call uuid to every
+//! instance; the one driving the leg wakes it; the leg reads its pending commands from
+//! PostgreSQL and applies them in the order the API accepted them. A periodic sweep catches a
+//! missed NOTIFY; a new owner after a takeover finds them pending too.
+
+use super::answer::{self, Reply, Target};
+use super::leg::{Leg, Step, Stop};
+use super::media::{audio_duration, tts_duration};
+use super::store::Change;
+use crate::calls::control::Command;
+use crate::calls::format_time;
+use crate::carrier::{Media, MediaCommand};
+use crate::ncco::{parse_ncco, Ncco};
+use crate::validation::Problems;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+pub const COMMANDS_CHANNEL: &str = "outdial_commands";
+
+/// The legs this instance drives, by call uuid, each with a wake-up line.
+#[derive(Default)]
+pub struct CommandRouter {
+    legs: Mutex<HashMap<Uuid, mpsc::UnboundedSender<()>>>,
+}
+
+impl CommandRouter {
+    pub fn register(&self, uuid: Uuid) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // A command may have been accepted before the leg was claimed: look once at the start.
+        let _ = tx.send(());
+        self.legs.lock().unwrap_or_else(|e| e.into_inner()).insert(uuid, tx);
+        rx
+    }
+
+    pub fn unregister(&self, uuid: Uuid) {
+        self.legs.lock().unwrap_or_else(|e| e.into_inner()).remove(&uuid);
+    }
+
+    pub fn wake(&self, uuid: Uuid) {
+        if let Some(tx) = self.legs.lock().unwrap_or_else(|e| e.into_inner()).get(&uuid) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Wakes this instance's legs that have pending commands (the fallback for a missed NOTIFY).
+pub async fn sweep(ctx: &super::EngineCtx) -> Result<(), sqlx::Error> {
+    let pending: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT c.call_uuid FROM call_commands c JOIN call_jobs j ON j.call_uuid = c.call_uuid
+         WHERE c.state = 'pending' AND j.locked_by = $1 AND j.state = 'running'",
+    )
+    .bind(ctx.instance_id)
+    .fetch_all(&ctx.pool)
+    .await?;
+    for uuid in pending {
+        ctx.commands.wake(uuid);
+    }
+    Ok(())
+}
+
+/// Applies the leg's pending commands in order. A hangup or transfer stops what the leg is
+/// doing (Err); commands after a hangup are rejected.
+pub async fn apply_pending(leg: &mut Leg) -> Step<()> {
+    let pending: Vec<(i64, Value)> = sqlx::query_as("SELECT id, body FROM call_commands WHERE call_uuid = $1 AND state = 'pending' ORDER BY id")
+        .bind(leg.row.uuid)
+        .fetch_all(&leg.ctx.pool)
+        .await
+        .map_err(|e| Stop::Internal(e.to_string()))?;
+    let mut results: Vec<(i64, &'static str, Option<String>)> = Vec::new();
+    let mut stop = None;
+    for (id, body) in pending {
+        if stop.is_some() {
+            results.push((id, "rejected", Some("the call was hung up or transferred before this command".into())));
+            continue;
+        }
+        let Ok(command) = serde_json::from_value::<Command>(body) else {
+            results.push((id, "rejected", Some("unreadable command".into())));
+            continue;
+        };
+        let name = command.name();
+        match apply(leg, command).await {
+            Ok(Applied::Done) => results.push((id, "applied", None)),
+            Ok(Applied::Rejected(reason)) => {
+                // The API already answered; the history says what became of the command.
+                leg.log(&format!("{name} rejected: {reason}"));
+                results.push((id, "rejected", Some(reason)));
+            }
+            Err(s) => {
+                results.push((id, "applied", None));
+                stop = Some(s);
+            }
+        }
+    }
+    mark(leg, &results).await?;
+    match stop {
+        Some(s) => Err(s),
+        None => Ok(()),
+    }
+}
+
+async fn mark(leg: &mut Leg, results: &[(i64, &'static str, Option<String>)]) -> Step<()> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    // Flush the media log with the results, so the history shows each effect.
+    leg.write(Change::default()).await?;
+    let ids: Vec<i64> = results.iter().map(|r| r.0).collect();
+    let states: Vec<&str> = results.iter().map(|r| r.1).collect();
+    let reasons: Vec<Option<String>> = results.iter().map(|r| r.2.clone()).collect();
+    sqlx::query(
+        "UPDATE call_commands c SET state = t.state, reason = t.reason, applied_at = now()
+         FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(id, state, reason) WHERE c.id = t.id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&reasons)
+    .execute(&leg.ctx.pool)
+    .await
+    .map_err(|e| Stop::Internal(e.to_string()))?;
+    Ok(())
+}
+
+enum Applied {
+    Done,
+    Rejected(String),
+}
+
+async fn apply(leg: &mut Leg, command: Command) -> Step<Applied> {
+    let answered = leg.answered_at.is_some();
+    if command.needs_answer() && !answered {
+        return Ok(Applied::Rejected("the call is not answered".into()));
+    }
+    match command {
+        Command::Hangup => Err(Stop::Hangup),
+        Command::Mute | Command::Unmute => {
+            leg.control(MediaCommand::SetMuted(matches!(command, Command::Mute)));
+            Ok(Applied::Done)
+        }
+        Command::Earmuff | Command::Unearmuff => {
+            leg.control(MediaCommand::SetEarmuffed(matches!(command, Command::Earmuff)));
+            Ok(Applied::Done)
+        }
+        Command::StreamStart { url, loop_count, .. } => {
+            let duration = match audio_duration(&leg.ctx.client, &url).await {
+                Ok(d) => d,
+                Err(reason) => return Ok(Applied::Rejected(format!("could not fetch {url}: {reason}"))),
+            };
+            if let Some(old) = leg.api_stream.take() {
+                leg.control(MediaCommand::StopPlayback { id: old });
+            }
+            let id = leg.play_id();
+            leg.control(MediaCommand::Play { id, media: Media::Audio { url }, duration, loops: loop_count });
+            leg.api_stream = Some(id);
+            Ok(Applied::Done)
+        }
+        Command::StreamStop => {
+            if let Some(id) = leg.api_stream.take() {
+                leg.control(MediaCommand::StopPlayback { id });
+            }
+            Ok(Applied::Done)
+        }
+        Command::TalkStart { text, language, loop_count, .. } => {
+            if let Some(old) = leg.api_talk.take() {
+                leg.control(MediaCommand::StopPlayback { id: old });
+            }
+            let id = leg.play_id();
+            let duration = tts_duration(&text);
+            leg.control(MediaCommand::Play { id, media: Media::Tts { text, language }, duration, loops: loop_count });
+            leg.api_talk = Some(id);
+            Ok(Applied::Done)
+        }
+        Command::TalkStop => {
+            if let Some(id) = leg.api_talk.take() {
+                leg.control(MediaCommand::StopPlayback { id });
+            }
+            Ok(Applied::Done)
+        }
+        Command::SendDtmf { digits } => {
+            leg.control(MediaCommand::SendDtmf(digits));
+            Ok(Applied::Done)
+        }
+        Command::SubscribeDtmf { url, method } => {
+            leg.async_dtmf = Some((url, method));
+            leg.log("real-time DTMF subscribed");
+            Ok(Applied::Done)
+        }
+        Command::UnsubscribeDtmf => {
+            leg.async_dtmf = None;
+            leg.log("real-time DTMF unsubscribed");
+            Ok(Applied::Done)
+        }
+        Command::Transfer { ncco, url } => transfer(leg, ncco, url).await,
+    }
+}
+
+/// Replaces the running NCCO: inline, or fetched from the URL (two attempts, as answer_url).
+async fn transfer(leg: &mut Leg, ncco: Option<Value>, url: Option<String>) -> Step<Applied> {
+    let new_ncco: Ncco = match (ncco, url) {
+        (Some(value), _) => {
+            let mut problems = Problems::default();
+            match parse_ncco(&value, "ncco", &mut problems) {
+                Some(n) => n,
+                None => return Ok(Applied::Rejected("invalid NCCO".into())),
+            }
+        }
+        (None, Some(url)) => {
+            let payload = json!({"to": leg.to, "from": leg.from, "uuid": leg.row.uuid, "conversation_uuid": leg.row.conversation_uuid});
+            let signer = leg.signer();
+            match answer::fetch(&leg.ctx.client, Target { url: &url, method: "GET" }, None, &payload, "answer", signer.as_ref()).await.0 {
+                Reply::Ncco(n) => n,
+                other => return Ok(Applied::Rejected(format!("{url} did not answer with a valid NCCO: {other:?}"))),
+            }
+        }
+        (None, None) => return Ok(Applied::Rejected("no destination".into())),
+    };
+    let payload = json!({
+        "conversation_uuid_from": leg.row.conversation_uuid, "conversation_uuid_to": leg.row.conversation_uuid,
+        "uuid": leg.row.uuid, "timestamp": format_time(chrono::Utc::now()), "type": "transfer", "status": "transfer",
+    });
+    leg.side_event("transfer", payload).await?;
+    Err(Stop::Transfer(new_ncco))
+}
