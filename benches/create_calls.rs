@@ -12,8 +12,13 @@
 //!     its own jti, exp 15 min) so RSA signing on the client does not compete with the server for
 //!     this machine's cores during the timed phase;
 //!  5. N clients POST /v1/calls for D seconds, one token per request; every non-201 is an error;
-//!  6. prints creates/s, latency, errors, the baseline, the ratio, database writes per call and a CPU
-//!     breakdown of the timed phase (server+client process by thread, PostgreSQL, idle).
+//!  6. prints creates/s, latency, errors, the baseline, the ratio, database writes per call, a CPU
+//!     breakdown of both phases (this process by thread, PostgreSQL, pgbench, the rest of the
+//!     machine, hypervisor steal) and what the server's database backends waited on (sampled).
+//!
+//! The client and the server share this machine's cores with PostgreSQL, as pgbench does in the
+//! baseline; the CPU lines say how much each took per operation. A warning is printed when other
+//! programs used the machine during a phase: such figures are not comparable.
 //!
 //! The last line is machine-readable: `create_calls_per_s=… baseline_insert_tps=… ratio=… …`.
 
@@ -210,7 +215,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let probe_rate = probe.ok as f64 / probe.elapsed.as_secs_f64();
 
     // 4. Pre-mint the tokens for the timed phase.
-    let wanted = o.tokens.unwrap_or_else(|| ((probe_rate * o.seconds * 1.5) as usize).max(o.concurrency * 8) + o.concurrency);
+    let wanted = o.tokens.unwrap_or_else(|| ((probe_rate * o.seconds * 2.0) as usize).max(o.concurrency * 8) + o.concurrency);
     let t = Instant::now();
     let tokens = minter.mint_parallel(wanted).await?;
     println!(
@@ -227,8 +232,10 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let wal_before = wal_lsn(&admin).await?;
     let stats_before = db_stats(&admin, &db_name).await?;
     let cpu_before = CpuSnapshot::take();
+    let sampler = tokio::spawn(sample_waits(admin.clone(), Duration::from_secs_f64(o.seconds)));
     let result = load(&client, &base, tokens, o.concurrency, Duration::from_secs_f64(o.seconds)).await;
     let cpu_after = CpuSnapshot::take();
+    let waits = sampler.await?;
     let wal_after = wal_lsn(&admin).await?;
 
     // Stop the server and close its pool so every backend flushes its statistics.
@@ -250,6 +257,13 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         result.errors,
         result.reused
     );
+    if result.reused > 0 {
+        println!(
+            "note: the token pool ran out and {} tokens were used twice (raise --tokens); \
+             the server does not track jti, so its work per request is the same",
+            result.reused
+        );
+    }
     println!("creates/s: {rate:.0}");
     println!(
         "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (mean {:.2})",
@@ -282,7 +296,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     };
     println!(
         "database writes per call: {rows_per_call:.2} rows ({} calls, {} call_jobs, {} events for {calls} calls); \
-         {tuples_per_call:.2} tuples written, {commits_per_call:.2} commits, {wal_per_call:.0} WAL bytes per call",
+         {tuples_per_call:.2} tuples written, {commits_per_call:.2} commits, {wal_per_call:.0} WAL bytes per call \
+         (WAL is cluster-wide: other databases' writes count too)",
         counts_after.calls - counts_before.calls,
         counts_after.call_jobs - counts_before.call_jobs,
         counts_after.events - counts_before.events,
@@ -291,6 +306,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         println!("note: {calls} calls rows vs {} 201 responses", result.ok);
     }
     cpu_after.since(&cpu_before).report("during the timed phase", result.ok, true);
+
+    waits.report();
 
     let ratio = baseline.map(|b| rate / b as f64);
     match (baseline, ratio) {
@@ -481,6 +498,66 @@ async fn load(client: &reqwest::Client, base: &str, tokens: Vec<String>, concurr
     LoadResult { ok, errors: failed, reused: used.saturating_sub(tokens.len()) as u64, elapsed, hist, error_kinds }
 }
 
+/// What the server's PostgreSQL backends were doing, sampled from pg_stat_activity.
+struct WaitSamples {
+    samples: u32,
+    active: u64,
+    idle: u64,
+    /// "type:event" (or "running" when on CPU) -> number of active backends seen in it.
+    events: BTreeMap<String, u64>,
+}
+
+impl WaitSamples {
+    fn report(&self) {
+        if self.samples == 0 || self.active == 0 {
+            return;
+        }
+        let mut top: Vec<_> = self.events.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        let shown = top
+            .iter()
+            .take(5)
+            .map(|(e, n)| format!("{e} {:.0}%", **n as f64 * 100.0 / self.active as f64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "database backends of the server pool (sampled {} times): {:.1} busy and {:.1} idle on average; busy ones: {shown}",
+            self.samples,
+            self.active as f64 / self.samples as f64,
+            self.idle as f64 / self.samples as f64
+        );
+    }
+}
+
+/// Samples the server pool's backends (application_name 'outdial' on this database) every 100 ms.
+async fn sample_waits(admin: PgPool, duration: Duration) -> WaitSamples {
+    let mut w = WaitSamples { samples: 0, active: 0, idle: 0, events: BTreeMap::new() };
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        let rows: Result<Vec<(String, String, i64)>, _> = sqlx::query_as(
+            "SELECT coalesce(state, ''), coalesce(wait_event_type || ':' || wait_event, 'running'), count(*)
+               FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = 'outdial' AND pid <> pg_backend_pid()
+              GROUP BY 1, 2",
+        )
+        .fetch_all(&admin)
+        .await;
+        if let Ok(rows) = rows {
+            w.samples += 1;
+            for (state, event, n) in rows {
+                if state == "active" {
+                    w.active += n as u64;
+                    *w.events.entry(event).or_default() += n as u64;
+                } else {
+                    w.idle += n as u64;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w
+}
+
 struct RowCounts {
     calls: i64,
     call_jobs: i64,
@@ -567,8 +644,8 @@ struct CpuSnapshot {
     threads: HashMap<u64, (String, u64)>,
     /// pid -> (comm, ticks) for postgres and pgbench processes.
     procs: HashMap<u64, (String, u64)>,
-    /// (busy, total) jiffies from /proc/stat.
-    machine: (u64, u64),
+    /// (busy, total, steal) jiffies from /proc/stat.
+    machine: (u64, u64, u64),
     at: Instant,
 }
 
@@ -593,6 +670,8 @@ struct CpuDelta {
     postgres: f64,
     pgbench: f64,
     machine_busy_frac: f64,
+    /// Time the hypervisor gave to other guests.
+    steal_frac: f64,
     wall: f64,
 }
 
@@ -627,10 +706,11 @@ impl CpuSnapshot {
                 let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
                 // user nice system idle iowait irq softirq steal (guest is inside user)
                 let total: u64 = v.iter().take(8).sum();
+                let steal = v.get(7).copied().unwrap_or(0);
                 let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-                Some((total - idle, total))
+                Some((total - idle - steal, total, steal))
             })
-            .unwrap_or((0, 0));
+            .unwrap_or((0, 0, 0));
         CpuSnapshot { threads, procs, machine, at: Instant::now() }
     }
 
@@ -661,12 +741,14 @@ impl CpuSnapshot {
                 pgbench += used;
             }
         }
-        let (busy, total) = (self.machine.0 - before.machine.0, self.machine.1 - before.machine.1);
+        let (busy, total, steal) =
+            (self.machine.0 - before.machine.0, self.machine.1 - before.machine.1, self.machine.2 - before.machine.2);
         CpuDelta {
             groups,
             postgres,
             pgbench,
             machine_busy_frac: if total > 0 { busy as f64 / total as f64 } else { 0.0 },
+            steal_frac: if total > 0 { steal as f64 / total as f64 } else { 0.0 },
             wall: self.at.duration_since(before.at).as_secs_f64(),
         }
     }
@@ -692,6 +774,18 @@ impl CpuDelta {
         let seen = self.groups.values().sum::<f64>() + self.postgres + self.pgbench;
         let unaccounted = (self.machine_busy_frac * cpus as f64 * self.wall - seen).max(0.0);
         parts.push(format!("rest of machine {:.2} cores", cores(unaccounted)));
-        println!("cpu {label}: {}; machine busy {:.0}% of {cpus} cores", parts.join(", "), self.machine_busy_frac * 100.0);
+        println!(
+            "cpu {label}: {}; machine busy {:.0}% of {cpus} cores, stolen by the hypervisor {:.0}%",
+            parts.join(", "),
+            self.machine_busy_frac * 100.0,
+            self.steal_frac * 100.0
+        );
+        if cores(unaccounted) > 0.25 {
+            println!(
+                "warning: {:.2} cores were busy outside this benchmark and PostgreSQL {label}; \
+                 figures from a shared machine are not comparable",
+                cores(unaccounted)
+            );
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod engine;
 pub mod http;
 pub mod ncco;
+pub mod notify;
 pub mod sandbox;
 pub mod startup;
 pub mod telemetry;

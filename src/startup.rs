@@ -19,6 +19,7 @@ pub struct AppState {
     pub basic: BasicAuthenticator,
     pub limiter: RateLimiter,
     pub started_at: Instant,
+    pub notifier: std::sync::Arc<crate::notify::Notifier>,
 }
 
 impl AppState {
@@ -28,6 +29,7 @@ impl AppState {
             basic: BasicAuthenticator::new(pool.clone(), Duration::from_secs(settings.auth.basic_auth_cache_s)),
             limiter: RateLimiter::default(),
             started_at: Instant::now(),
+            notifier: crate::notify::Notifier::spawn(pool.clone()),
             pool,
             settings,
         }

@@ -198,7 +198,9 @@ async fn connect_bridges_a_second_leg_and_falls_through_when_it_is_busy(pool: Pg
     let statuses: Vec<&str> = leg.iter().filter_map(|b| b["status"].as_str()).collect();
     assert_eq!(statuses, ["started", "ringing", "answered", "completed"]);
     assert_eq!(leg[0]["conversation_uuid"], receiver.requests("/events")[0].body["conversation_uuid"], "same conversation");
-    assert_eq!(leg.last().unwrap()["duration"], "3", "the connect limit ended it");
+    // Simulated seconds at 20x: a few ms of scheduling on a busy machine round up a second.
+    let duration: i64 = leg.last().unwrap()["duration"].as_str().unwrap().parse().unwrap();
+    assert!((3..=4).contains(&duration), "the connect limit (3 s) ended it: {duration}");
     let child = leg[0]["uuid"].as_str().unwrap();
     let (parent,): (Option<uuid::Uuid>,) = sqlx::query_as("SELECT parent_uuid FROM calls WHERE uuid = $1::uuid").bind(child).fetch_one(&pool).await.unwrap();
     assert_eq!(parent.unwrap().to_string(), uuid);

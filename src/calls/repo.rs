@@ -69,11 +69,9 @@ where
                                machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at)
             VALUES ($1, $2, $3, $4, 'started', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
             RETURNING uuid),
-         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $20, $18 FROM c),
-         -- Wake a worker and the webhook dispatcher when this commits.
-         n AS (SELECT pg_notify('outdial_jobs', ''), pg_notify('outdial_events', ''))
+         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $20, $18 FROM c)
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
-         SELECT uuid, 1, 'started', $19, $11, $12, $18 FROM c, n",
+         SELECT uuid, 1, 'started', $19, $11, $12, $18 FROM c",
     )
     .bind(p.uuid)
     .bind(&p.conversation_uuid)

@@ -65,7 +65,7 @@ pub async fn reap(pool: &PgPool, timeout_ms: u64) -> Result<u64, sqlx::Error> {
     .await?;
     let n = n as u64;
     if n > 0 {
-        sqlx::query("SELECT pg_notify($1, '')").bind(super::JOBS_CHANNEL).execute(pool).await?;
+        sqlx::query("SELECT pg_notify($1, '')").bind(crate::notify::JOBS_CHANNEL).execute(pool).await?;
     }
     Ok(n)
 }
@@ -79,6 +79,6 @@ pub async fn release(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
     .bind(id)
     .execute(pool)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')").bind(super::JOBS_CHANNEL).execute(pool).await?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(crate::notify::JOBS_CHANNEL).execute(pool).await?;
     Ok(())
 }

@@ -218,6 +218,9 @@ impl Leg {
             change.events = events;
         }
         let ids = store::apply(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.seq, &change).await?;
+        if change.events.iter().any(|e| e.state == "pending") {
+            self.ctx.wake_dispatchers();
+        }
         Ok(ids.into_iter().skip(logged).collect())
     }
 

@@ -13,7 +13,8 @@ mod store;
 use crate::carrier::{Carrier, SimulatedNetwork};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::webhooks::dispatcher::{Dispatcher, EVENTS_CHANNEL};
+use crate::notify::{Notifier, EVENTS_CHANNEL, JOBS_CHANNEL};
+use crate::webhooks::dispatcher::Dispatcher;
 use crate::webhooks::WebhookClient;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -25,7 +26,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const JOBS_CHANNEL: &str = "outdial_jobs";
 
 /// What every leg of this instance shares.
 pub struct EngineCtx {
@@ -42,11 +42,15 @@ pub struct EngineCtx {
     pub rooms: actions::Rooms,
     /// Where API commands for this instance's legs are delivered.
     pub commands: commands::CommandRouter,
+    /// Wakes dispatchers in other instances (NOTIFY) and in this one (directly).
+    pub notifier: Arc<Notifier>,
+    pub events_wake: Arc<Notify>,
 }
 
 impl EngineCtx {
     pub fn new(pool: PgPool, settings: Settings, base_url: String) -> Arc<EngineCtx> {
         let clock = Clock::new(settings.carrier.time_scale);
+        let pool_for_notifier = pool.clone();
         let carrier: Arc<dyn Carrier> = Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone()));
         Arc::new(EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
@@ -59,7 +63,15 @@ impl EngineCtx {
             live_legs: AtomicUsize::new(0),
             rooms: actions::Rooms::default(),
             commands: commands::CommandRouter::default(),
+            notifier: Notifier::spawn(pool_for_notifier),
+            events_wake: Arc::new(Notify::new()),
         })
+    }
+
+    /// New events are pending: tell this instance's dispatcher at once, others by NOTIFY.
+    pub fn wake_dispatchers(&self) {
+        self.events_wake.notify_one();
+        self.notifier.events();
     }
 
     pub fn live_legs(&self) -> usize {
@@ -81,7 +93,7 @@ impl Engine {
         let engine_settings = &ctx.settings.engine;
         instance::register(&ctx.pool, ctx.instance_id, &engine_settings.roles.join(",")).await?;
         let jobs_wake = Arc::new(Notify::new());
-        let events_wake = Arc::new(Notify::new());
+        let events_wake = ctx.events_wake.clone();
         let mut tasks = vec![
             tokio::spawn(instance::heartbeat_and_reap(ctx.clone(), shutdown.clone())),
             tokio::spawn(listen(ctx.clone(), jobs_wake.clone(), events_wake.clone(), shutdown.clone())),

@@ -52,7 +52,6 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
     let urls: Vec<Option<&str>> = change.events.iter().map(|e| e.url.as_deref()).collect();
     let methods: Vec<&str> = change.events.iter().map(|e| e.method.as_str()).collect();
     let states: Vec<&str> = change.events.iter().map(|e| e.state).collect();
-    let notify = change.events.iter().any(|e| e.state == "pending");
     let finish = change.finish.as_ref();
     let row: Option<(Vec<i64>,)> = sqlx::query_as(
         "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running' FOR UPDATE),
@@ -69,9 +68,8 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
                     SELECT $1, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END
                     FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[]) AS t(seq, kind, payload, url, method, state)
                     WHERE EXISTS (SELECT 1 FROM own)
-                    RETURNING id, seq),
-              n AS (SELECT pg_notify('outdial_events', '') WHERE $20 AND EXISTS (SELECT 1 FROM own))
-         SELECT COALESCE((SELECT array_agg(id ORDER BY seq) FROM e), '{}') FROM own, (SELECT count(*) FROM n) AS notified",
+                    RETURNING id, seq)
+         SELECT COALESCE((SELECT array_agg(id ORDER BY seq) FROM e), '{}') FROM own",
     )
     .bind(leg)
     .bind(instance)
@@ -92,7 +90,6 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
     .bind(&urls)
     .bind(&methods)
     .bind(&states)
-    .bind(notify)
     .fetch_optional(pool)
     .await?;
     row.map(|(ids,)| ids).ok_or(StoreError::LostOwnership)

@@ -43,7 +43,12 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
         ttl_hours: state.settings.limits.idempotency_ttl_h,
     });
     match calls::repo::create(&state.pool, caller.account_id(), app.id, &call, &from, dial_after, idempotency).await? {
-        CreateOutcome::Created(body) => Ok(HttpResponse::Created().json(body)),
+        CreateOutcome::Created(body) => {
+            // A worker may dial and the dispatcher may send `started`.
+            state.notifier.jobs();
+            state.notifier.events();
+            Ok(HttpResponse::Created().json(body))
+        }
         CreateOutcome::Replayed(body) => Ok(HttpResponse::Created().insert_header(("Idempotent-Replayed", "true")).json(body)),
         CreateOutcome::KeyReused => Err(ApiError::Unprocessable(
             "This Idempotency-Key was already used with a different request body; use a new key for a new call".into(),

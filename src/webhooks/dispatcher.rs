@@ -17,7 +17,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub const EVENTS_CHANNEL: &str = "outdial_events";
 
 #[derive(sqlx::FromRow)]
 struct Claimed {

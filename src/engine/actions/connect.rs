@@ -120,9 +120,8 @@ async fn insert_child(leg: &Leg, row: &LegRow) -> Step<()> {
             INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
                                event_url, event_method, machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, parent_uuid)
             VALUES ($1, $2, $3, $4, 'started', $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING uuid),
-         j AS (INSERT INTO call_jobs (call_uuid, state, locked_by, claimed_at) SELECT uuid, 'running', $14, now() FROM c),
-         n AS (SELECT pg_notify('outdial_events', ''))
-         INSERT INTO events (call_uuid, seq, kind, payload, url, method) SELECT uuid, 1, 'started', $15, $7, $8 FROM c, n",
+         j AS (INSERT INTO call_jobs (call_uuid, state, locked_by, claimed_at) SELECT uuid, 'running', $14, now() FROM c)
+         INSERT INTO events (call_uuid, seq, kind, payload, url, method) SELECT uuid, 1, 'started', $15, $7, $8 FROM c",
     )
     .bind(row.uuid)
     .bind(&row.conversation_uuid)
@@ -142,5 +141,6 @@ async fn insert_child(leg: &Leg, row: &LegRow) -> Step<()> {
     .execute(&leg.ctx.pool)
     .await
     .map_err(|e| Stop::Internal(e.to_string()))?;
+    leg.ctx.wake_dispatchers();
     Ok(())
 }
