@@ -33,7 +33,7 @@ use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -168,12 +168,17 @@ fn status_index(s: &str) -> usize {
 }
 
 /// The talk: `words` two-letter words (tts_duration: 0.4 simulated s each) played `loops` times.
-/// Talk text is limited to 1,500 characters (500 such words, 200 simulated seconds).
+/// A prompt of at most 40 words (~120 characters, a realistic size: the text is kept in every
+/// leg's memory and in the calls row), repeated (loop <= 100) as often as the hold needs.
 fn talk_for(hold_wall_s: f64, time_scale: f64) -> (usize, u32) {
     let simulated = hold_wall_s * time_scale;
     let words_total = (simulated / 0.4).ceil().max(1.0) as usize;
-    let loops = words_total.div_ceil(500).max(1);
-    let words = words_total.div_ceil(loops);
+    let mut words = words_total.min(40);
+    let mut loops = words_total.div_ceil(words);
+    if loops > 100 {
+        loops = 100;
+        words = words_total.div_ceil(100);
+    }
     (words, loops as u32)
 }
 
@@ -235,7 +240,11 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         sqlx::raw_sql("CREATE FUNCTION public.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN END $$")
             .execute(&pool)
             .await?;
-        let (resolved,): (String,) = sqlx::query_as("SELECT 'pg_notify(text,text)'::regprocedure::text").fetch_one(&pool).await?;
+        let (resolved,): (String,) = sqlx::query_as(
+            "SELECT p.pronamespace::regnamespace::text || '.pg_notify' FROM pg_proc p WHERE p.oid = 'pg_notify(text,text)'::regprocedure",
+        )
+        .fetch_one(&pool)
+        .await?;
         anyhow::ensure!(resolved.starts_with("public."), "what-if: pg_notify still resolves to {resolved}");
         println!(
             "WHAT-IF (not the shipped behaviour): pg_notify resolves to a no-op ({resolved}) on the server's connections, so no \
@@ -313,6 +322,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     checkpoint(&admin).await;
     let counts_before = row_counts(&admin).await?;
     let wal_before = wal_lsn(&admin).await?;
+    let fpi_before = wal_fpi(&admin).await;
     let stats_before = db_stats(&admin, &db_name).await?;
     // Reset VmHWM to the current RSS (Linux >= 4.0), so "before" is where the run starts from.
     let hwm_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
@@ -334,10 +344,12 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         start,
         stop.clone(),
     ));
-    let pg_task = o.pg_sample.then(|| tokio::spawn(pg_sampler(admin.clone(), stop.clone())));
+    let placing = Arc::new(AtomicBool::new(true));
+    let pg_task = o.pg_sample.then(|| tokio::spawn(pg_sampler(admin.clone(), pool.clone(), placing.clone(), stop.clone())));
 
     let load = place_calls(&client, &base, tokens, &body, o.calls, o.concurrency, posted_ok.clone()).await;
     let posted_at = load.end;
+    placing.store(false, Ordering::Relaxed);
     println!(
         "placed: {} created (201), {} errors in {:.2} s from the first POST = {:.0} creates/s; POST latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
         load.created.len(),
@@ -369,6 +381,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let cpu_after = CpuSnapshot::take();
     let mem_after = memory();
     let wal_after = wal_lsn(&admin).await?;
+    let fpi_after = wal_fpi(&admin).await;
     stop.cancel();
     let fast_result = fast_task.await?;
     let timeline = timeline_task.await?;
@@ -398,7 +411,11 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     // 7. Figures.
     let arrivals: Vec<Arrival> = receiver.state.arrivals.lock().unwrap().clone();
     let report = Report::build(&load, &arrivals, finished_at);
-    println!("--- timeline (t from the first POST; events = outbox rows written so far, backlog = pending at that moment) ---");
+    println!(
+        "--- timeline (t from the first POST; events = outbox rows written so far, backlog = pending at that moment; claim = how \
+         the dispatcher's claim query is planned at that moment: probe = index lookup per candidate, SCAN = every pending event \
+         per candidate; analyzed = times `events` was analyzed so far) ---"
+    );
     print_timeline(&timeline);
 
     println!("--- results ---");
@@ -421,7 +438,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     );
     println!(
         "events/s delivered: {:.0} over the whole run ({} webhooks: started {}, ringing {}, answered {}, completed {}); \
-         busiest 1 s: {:.0}/s, busiest 5 s: {:.0}/s; {}",
+         busiest 1 s: {:.0}/s, busiest 5 s: {:.0}/s; {}; {}",
         report.events_per_s,
         arrivals.len(),
         report.by_status[0],
@@ -430,6 +447,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         report.by_status[3],
         report.busiest_1s,
         report.busiest_5s,
+        placing_rate_line(&timeline, o.calls),
         backlog_rate_line(&timeline)
     );
     println!(
@@ -460,6 +478,13 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    println!(
+        "receiver: {} webhook requests over {} TCP connections ({:.1} requests per connection: the webhook client keeps at most \
+         webhooks' pool_max_idle_per_host idle connections, so a batch wider than that reconnects)",
+        arrivals.len(),
+        receiver.state.connections.load(Ordering::Relaxed),
+        arrivals.len() as f64 / receiver.state.connections.load(Ordering::Relaxed).max(1) as f64
+    );
     let peak_live = fast_result.peak_live;
     println!(
         "live legs: peak {} of {} at t={:.1} s (reached when {} calls were placed); the pool had all {} connections in use in {:.0}% of \
@@ -514,6 +539,15 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         commits / n,
         wal / n
     );
+    if let (Some((f0, r0)), Some((f1, r1))) = (fpi_before, fpi_after) {
+        println!(
+            "WAL (pg_stat_wal, whole cluster, from the run's start to the last `completed`): {:.1} records and {:.2} full-page images \
+             per call; {:.0} WAL bytes per call in all",
+            (r1 - r0) as f64 / n,
+            (f1 - f0) as f64 / n,
+            wal / n
+        );
+    }
     event_rows.report(&arrivals);
     if let Some(profile) = &pg_profile {
         profile.report();
@@ -929,6 +963,11 @@ struct TimelineRow {
     pool_avg: f64,
     pool_full_pct: f64,
     rss_mb: f64,
+    /// How the dispatcher's claim query would check "no older pending event of this call" right
+    /// now: by probing an index per candidate, or by scanning every pending event per candidate.
+    claim_plan: &'static str,
+    /// Times autovacuum has analyzed `events` so far.
+    analyzed: i64,
 }
 
 /// Every second: what has happened so far.
@@ -955,6 +994,11 @@ async fn timeline_sampler(
         .fetch_one(&admin)
         .await
         .unwrap_or((-1, -1));
+        let claim_plan = claim_plan(&admin).await;
+        let analyzed: i64 = sqlx::query_scalar("SELECT autoanalyze_count + analyze_count FROM pg_stat_user_tables WHERE relname = 'events'")
+            .fetch_one(&admin)
+            .await
+            .unwrap_or(-1);
         let (pool_avg, pool_full_pct) = {
             let mut f = fast.lock().unwrap();
             let r = if f.window_samples > 0 {
@@ -978,15 +1022,47 @@ async fn timeline_sampler(
             pool_avg,
             pool_full_pct,
             rss_mb: mb(memory().rss_kb),
+            claim_plan,
+            analyzed,
         });
     }
     rows
 }
 
+/// The dispatcher's claim query (its inner SELECT, as shipped in src/webhooks/dispatcher.rs), planned
+/// now: "probe" when the anti-join looks up each candidate's call by index, "SCAN" when it walks every
+/// pending event for each candidate (cost grows with the square of the backlog).
+async fn claim_plan(admin: &PgPool) -> &'static str {
+    let plan: Result<serde_json::Value, _> = sqlx::query_scalar(
+        "EXPLAIN (FORMAT JSON) SELECT e.id FROM events e
+         WHERE e.state = 'pending' AND e.next_attempt_at <= now()
+           AND (e.locked_until IS NULL OR e.locked_until < now())
+           AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call_uuid = e.call_uuid AND p.state = 'pending' AND p.seq < e.seq)
+         ORDER BY e.next_attempt_at, e.id LIMIT 200 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_one(admin)
+    .await;
+    fn inner(node: &serde_json::Value) -> Option<(String, String, String)> {
+        if node.get("Alias").and_then(|a| a.as_str()) == Some("p") {
+            let get = |k: &str| node.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            return Some((get("Node Type"), get("Index Name"), get("Index Cond")));
+        }
+        node.get("Plans").and_then(|p| p.as_array()).and_then(|plans| plans.iter().find_map(inner))
+            .or_else(|| node.get("Plan").and_then(inner))
+            .or_else(|| node.as_array().and_then(|a| a.iter().find_map(inner)))
+    }
+    match plan.ok().as_ref().and_then(inner) {
+        Some((_, _, cond)) if cond.contains("call_uuid") => "probe",
+        Some((kind, _, _)) if kind.contains("Index") || kind.contains("Seq") => "SCAN",
+        Some(_) => "hash",
+        None => "?",
+    }
+}
+
 fn print_timeline(rows: &[TimelineRow]) {
     println!(
-        "{:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>8} {:>7} {:>9} {:>8} {:>7}",
-        "t s", "placed", "live", "events", "deliv'd", "deliv/s", "backlog", "done", "pool avg", "pool 100%", "RSS MB"
+        "{:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>8} {:>7} {:>9} {:>8} {:>7} {:>6} {:>8}",
+        "t s", "placed", "live", "events", "deliv'd", "deliv/s", "backlog", "done", "pool avg", "pool 100%", "RSS MB", "claim", "analyzed"
     );
     let mut prev_delivered = 0usize;
     let mut prev_t = 0.0;
@@ -1000,10 +1076,38 @@ fn print_timeline(rows: &[TimelineRow]) {
         prev_delivered = r.delivered;
         prev_t = r.t;
         println!(
-            "{:>6.1} {:>7} {:>6} {:>8} {:>8} {:>7.0} {:>8} {:>7} {:>9.1} {:>8.0}% {:>7.0}",
-            r.t, r.posted, r.live, r.events_written, r.delivered, rate, r.backlog, r.completed, r.pool_avg, r.pool_full_pct, r.rss_mb
+            "{:>6.1} {:>7} {:>6} {:>8} {:>8} {:>7.0} {:>8} {:>7} {:>9.1} {:>8.0}% {:>7.0} {:>6} {:>8}",
+            r.t,
+            r.posted,
+            r.live,
+            r.events_written,
+            r.delivered,
+            rate,
+            r.backlog,
+            r.completed,
+            r.pool_avg,
+            r.pool_full_pct,
+            r.rss_mb,
+            r.claim_plan,
+            r.analyzed
         );
     }
+}
+
+/// Written and delivered events per second while calls were still being placed (the loaded phase).
+fn placing_rate_line(rows: &[TimelineRow], calls: usize) -> String {
+    let Some(end) = rows.iter().position(|r| r.posted >= calls) else { return String::new() };
+    let last = &rows[end];
+    if last.t <= 0.0 {
+        return String::new();
+    }
+    format!(
+        "while calls were being placed (first {:.0} s): {:.0} events/s written, {:.0}/s delivered, backlog {} at the end",
+        last.t,
+        last.events_written.max(0) as f64 / last.t,
+        last.delivered as f64 / last.t,
+        last.backlog
+    )
 }
 
 /// Delivery rate over the seconds that began with a real backlog: the dispatcher's capacity.
@@ -1022,12 +1126,19 @@ fn backlog_rate_line(rows: &[TimelineRow]) -> String {
     }
 }
 
-/// pg_stat_activity every 100 ms: the server's backends that are active, by statement and wait event.
+/// pg_stat_activity every 100 ms: the server's backends that are active, by statement and wait
+/// event, while the calls are being placed (the loaded phase); and the whole run's average.
+#[derive(Default)]
 struct PgProfile {
     samples: u64,
     /// (statement, wait) -> backend-samples
     by: BTreeMap<(String, String), u64>,
     max_active: u64,
+    /// The server pool's checked-out connections, and the backends busy in the server, summed over samples.
+    in_use_sum: u64,
+    busy_sum: u64,
+    all_samples: u64,
+    all_busy: u64,
 }
 
 fn statement_label(q: &str) -> &'static str {
@@ -1048,6 +1159,8 @@ fn statement_label(q: &str) -> &'static str {
         "engine heartbeat/reap"
     } else if q.contains("record_attempts") || q.contains("INSERT INTO webhook_attempts") {
         "engine record_attempts"
+    } else if q.contains("pg_notify") {
+        "pg_notify (own statement)"
     } else if q.starts_with("COMMIT") || q.starts_with("BEGIN") {
         "BEGIN/COMMIT"
     } else {
@@ -1055,9 +1168,10 @@ fn statement_label(q: &str) -> &'static str {
     }
 }
 
-async fn pg_sampler(admin: PgPool, stop: CancellationToken) -> PgProfile {
-    let mut profile = PgProfile { samples: 0, by: BTreeMap::new(), max_active: 0 };
+async fn pg_sampler(admin: PgPool, server_pool: PgPool, placing: Arc<AtomicBool>, stop: CancellationToken) -> PgProfile {
+    let mut profile = PgProfile::default();
     loop {
+        let in_use = (server_pool.size() as usize).saturating_sub(server_pool.num_idle()) as u64;
         // The NOTIFY lock: a heavyweight lock on "object 0 of class pg_database in database 0"
         // (async.c PreCommit_Notify), taken before commit and held until after the commit's WAL flush.
         let rows: Vec<(String, Option<String>, Option<String>, String, bool)> = sqlx::query_as(
@@ -1070,7 +1184,19 @@ async fn pg_sampler(admin: PgPool, stop: CancellationToken) -> PgProfile {
         .fetch_all(&admin)
         .await
         .unwrap_or_default();
+        let during_placing = placing.load(Ordering::Relaxed);
+        profile.all_samples += 1;
+        profile.all_busy += rows.len() as u64;
+        if !during_placing {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            continue;
+        }
         profile.samples += 1;
+        profile.in_use_sum += in_use;
+        profile.busy_sum += rows.len() as u64;
         let mut active = 0;
         for (state, wait_type, wait, query, notify_lock) in rows {
             active += 1;
@@ -1099,11 +1225,16 @@ impl PgProfile {
             return;
         }
         println!(
-            "postgres activity ({} samples of pg_stat_activity, 100 ms apart): {:.1} server backends busy on average (max {}); \
-             share of busy backend-samples by statement, then by wait event (CPU = running):",
+            "postgres activity while the calls were being placed ({} samples of pg_stat_activity, 100 ms apart): {:.1} server \
+             backends busy on average (max {}), while the server pool had {:.1} connections checked out (so {:.1} were held by \
+             the process but idle in the server: acquire ping, response in flight, task not yet polled); whole run: {:.1} busy \
+             on average. Share of busy backend-samples by statement, then by wait event (CPU = running):",
             self.samples,
             total as f64 / self.samples as f64,
-            self.max_active
+            self.max_active,
+            self.in_use_sum as f64 / self.samples as f64,
+            (self.in_use_sum as f64 - self.busy_sum as f64).max(0.0) / self.samples as f64,
+            self.all_busy as f64 / self.all_samples.max(1) as f64
         );
         let mut by_statement: BTreeMap<&str, u64> = BTreeMap::new();
         for ((statement, _), n) in &self.by {
@@ -1390,6 +1521,11 @@ async fn row_counts(pool: &PgPool) -> anyhow::Result<RowCounts> {
     .fetch_one(pool)
     .await?;
     Ok(RowCounts { calls, call_jobs, events, attempts })
+}
+
+/// Full-page images and records written to WAL (pg_stat_wal: the whole cluster, not only this database).
+async fn wal_fpi(pool: &PgPool) -> Option<(i64, i64)> {
+    sqlx::query_as("SELECT wal_fpi, wal_records FROM pg_stat_wal").fetch_one(pool).await.ok()
 }
 
 async fn wal_lsn(pool: &PgPool) -> anyhow::Result<i64> {
