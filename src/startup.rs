@@ -119,13 +119,15 @@ impl Instance {
         Ok(Instance { port, server, engine, server_task })
     }
 
-    /// Graceful stop: the API stops accepting, the engine drains (see Engine::stop).
+    /// Graceful stop: the engine drains and releases its legs (see Engine::stop), then the API
+    /// stops. In that order because pooled connections opened on the API's worker threads die
+    /// with them, and the release must not pick up a dead one.
     pub async fn stop(self) {
-        if let Some(server) = &self.server {
-            server.stop(true).await;
-        }
         if let Some(engine) = self.engine {
             engine.stop().await;
+        }
+        if let Some(server) = &self.server {
+            server.stop(true).await;
         }
         if let Some(task) = self.server_task {
             let _ = task.await;
