@@ -45,7 +45,6 @@ pub struct WebhookSettings {
     pub retry_max_ms: u64,
     pub max_age_s: i64,
     pub batch: i64,
-    pub concurrency: usize,
     pub allow_private_addresses: bool,
 }
 
