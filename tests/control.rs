@@ -96,11 +96,8 @@ async fn hangup_after_answer_completes(pool: PgPool) {
 async fn media_mute_and_earmuff_reach_the_callee_in_order(pool: PgPool) {
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;
-    // 4 s of audio to stream.
-    let mut wav = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data".to_vec();
-    wav.extend_from_slice(&64_000u32.to_le_bytes());
-    wav.resize(wav.len() + 64_000, 0);
-    receiver.respond("/music.wav", 200, &String::from_utf8_lossy(&wav));
+    // 4 s of WAV audio (an MP3-rate guess would make it 8 s).
+    receiver.respond_bytes("/music.wav", 200, &wav(4));
     let uuid = app.place(&call(&receiver, "447700900000", long_wait())).await;
     receiver.wait_status("/events", &uuid, "answered").await;
     let path = format!("/v1/calls/{uuid}");

@@ -211,11 +211,8 @@ async fn connect_bridges_a_second_leg_and_falls_through_when_it_is_busy(pool: Pg
 async fn stream_lasts_as_long_as_the_audio(pool: PgPool) {
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;
-    // 4 s of 8 kHz 16-bit mono audio.
-    let mut wav = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0data".to_vec();
-    wav.extend_from_slice(&64_000u32.to_le_bytes());
-    wav.resize(wav.len() + 64_000, 0);
-    receiver.respond("/audio.wav", 200, &String::from_utf8_lossy(&wav));
+    // 4 s of WAV audio (an MP3-rate guess would make it 8 s).
+    receiver.respond_bytes("/audio.wav", 200, &wav(4));
     let ncco = json!([{"action": "stream", "streamUrl": [receiver.url("/audio.wav")]}]);
     let uuid = app.place(&call(&receiver, "447700900000", ncco)).await;
     receiver.wait_status("/events", &uuid, "completed").await;

@@ -199,3 +199,24 @@ pub async fn invalid_names(response: reqwest::Response) -> Vec<String> {
         .map(|p| p["name"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// A WAV file of silence, 16 kHz 16-bit mono, lasting `seconds`. At 32 kB/s its length differs
+/// from the 128 kbit/s guess used for files that are not WAV, so a test can tell them apart.
+pub fn wav(seconds: u32) -> Vec<u8> {
+    let data_len = seconds * 32_000;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&16_000u32.to_le_bytes());
+    wav.extend_from_slice(&32_000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    wav.resize(44 + data_len as usize, 0);
+    wav
+}

@@ -21,8 +21,8 @@ pub struct Received {
 #[derive(Default)]
 struct State {
     requests: Mutex<Vec<Received>>,
-    once: Mutex<HashMap<String, VecDeque<(u16, String)>>>,
-    always: Mutex<HashMap<String, (u16, String)>>,
+    once: Mutex<HashMap<String, VecDeque<(u16, Vec<u8>)>>>,
+    always: Mutex<HashMap<String, (u16, Vec<u8>)>>,
 }
 
 pub struct Receiver {
@@ -43,7 +43,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>
         raw: body.to_vec(),
     });
     let answer = state.once.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front).or_else(|| state.always.lock().unwrap().get(&path).cloned());
-    let (status, body) = answer.unwrap_or((200, String::new()));
+    let (status, body) = answer.unwrap_or((200, Vec::new()));
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).content_type("application/json").body(body)
 }
 
@@ -67,12 +67,17 @@ impl Receiver {
 
     /// Every request to `path` gets this answer.
     pub fn respond(&self, path: &str, status: u16, body: &str) {
-        self.state.always.lock().unwrap().insert(path.to_string(), (status, body.to_string()));
+        self.respond_bytes(path, status, body.as_bytes());
+    }
+
+    /// Every request to `path` gets these bytes (audio files).
+    pub fn respond_bytes(&self, path: &str, status: u16, body: &[u8]) {
+        self.state.always.lock().unwrap().insert(path.to_string(), (status, body.to_vec()));
     }
 
     /// The next request to `path` gets this answer (queued before `respond`'s).
     pub fn respond_once(&self, path: &str, status: u16, body: &str) {
-        self.state.once.lock().unwrap().entry(path.to_string()).or_default().push_back((status, body.to_string()));
+        self.state.once.lock().unwrap().entry(path.to_string()).or_default().push_back((status, body.as_bytes().to_vec()));
     }
 
     pub fn requests(&self, path: &str) -> Vec<Received> {
