@@ -45,6 +45,8 @@ pub struct WebhookSettings {
     pub retry_max_ms: u64,
     pub max_age_s: i64,
     pub batch: i64,
+    pub max_in_flight: usize,
+    pub database_connections: u32,
     pub allow_private_addresses: bool,
 }
 
@@ -58,6 +60,8 @@ pub struct CarrierSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CallSettings {
     pub random_from_numbers: Vec<String>,
+    pub insert_writers: usize,
+    pub insert_batch_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,6 +17,15 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error>
         .await
 }
 
+/// A separate pool to the same database, for a task that must not wait behind the main pool.
+pub fn pool_like(pool: &PgPool, application_name: &str, max_connections: u32) -> PgPool {
+    let options = (*pool.connect_options()).clone().application_name(application_name);
+    PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(options)
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

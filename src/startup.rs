@@ -20,6 +20,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub started_at: Instant,
     pub notifier: std::sync::Arc<crate::notify::Notifier>,
+    /// Stores new calls, committing concurrent creates together.
+    pub call_writer: crate::calls::writer::CallWriter,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             limiter: RateLimiter::default(),
             started_at: Instant::now(),
             notifier: crate::notify::Notifier::spawn(pool.clone()),
+            call_writer: crate::calls::writer::CallWriter::spawn(pool.clone(), settings.calls.insert_writers, settings.calls.insert_batch_max),
             pool,
             settings,
         }

@@ -5,6 +5,7 @@ mod create;
 mod list;
 mod model;
 pub mod repo;
+pub mod writer;
 
 pub use create::{parse_create_call, NewCall, WebhookTarget};
 pub use list::{parse_list_query, CallFilter, Order};

@@ -3,6 +3,7 @@
 use super::create::NewCall;
 use super::list::{CallFilter, Order};
 use super::model::{format_time, CallRow, CALL_COLUMNS};
+use super::writer::CallWriter;
 use crate::ncco::Endpoint;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -55,44 +56,105 @@ fn prepare(call: &NewCall, from: &Endpoint, dial_after: std::time::Duration) -> 
     Prepared { uuid, conversation_uuid, created_at, run_at, started_event, response }
 }
 
-/// Inserts the leg, its job and its `started` event in one statement (one transaction, one
-/// round trip): either all three exist or none does.
-async fn insert_call<'e, E>(executor: E, account_id: i64, application_id: Uuid, call: &NewCall, from: &Endpoint, p: &Prepared) -> Result<(), sqlx::Error>
+/// One leg as stored by `insert_calls`: every value bound, owned so it can wait in the writer's
+/// queue.
+pub struct CallInsert {
+    uuid: Uuid,
+    conversation_uuid: String,
+    account_id: i64,
+    application_id: Uuid,
+    to: Value,
+    from: Value,
+    random_from_number: bool,
+    ncco: Option<Value>,
+    answer_url: Option<String>,
+    answer_method: String,
+    event_url: Option<String>,
+    event_method: String,
+    fallback_url: Option<String>,
+    machine_detection: Option<String>,
+    advanced_machine_detection: Option<Value>,
+    length_timer_s: i32,
+    ringing_timer_s: i32,
+    created_at: DateTime<Utc>,
+    started_event: Value,
+    run_at: DateTime<Utc>,
+}
+
+impl CallInsert {
+    fn new(account_id: i64, application_id: Uuid, call: &NewCall, from: &Endpoint, p: &Prepared) -> CallInsert {
+        CallInsert {
+            uuid: p.uuid,
+            conversation_uuid: p.conversation_uuid.clone(),
+            account_id,
+            application_id,
+            to: serde_json::to_value(&call.to).unwrap_or(Value::Null),
+            from: serde_json::to_value(from).unwrap_or(Value::Null),
+            random_from_number: call.random_from_number,
+            ncco: call.ncco.clone(),
+            answer_url: call.answer.as_ref().map(|a| a.url.clone()),
+            answer_method: call.answer.as_ref().map_or("GET", |a| &a.method).to_string(),
+            event_url: call.event.as_ref().map(|e| e.url.clone()),
+            event_method: call.event.as_ref().map_or("POST", |e| &e.method).to_string(),
+            fallback_url: call.fallback_url.clone(),
+            machine_detection: call.machine_detection.clone(),
+            advanced_machine_detection: call.advanced_machine_detection.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+            length_timer_s: call.length_timer_s,
+            ringing_timer_s: call.ringing_timer_s,
+            created_at: p.created_at,
+            started_event: p.started_event.clone(),
+            run_at: p.run_at,
+        }
+    }
+}
+
+/// Inserts legs, each with its job and its `started` event, in one statement (one transaction,
+/// one round trip): for every leg either all three rows exist or none does.
+pub async fn insert_calls<'e, E>(executor: E, legs: &[&CallInsert]) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
-    let event = call.event.as_ref();
+    fn column<'a, T>(legs: &[&'a CallInsert], f: impl Fn(&'a CallInsert) -> T) -> Vec<T> {
+        legs.iter().map(|l| f(l)).collect()
+    }
     sqlx::query(
-        "WITH c AS (
-            INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
+        "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::jsonb[], $6::jsonb[], $7::bool[],
+                                          $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+                                          $15::jsonb[], $16::int[], $17::int[], $18::timestamptz[], $19::jsonb[], $20::timestamptz[])
+                    AS t(uuid, conversation_uuid, account_id, application_id, to_endpoint, from_endpoint, random_from_number,
+                         ncco, answer_url, answer_method, event_url, event_method, fallback_url, machine_detection,
+                         advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, started_event, run_at)),
+              c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
                                random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
                                machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, 'started', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)
-            RETURNING uuid),
-         j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, $20, $18 FROM c)
+                    SELECT uuid, conversation_uuid, account_id, application_id, 'started', to_endpoint, from_endpoint,
+                           random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
+                           machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, created_at
+                    FROM t),
+              j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, run_at, created_at FROM t)
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
-         SELECT uuid, 1, 'started', $19, $11, $12, $18 FROM c",
+         SELECT uuid, 1, 'started', started_event, event_url, event_method, created_at FROM t",
     )
-    .bind(p.uuid)
-    .bind(&p.conversation_uuid)
-    .bind(account_id)
-    .bind(application_id)
-    .bind(sqlx::types::Json(&call.to))
-    .bind(sqlx::types::Json(from))
-    .bind(call.random_from_number)
-    .bind(&call.ncco)
-    .bind(call.answer.as_ref().map(|a| &a.url))
-    .bind(call.answer.as_ref().map_or("GET", |a| &a.method))
-    .bind(event.map(|e| &e.url))
-    .bind(event.map_or("POST", |e| &e.method))
-    .bind(&call.fallback_url)
-    .bind(&call.machine_detection)
-    .bind(call.advanced_machine_detection.as_ref().map(sqlx::types::Json))
-    .bind(call.length_timer_s)
-    .bind(call.ringing_timer_s)
-    .bind(p.created_at)
-    .bind(&p.started_event)
-    .bind(p.run_at)
+    .bind(column(legs, |l| l.uuid))
+    .bind(column(legs, |l| l.conversation_uuid.as_str()))
+    .bind(column(legs, |l| l.account_id))
+    .bind(column(legs, |l| l.application_id))
+    .bind(column(legs, |l| &l.to))
+    .bind(column(legs, |l| &l.from))
+    .bind(column(legs, |l| l.random_from_number))
+    .bind(column(legs, |l| l.ncco.as_ref()))
+    .bind(column(legs, |l| l.answer_url.as_deref()))
+    .bind(column(legs, |l| l.answer_method.as_str()))
+    .bind(column(legs, |l| l.event_url.as_deref()))
+    .bind(column(legs, |l| l.event_method.as_str()))
+    .bind(column(legs, |l| l.fallback_url.as_deref()))
+    .bind(column(legs, |l| l.machine_detection.as_deref()))
+    .bind(column(legs, |l| l.advanced_machine_detection.as_ref()))
+    .bind(column(legs, |l| l.length_timer_s))
+    .bind(column(legs, |l| l.ringing_timer_s))
+    .bind(column(legs, |l| l.created_at))
+    .bind(column(legs, |l| &l.started_event))
+    .bind(column(legs, |l| l.run_at))
     .execute(executor)
     .await?;
     Ok(())
@@ -100,6 +162,7 @@ where
 
 pub async fn create(
     pool: &PgPool,
+    writer: &CallWriter,
     account_id: i64,
     application_id: Uuid,
     call: &NewCall,
@@ -108,8 +171,9 @@ pub async fn create(
     idempotency: Option<IdempotencyKey<'_>>,
 ) -> Result<CreateOutcome, sqlx::Error> {
     let prepared = prepare(call, from, dial_after);
+    let leg = CallInsert::new(account_id, application_id, call, from, &prepared);
     let Some(key) = idempotency else {
-        insert_call(pool, account_id, application_id, call, from, &prepared).await?;
+        writer.insert(leg).await?;
         return Ok(CreateOutcome::Created(prepared.response));
     };
     let request_hash = hex::encode(Sha256::digest(key.canonical_body.as_bytes()));
@@ -143,7 +207,7 @@ pub async fn create(
                 .await?;
         return Ok(if first_hash == request_hash { CreateOutcome::Replayed(first_body) } else { CreateOutcome::KeyReused });
     }
-    insert_call(&mut *tx, account_id, application_id, call, from, &prepared).await?;
+    insert_calls(&mut *tx, &[&leg]).await?;
     tx.commit().await?;
     Ok(CreateOutcome::Created(prepared.response))
 }

@@ -9,6 +9,7 @@ use crate::calls::format_time;
 use crate::carrier::{CalleeBehaviour, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand};
 use crate::ncco::{parse_endpoint, Endpoint, Ncco};
 use crate::validation::Problems;
+use crate::webhooks::dispatcher::{HandOff, HandedEvent};
 use crate::webhooks::signing::Signer;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -217,11 +218,22 @@ impl Leg {
             events.append(&mut change.events);
             change.events = events;
         }
-        let ids = store::apply(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.seq, &change).await?;
-        if change.events.iter().any(|e| e.state == "pending") {
+        let pending = change.events.iter().filter(|e| e.state == "pending").count();
+        let lock = self.ctx.hand_off_lock_s(pending);
+        let written = store::apply(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.seq, &change, lock).await?;
+        if written.handed_off && pending > 0 {
+            let events = change
+                .events
+                .into_iter()
+                .zip(&written.ids)
+                .filter(|(e, _)| e.state == "pending")
+                .map(|(e, id)| HandedEvent { id: *id, payload: e.payload, url: e.url, method: e.method })
+                .collect();
+            self.ctx.hand_off(HandOff { application_id: self.row.application_id, events }).await;
+        } else if pending > 0 {
             self.ctx.wake_dispatchers();
         }
-        Ok(ids.into_iter().skip(logged).collect())
+        Ok(written.ids.into_iter().skip(logged).collect())
     }
 
     /// A line of the call's history that is not a webhook (what the callee heard, …).

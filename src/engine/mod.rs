@@ -14,14 +14,14 @@ use crate::carrier::{Carrier, SimulatedNetwork};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::notify::{Notifier, EVENTS_CHANNEL, JOBS_CHANNEL};
-use crate::webhooks::dispatcher::Dispatcher;
+use crate::webhooks::dispatcher::{Dispatcher, HandOff};
 use crate::webhooks::WebhookClient;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -45,6 +45,8 @@ pub struct EngineCtx {
     /// Wakes dispatchers in other instances (NOTIFY) and in this one (directly).
     pub notifier: Arc<Notifier>,
     pub events_wake: Arc<Notify>,
+    /// This instance's dispatcher, when it runs one: legs hand it their new events directly.
+    hand_off: OnceLock<mpsc::UnboundedSender<HandOff>>,
 }
 
 impl EngineCtx {
@@ -65,6 +67,7 @@ impl EngineCtx {
             commands: commands::CommandRouter::default(),
             notifier: Notifier::spawn(pool_for_notifier),
             events_wake: Arc::new(Notify::new()),
+            hand_off: OnceLock::new(),
         })
     }
 
@@ -72,6 +75,26 @@ impl EngineCtx {
     pub fn wake_dispatchers(&self) {
         self.events_wake.notify_one();
         self.notifier.events();
+    }
+
+    /// How long a write should lock `pending` new events for this instance's dispatcher: long
+    /// enough to send them one after another (None: no dispatcher here, or nothing to send).
+    pub fn hand_off_lock_s(&self, pending: usize) -> Option<i64> {
+        let per_event_s = self.settings.webhooks.event_timeout_ms.div_ceil(1000) as i64;
+        (pending > 0 && self.hand_off.get().is_some()).then(|| pending as i64 * per_event_s + 30)
+    }
+
+    /// Gives freshly written, locked events to this instance's dispatcher; if it has stopped,
+    /// unlocks them so any dispatcher can claim them.
+    pub async fn hand_off(&self, chain: HandOff) {
+        let Some(sender) = self.hand_off.get() else { return };
+        if let Err(mpsc::error::SendError(chain)) = sender.send(chain) {
+            let ids: Vec<i64> = chain.events.iter().map(|e| e.id).collect();
+            if let Err(e) = sqlx::query("UPDATE events SET locked_until = NULL WHERE id = ANY($1)").bind(&ids).execute(&self.pool).await {
+                tracing::warn!(error = %e, "could not unlock events after the dispatcher stopped; they go out when the lock expires");
+            }
+            self.wake_dispatchers();
+        }
     }
 
     pub fn live_legs(&self) -> usize {
@@ -103,8 +126,11 @@ impl Engine {
             tasks.push(tokio::spawn(claim::claim_loop(ctx.clone(), jobs_wake, poll, shutdown.clone())));
         }
         if engine_settings.has_role("webhooks") {
-            let dispatcher = Dispatcher::new(ctx.pool.clone(), ctx.client.clone(), events_wake);
-            tasks.push(tokio::spawn(dispatcher.run(poll, shutdown.clone())));
+            let pool = crate::db::pool_like(&ctx.pool, "outdial-webhooks", ctx.settings.webhooks.database_connections);
+            let dispatcher = Dispatcher::new(pool, ctx.client.clone(), events_wake);
+            let (hand_off, hand_offs) = mpsc::unbounded_channel();
+            let _ = ctx.hand_off.set(hand_off);
+            tasks.push(tokio::spawn(dispatcher.run(hand_offs, poll, shutdown.clone())));
         }
         Ok(Engine { ctx, shutdown, tasks })
     }

@@ -45,7 +45,25 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
-pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, change: &Change) -> Result<Vec<i64>, StoreError> {
+/// What a write stored: the new events' ids, in order, and whether this instance's dispatcher
+/// was handed them (locked for it at birth).
+pub struct Written {
+    pub ids: Vec<i64>,
+    pub handed_off: bool,
+}
+
+/// `hand_off_lock_s`: when this instance delivers webhooks, new pending events with no older
+/// pending event of their call are locked for it for that long, so it can send them straight
+/// from memory while no other dispatcher claims them; after a crash the lock expires and any
+/// dispatcher delivers them.
+pub async fn apply(
+    pool: &PgPool,
+    instance: Uuid,
+    leg: Uuid,
+    last_seq: i32,
+    change: &Change,
+    hand_off_lock_s: Option<i64>,
+) -> Result<Written, StoreError> {
     let seqs: Vec<i32> = change.events.iter().map(|e| e.seq).collect();
     let kinds: Vec<&str> = change.events.iter().map(|e| e.kind.as_str()).collect();
     let payloads: Vec<&Value> = change.events.iter().map(|e| &e.payload).collect();
@@ -53,7 +71,7 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
     let methods: Vec<&str> = change.events.iter().map(|e| e.method.as_str()).collect();
     let states: Vec<&str> = change.events.iter().map(|e| e.state).collect();
     let finish = change.finish.as_ref();
-    let row: Option<(Vec<i64>,)> = sqlx::query_as(
+    let row: Option<(Vec<i64>, bool)> = sqlx::query_as(
         "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running' FOR UPDATE),
               u AS (UPDATE calls SET status = COALESCE($3, status), detail = COALESCE($4, detail), last_seq = $5,
                            answered_at = COALESCE($6, answered_at), start_time = COALESCE($6, start_time),
@@ -64,12 +82,15 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
               j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
               k AS (UPDATE call_commands SET state = 'rejected', reason = 'the call ended', applied_at = now()
                     WHERE call_uuid = $1 AND state = 'pending' AND $13 AND EXISTS (SELECT 1 FROM own)),
-              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at)
-                    SELECT $1, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END
-                    FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[]) AS t(seq, kind, payload, url, method, state)
+              hand AS (SELECT $20::float8 IS NOT NULL
+                              AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call_uuid = $1 AND p.state = 'pending') AS off),
+              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at, locked_until)
+                    SELECT $1, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END,
+                           CASE WHEN hand.off AND t.state = 'pending' THEN now() + make_interval(secs => $20::float8) END
+                    FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[]) AS t(seq, kind, payload, url, method, state), hand
                     WHERE EXISTS (SELECT 1 FROM own)
                     RETURNING id, seq)
-         SELECT COALESCE((SELECT array_agg(id ORDER BY seq) FROM e), '{}') FROM own",
+         SELECT COALESCE((SELECT array_agg(id ORDER BY seq) FROM e), '{}'), (SELECT off FROM hand) FROM own",
     )
     .bind(leg)
     .bind(instance)
@@ -90,9 +111,10 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
     .bind(&urls)
     .bind(&methods)
     .bind(&states)
+    .bind(hand_off_lock_s.map(|s| s as f64))
     .fetch_optional(pool)
     .await?;
-    row.map(|(ids,)| ids).ok_or(StoreError::LostOwnership)
+    row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)
 }
 
 /// Records the attempts of a webhook the leg sent itself (answer_url, input, notify).

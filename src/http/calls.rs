@@ -42,7 +42,7 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
         canonical_body: &canonical,
         ttl_hours: state.settings.limits.idempotency_ttl_h,
     });
-    match calls::repo::create(&state.pool, caller.account_id(), app.id, &call, &from, dial_after, idempotency).await? {
+    match calls::repo::create(&state.pool, &state.call_writer, caller.account_id(), app.id, &call, &from, dial_after, idempotency).await? {
         CreateOutcome::Created(body) => {
             // A worker may dial and the dispatcher may send `started`.
             state.notifier.jobs();

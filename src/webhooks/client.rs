@@ -96,7 +96,7 @@ impl WebhookClient {
     pub fn new(settings: &WebhookSettings) -> WebhookClient {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(settings.max_in_flight)
             .user_agent(concat!("Outdial/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::limited(3));
         if !settings.allow_private_addresses {

@@ -7,16 +7,15 @@
 use super::client::{Outbound, WebhookClient};
 use super::signing::Signer;
 use chrono::{DateTime, Utc};
-use futures_util::future::join_all;
 use rand::Rng;
 use serde_json::Value;
 use sqlx::PgPool;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Notify;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
 
 #[derive(sqlx::FromRow)]
 struct Claimed {
@@ -42,43 +41,102 @@ struct Outcome {
     error: Option<String>,
 }
 
+/// Events a leg of this instance just wrote and locked for this dispatcher, oldest first: sent
+/// from memory at once, without waiting for a claim.
+pub struct HandOff {
+    pub application_id: Uuid,
+    pub events: Vec<HandedEvent>,
+}
+
+pub struct HandedEvent {
+    pub id: i64,
+    pub payload: Value,
+    pub url: Option<String>,
+    pub method: String,
+}
+
+/// How an application's webhooks are signed; cached briefly for handed-off events.
+#[derive(Clone, sqlx::FromRow)]
+struct Signing {
+    signed: bool,
+    api_key: String,
+    signature_secret: String,
+}
+
+const SIGNING_CACHE_TTL: Duration = Duration::from_secs(30);
+
 pub struct Dispatcher {
+    /// Its own small pool, so claiming and recording never queue behind thousands of legs.
     pool: PgPool,
     client: WebhookClient,
     wake: Arc<Notify>,
+    signing: Mutex<HashMap<Uuid, (Instant, Signing)>>,
 }
 
 impl Dispatcher {
     pub fn new(pool: PgPool, client: WebhookClient, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher { pool, client, wake }
+        Dispatcher { pool, client, wake, signing: Mutex::new(HashMap::new()) }
     }
 
-    /// Runs until `shutdown`; woken by `wake` (NOTIFY) or the poll interval.
-    pub async fn run(self, poll: Duration, shutdown: CancellationToken) {
-        loop {
-            let busy = match self.deliver_batch().await {
-                Ok(n) => n > 0,
+    /// Runs until `shutdown`; woken by `wake` (NOTIFY, new events; or the recorder, a delivered
+    /// event may unblock its call's next) or the poll interval.
+    ///
+    /// A pipeline rather than batch-by-batch: claims go on while earlier deliveries are still in
+    /// flight (up to `max_in_flight`), and each finished delivery is recorded with whatever else
+    /// finished meanwhile, so one slow receiver never holds up the others.
+    pub async fn run(self, hand_offs: mpsc::UnboundedReceiver<HandOff>, poll: Duration, shutdown: CancellationToken) {
+        let settings = self.client.settings.clone();
+        let dispatcher = Arc::new(self);
+        let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+        let (finished, outcomes) = mpsc::unbounded_channel::<Outcome>();
+        let recorder = tokio::spawn(dispatcher.clone().record_loop(outcomes));
+        tokio::spawn(dispatcher.clone().hand_off_loop(hand_offs, in_flight.clone(), finished.clone(), shutdown.clone()));
+        while !shutdown.is_cancelled() {
+            let free = in_flight.available_permits().min(settings.batch.max(1) as usize);
+            if free == 0 {
+                // Every slot busy: wait for one delivery to finish.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    permit = in_flight.clone().acquire_owned() => drop(permit),
+                }
+                continue;
+            }
+            let claimed = match dispatcher.claim(free as i64).await {
+                Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook dispatcher: claiming failed");
-                    false
+                    Vec::new()
                 }
             };
-            if busy {
-                // A delivered event may unblock the next one of its call: look again at once.
+            let more_waiting = claimed.len() == free;
+            for event in claimed {
+                let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                let (dispatcher, finished) = (dispatcher.clone(), finished.clone());
+                tokio::spawn(async move {
+                    let outcome = dispatcher.deliver(event).await;
+                    let _ = finished.send(outcome);
+                    drop(permit);
+                });
+            }
+            if more_waiting {
                 continue;
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => break,
+                _ = dispatcher.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
         }
+        // Let deliveries in flight finish and be recorded; unrecorded ones are retried by
+        // whichever dispatcher claims them once their lock expires.
+        drop(finished);
+        let _ = tokio::time::timeout(Duration::from_millis(settings.event_timeout_ms + 1000), recorder).await;
     }
 
-    /// Claims and delivers one batch; returns how many events it handled.
-    pub async fn deliver_batch(&self) -> Result<usize, sqlx::Error> {
-        let settings = &self.client.settings;
-        let claimed: Vec<Claimed> = sqlx::query_as(
+    /// Claims up to `limit` deliverable events: due, not locked by another delivery, and the
+    /// oldest pending event of their call (so a call's events leave in order).
+    async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        sqlx::query_as(
             "WITH claimed AS (
                 UPDATE events SET locked_until = now() + interval '60 seconds'
                 WHERE id IN (
@@ -96,16 +154,121 @@ impl Dispatcher {
                           JOIN applications a ON a.id = c.application_id
                           JOIN accounts acc ON acc.id = c.account_id",
         )
-        .bind(settings.batch)
+        .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        if claimed.is_empty() {
-            return Ok(0);
+        .await
+    }
+
+    /// Sends each handed-off chain as it comes, its events one after another.
+    async fn hand_off_loop(
+        self: Arc<Self>,
+        mut hand_offs: mpsc::UnboundedReceiver<HandOff>,
+        in_flight: Arc<Semaphore>,
+        finished: mpsc::UnboundedSender<Outcome>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let chain = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                chain = hand_offs.recv() => match chain { Some(chain) => chain, None => return },
+            };
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+            let (dispatcher, finished) = (self.clone(), finished.clone());
+            tokio::spawn(async move {
+                dispatcher.deliver_chain(chain, &finished).await;
+                drop(permit);
+            });
         }
-        let count = claimed.len();
-        let outcomes = join_all(claimed.into_iter().map(|event| self.deliver(event))).await;
-        self.record(&outcomes).await?;
-        Ok(count)
+    }
+
+    /// Delivers a chain in order; after the first event that is not delivered, the rest are
+    /// unlocked for the claim path, which keeps the call's order behind the retried one.
+    async fn deliver_chain(&self, chain: HandOff, finished: &mpsc::UnboundedSender<Outcome>) {
+        let signing = match self.signing_of(chain.application_id).await {
+            Ok(signing) => signing,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook dispatcher: reading the application's signing settings failed");
+                self.unlock(chain.events.iter().map(|e| e.id).collect()).await;
+                return;
+            }
+        };
+        let mut events = chain.events.into_iter();
+        while let Some(event) = events.next() {
+            let claimed = Claimed {
+                id: event.id,
+                payload: event.payload,
+                url: event.url,
+                method: event.method,
+                attempts: 0,
+                created_at: Utc::now(),
+                signed: signing.signed,
+                api_key: signing.api_key.clone(),
+                signature_secret: signing.signature_secret.clone(),
+                application_id: chain.application_id,
+            };
+            let outcome = self.deliver(claimed).await;
+            let delivered = outcome.state == "delivered";
+            let _ = finished.send(outcome);
+            if !delivered {
+                self.unlock(events.map(|e| e.id).collect()).await;
+                return;
+            }
+        }
+    }
+
+    /// Gives events back to the claim path.
+    pub async fn unlock(&self, ids: Vec<i64>) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = sqlx::query("UPDATE events SET locked_until = NULL WHERE id = ANY($1)").bind(&ids).execute(&self.pool).await {
+            // They stay locked until the lock expires, then any dispatcher delivers them.
+            tracing::warn!(error = %e, "webhook dispatcher: unlocking events failed");
+        }
+        self.wake.notify_one();
+    }
+
+    async fn signing_of(&self, application_id: Uuid) -> Result<Signing, sqlx::Error> {
+        if let Some((at, signing)) = self.signing.lock().unwrap().get(&application_id) {
+            if at.elapsed() < SIGNING_CACHE_TTL {
+                return Ok(signing.clone());
+            }
+        }
+        let signing: Signing = sqlx::query_as(
+            "SELECT a.signed_callbacks AS signed, acc.api_key, acc.signature_secret
+             FROM applications a JOIN accounts acc ON acc.id = a.account_id WHERE a.id = $1",
+        )
+        .bind(application_id)
+        .fetch_one(&self.pool)
+        .await?;
+        self.signing.lock().unwrap().insert(application_id, (Instant::now(), signing.clone()));
+        Ok(signing)
+    }
+
+    /// Records finished deliveries, together with whatever else finished meanwhile, then wakes
+    /// the claim loop: each delivered event may have unblocked the next of its call.
+    async fn record_loop(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
+        const MAX_PER_WRITE: usize = 1000;
+        while let Some(first) = outcomes.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_PER_WRITE {
+                match outcomes.try_recv() {
+                    Ok(outcome) => batch.push(outcome),
+                    Err(_) => break,
+                }
+            }
+            for attempt in 1..=3 {
+                match self.record(&batch).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        // Unrecorded events stay locked, then are delivered again (at least once).
+                        tracing::warn!(error = %e, attempt, events = batch.len(), "webhook dispatcher: recording outcomes failed");
+                        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    }
+                }
+            }
+            self.wake.notify_one();
+        }
     }
 
     async fn deliver(&self, event: Claimed) -> Outcome {
