@@ -40,7 +40,7 @@ use uuid::Uuid;
 const USAGE: &str = "\
 usage: cargo bench --bench control -- [options]
   --calls N          live calls the commands go to (default 1000)
-  --commands K       commands sent (default 5 x calls)
+  --commands K       commands sent (default 7 x calls: each call gets the whole rotation)
   --concurrency C    concurrent HTTP clients sending commands (default 8)
   --baseline B       INSERT+NOTIFY round trips measured for the baseline (default 1000)
   --time-scale S     simulated time runs S times faster (default 10)
@@ -83,7 +83,7 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     if o.commands == 0 {
-        o.commands = o.calls * 5;
+        o.commands = o.calls * ROTATION.len();
     }
     if o.calls == 0 || o.concurrency == 0 || o.baseline == 0 || !(o.time_scale > 0.0) {
         return Err("--calls, --concurrency, --baseline and --time-scale must be positive".into());

@@ -94,32 +94,19 @@ pub async fn apply_pending(leg: &mut Leg) -> Step<()> {
             }
         }
     }
-    mark(leg, &results).await?;
+    mark(leg, results).await?;
     match stop {
         Some(s) => Err(s),
         None => Ok(()),
     }
 }
 
-async fn mark(leg: &mut Leg, results: &[(i64, &'static str, Option<String>)]) -> Step<()> {
+/// Writes the commands' results together with the media log of what they did.
+async fn mark(leg: &mut Leg, results: Vec<(i64, &'static str, Option<String>)>) -> Step<()> {
     if results.is_empty() {
         return Ok(());
     }
-    // Flush the media log with the results, so the history shows each effect.
-    leg.write(Change::default()).await?;
-    let ids: Vec<i64> = results.iter().map(|r| r.0).collect();
-    let states: Vec<&str> = results.iter().map(|r| r.1).collect();
-    let reasons: Vec<Option<String>> = results.iter().map(|r| r.2.clone()).collect();
-    sqlx::query(
-        "UPDATE call_commands c SET state = t.state, reason = t.reason, applied_at = now()
-         FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(id, state, reason) WHERE c.id = t.id",
-    )
-    .bind(&ids)
-    .bind(&states)
-    .bind(&reasons)
-    .execute(&leg.ctx.pool)
-    .await
-    .map_err(|e| Stop::Internal(e.to_string()))?;
+    leg.write(Change { commands: results, ..Default::default() }).await?;
     Ok(())
 }
 

@@ -25,6 +25,9 @@ pub struct Change {
     pub answered_at: Option<DateTime<Utc>>,
     pub events: Vec<NewEvent>,
     pub finish: Option<Finish>,
+    /// API commands this write reports on: (id, applied | rejected, reason). They commit with
+    /// the effects they had (the media log), in the same statement.
+    pub commands: Vec<(i64, &'static str, Option<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,8 +83,11 @@ pub async fn apply(
                            disconnected_by = COALESCE($12, disconnected_by), updated_at = now()
                     WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
               j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
+              m AS (UPDATE call_commands c SET state = r.state, reason = r.reason, applied_at = now()
+                    FROM unnest($21::bigint[], $22::text[], $23::text[]) AS r(id, state, reason)
+                    WHERE c.id = r.id AND EXISTS (SELECT 1 FROM own)),
               k AS (UPDATE call_commands SET state = 'rejected', reason = 'the call ended', applied_at = now()
-                    WHERE call_uuid = $1 AND state = 'pending' AND $13 AND EXISTS (SELECT 1 FROM own)),
+                    WHERE call_uuid = $1 AND state = 'pending' AND $13 AND id <> ALL($21) AND EXISTS (SELECT 1 FROM own)),
               hand AS (SELECT $20::float8 IS NOT NULL
                               AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call_uuid = $1 AND p.state = 'pending') AS off),
               e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at, locked_until)
@@ -112,6 +118,9 @@ pub async fn apply(
     .bind(&methods)
     .bind(&states)
     .bind(hand_off_lock_s.map(|s| s as f64))
+    .bind(change.commands.iter().map(|c| c.0).collect::<Vec<i64>>())
+    .bind(change.commands.iter().map(|c| c.1).collect::<Vec<&str>>())
+    .bind(change.commands.iter().map(|c| c.2.as_deref()).collect::<Vec<Option<&str>>>())
     .fetch_optional(pool)
     .await?;
     row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)
