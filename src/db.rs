@@ -18,8 +18,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error>
 }
 
 /// A separate pool to the same database, for a task that must not wait behind the main pool.
-pub fn pool_like(pool: &PgPool, application_name: &str, max_connections: u32) -> PgPool {
-    let options = (*pool.connect_options()).clone().application_name(application_name);
+/// `durable_commits: false` lets its commits return before their WAL is flushed: only for writes
+/// whose loss in a database crash is harmless (redone or repeated), never for accepted work.
+pub fn pool_like(pool: &PgPool, application_name: &str, max_connections: u32, durable_commits: bool) -> PgPool {
+    let mut options = (*pool.connect_options()).clone().application_name(application_name);
+    if !durable_commits {
+        options = options.options([("synchronous_commit", "off")]);
+    }
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(pool.options().get_acquire_timeout())

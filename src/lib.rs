@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod group_commit;
 pub mod http;
 pub mod ncco;
 pub mod notify;

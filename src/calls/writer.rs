@@ -1,74 +1,41 @@
-//! Group commit for new calls: concurrent creates share one INSERT statement and one commit.
-//!
-//! Each commit waits for a WAL flush; under load the flushes, not the rows, bound how many calls
-//! a second the database accepts. A few writer tasks take every create waiting in the queue and
-//! store them together; each request is answered only after its commit, as before. With little
-//! traffic a writer finds one create and stores it alone, so nothing waits for company.
+//! New calls are stored by group commit: concurrent creates share one INSERT statement and one
+//! commit. Each request is still answered only after its own rows are committed.
 
 use super::repo::{insert_calls, CallInsert};
+use crate::group_commit::GroupCommit;
 use sqlx::PgPool;
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex};
-
-struct Queued {
-    leg: CallInsert,
-    stored: oneshot::Sender<Result<(), sqlx::Error>>,
-}
 
 #[derive(Clone)]
 pub struct CallWriter {
-    queue: mpsc::UnboundedSender<Queued>,
+    queue: GroupCommit<CallInsert, Result<(), sqlx::Error>>,
 }
 
 impl CallWriter {
     /// Starts `writers` tasks, each storing up to `max_batch` calls per statement.
     pub fn spawn(pool: PgPool, writers: usize, max_batch: usize) -> CallWriter {
-        let (queue, waiting) = mpsc::unbounded_channel();
-        let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..writers.max(1) {
-            tokio::spawn(write_loop(pool.clone(), waiting.clone(), max_batch.max(1)));
-        }
+        let queue = GroupCommit::spawn(writers, max_batch, move |legs: Vec<CallInsert>| {
+            let pool = pool.clone();
+            async move {
+                let all: Vec<&CallInsert> = legs.iter().collect();
+                match insert_calls(&pool, &all).await {
+                    Ok(()) => legs.iter().map(|_| Ok(())).collect(),
+                    // The statement failed for all: store each alone, so a bad row fails only itself.
+                    Err(_) if legs.len() > 1 => {
+                        let mut results = Vec::with_capacity(legs.len());
+                        for leg in &legs {
+                            results.push(insert_calls(&pool, &[leg]).await);
+                        }
+                        results
+                    }
+                    Err(e) => vec![Err(e)],
+                }
+            }
+        });
         CallWriter { queue }
     }
 
     /// Stores the leg, its job and its `started` event; returns once they are committed.
     pub async fn insert(&self, leg: CallInsert) -> Result<(), sqlx::Error> {
-        let (stored, done) = oneshot::channel();
-        self.queue.send(Queued { leg, stored }).map_err(|_| sqlx::Error::PoolClosed)?;
-        done.await.map_err(|_| sqlx::Error::PoolClosed)?
-    }
-}
-
-async fn write_loop(pool: PgPool, waiting: Arc<Mutex<mpsc::UnboundedReceiver<Queued>>>, max_batch: usize) {
-    loop {
-        // One writer at a time takes what is queued; the others are free to write meanwhile.
-        let batch = {
-            let mut waiting = waiting.lock().await;
-            let Some(first) = waiting.recv().await else { return };
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match waiting.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
-        let legs: Vec<&CallInsert> = batch.iter().map(|q| &q.leg).collect();
-        match insert_calls(&pool, &legs).await {
-            Ok(()) => batch.into_iter().for_each(|q| drop(q.stored.send(Ok(())))),
-            // One statement failed for all: store each alone, so one bad row fails only itself.
-            Err(_) if batch.len() > 1 => {
-                for q in batch {
-                    let result = insert_calls(&pool, &[&q.leg]).await;
-                    let _ = q.stored.send(result);
-                }
-            }
-            Err(e) => {
-                if let Some(q) = batch.into_iter().next() {
-                    let _ = q.stored.send(Err(e));
-                }
-            }
-        }
+        self.queue.submit(leg).await.unwrap_or(Err(sqlx::Error::PoolClosed))
     }
 }

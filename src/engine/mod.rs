@@ -45,6 +45,8 @@ pub struct EngineCtx {
     /// Wakes dispatchers in other instances (NOTIFY) and in this one (directly).
     pub notifier: Arc<Notifier>,
     pub events_wake: Arc<Notify>,
+    /// Legs' state changes, committed together when many are waiting.
+    pub writer: store::LegWriter,
     /// This instance's dispatcher, when it runs one: legs hand it their new events directly.
     hand_off: OnceLock<mpsc::UnboundedSender<HandOff>>,
 }
@@ -53,6 +55,8 @@ impl EngineCtx {
     pub fn new(pool: PgPool, settings: Settings, base_url: String) -> Arc<EngineCtx> {
         let clock = Clock::new(settings.carrier.time_scale);
         let pool_for_notifier = pool.clone();
+        let instance_id = Uuid::new_v4();
+        let writer = store::LegWriter::spawn(pool.clone(), instance_id, settings.engine.write_tasks, settings.engine.write_batch_max);
         let carrier: Arc<dyn Carrier> = Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone()));
         Arc::new(EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
@@ -60,13 +64,14 @@ impl EngineCtx {
             clock,
             carrier,
             settings,
-            instance_id: Uuid::new_v4(),
+            instance_id,
             base_url,
             live_legs: AtomicUsize::new(0),
             rooms: actions::Rooms::default(),
             commands: commands::CommandRouter::default(),
             notifier: Notifier::spawn(pool_for_notifier),
             events_wake: Arc::new(Notify::new()),
+            writer,
             hand_off: OnceLock::new(),
         })
     }
@@ -126,7 +131,10 @@ impl Engine {
             tasks.push(tokio::spawn(claim::claim_loop(ctx.clone(), jobs_wake, poll, shutdown.clone())));
         }
         if engine_settings.has_role("webhooks") {
-            let pool = crate::db::pool_like(&ctx.pool, "outdial-webhooks", ctx.settings.webhooks.database_connections);
+            // The dispatcher's writes (claim locks, delivery outcomes) need not wait for WAL
+            // flushes: one lost in a database crash means an event is delivered again, which
+            // at-least-once delivery allows. Events themselves are written by legs, durably.
+            let pool = crate::db::pool_like(&ctx.pool, "outdial-webhooks", ctx.settings.webhooks.database_connections, false);
             let dispatcher = Dispatcher::new(pool, ctx.client.clone(), events_wake);
             let (hand_off, hand_offs) = mpsc::unbounded_channel();
             let _ = ctx.hand_off.set(hand_off);

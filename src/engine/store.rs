@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::Value;
+use crate::group_commit::GroupCommit;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -59,14 +60,17 @@ pub struct Written {
 /// pending event of their call are locked for it for that long, so it can send them straight
 /// from memory while no other dispatcher claims them; after a crash the lock expires and any
 /// dispatcher delivers them.
-pub async fn apply(
-    pool: &PgPool,
+pub async fn apply<'e, E>(
+    executor: E,
     instance: Uuid,
     leg: Uuid,
     last_seq: i32,
     change: &Change,
     hand_off_lock_s: Option<i64>,
-) -> Result<Written, StoreError> {
+) -> Result<Written, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
     let seqs: Vec<i32> = change.events.iter().map(|e| e.seq).collect();
     let kinds: Vec<&str> = change.events.iter().map(|e| e.kind.as_str()).collect();
     let payloads: Vec<&Value> = change.events.iter().map(|e| &e.payload).collect();
@@ -121,12 +125,80 @@ pub async fn apply(
     .bind(change.commands.iter().map(|c| c.0).collect::<Vec<i64>>())
     .bind(change.commands.iter().map(|c| c.1).collect::<Vec<&str>>())
     .bind(change.commands.iter().map(|c| c.2.as_deref()).collect::<Vec<Option<&str>>>())
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)
 }
 
 /// Records the attempts of a webhook the leg sent itself (answer_url, input, notify).
+/// One leg's write, queued for group commit.
+pub struct LegWrite {
+    pub leg: Uuid,
+    pub last_seq: i32,
+    pub change: Change,
+    pub hand_off_lock_s: Option<i64>,
+}
+
+/// Leg writes by group commit: the writes of many legs waiting at one moment run in one
+/// transaction (each still its own fenced statement), so thousands of live legs share commits.
+/// A leg hears back only after the commit.
+#[derive(Clone)]
+pub struct LegWriter {
+    queue: GroupCommit<LegWrite, (LegWrite, Result<Written, StoreError>)>,
+}
+
+impl LegWriter {
+    pub fn spawn(pool: PgPool, instance: Uuid, writers: usize, max_batch: usize) -> LegWriter {
+        let queue = GroupCommit::spawn(writers, max_batch, move |writes: Vec<LegWrite>| {
+            let pool = pool.clone();
+            async move {
+                match apply_together(&pool, instance, &writes).await {
+                    Ok(results) => writes.into_iter().zip(results).collect(),
+                    // A statement failed and took the transaction with it: each on its own.
+                    Err(_) => {
+                        let mut results = Vec::with_capacity(writes.len());
+                        for w in writes {
+                            let result = apply(&pool, instance, w.leg, w.last_seq, &w.change, w.hand_off_lock_s).await;
+                            results.push((w, result));
+                        }
+                        results
+                    }
+                }
+            }
+        });
+        LegWriter { queue }
+    }
+
+    /// Stores the write; gives it back with the result once committed.
+    pub async fn write(&self, write: LegWrite) -> Result<(LegWrite, Written), StoreError> {
+        match self.queue.submit(write).await {
+            Some((write, Ok(written))) => Ok((write, written)),
+            Some((_, Err(e))) => Err(e),
+            None => Err(StoreError::Database(sqlx::Error::PoolClosed)),
+        }
+    }
+}
+
+async fn apply_together(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result<Vec<Result<Written, StoreError>>, sqlx::Error> {
+    if let [w] = writes {
+        // Alone: one statement is its own transaction.
+        return match apply(pool, instance, w.leg, w.last_seq, &w.change, w.hand_off_lock_s).await {
+            Err(StoreError::Database(e)) => Err(e),
+            result => Ok(vec![result]),
+        };
+    }
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(writes.len());
+    for w in writes {
+        match apply(&mut *tx, instance, w.leg, w.last_seq, &w.change, w.hand_off_lock_s).await {
+            Err(StoreError::Database(e)) => return Err(e),
+            result => results.push(result),
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
 pub async fn record_attempts(pool: &PgPool, event_id: i64, attempts: &[super::answer::Attempt]) -> Result<(), sqlx::Error> {
     let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.status_code).collect();
     let latencies: Vec<i32> = attempts.iter().map(|a| a.latency_ms).collect();
