@@ -80,6 +80,9 @@ impl From<StoreError> for Stop {
 
 pub type Step<T> = Result<T, Stop>;
 
+/// The `detail` of a call ended because the account's credit ran out.
+pub const INSUFFICIENT_CREDIT: &str = "insufficient_credit";
+
 pub struct Leg {
     pub ctx: Arc<EngineCtx>,
     pub row: LegRow,
@@ -88,8 +91,12 @@ pub struct Leg {
     pub seq: i32,
     last_timestamp: DateTime<Utc>,
     pub handle: Option<LegHandle>,
-    /// When the answered leg must end (length_timer).
+    /// When the answered leg must end (length_timer, or earlier when the credit runs out).
     pub hangup_at: Option<Instant>,
+    /// The longest answered duration the account's credit covered at answer (None: no limit).
+    credit_s: Option<i64>,
+    /// hangup_at is when the credit runs out, not the length_timer.
+    ends_for_credit: bool,
     /// Wall-clock instant of answer, to measure simulated duration.
     answered_wall: Option<Instant>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -151,6 +158,8 @@ impl Leg {
             row,
             handle: None,
             hangup_at: None,
+            credit_s: None,
+            ends_for_credit: false,
             answered_wall: None,
             pending_dtmf: VecDeque::new(),
             beeped: false,
@@ -343,7 +352,11 @@ impl Leg {
         let now = self.timestamp();
         self.answered_at = Some(now);
         self.answered_wall = Some(Instant::now());
-        self.hangup_at = Some(self.ctx.clock.deadline(Duration::from_secs(self.row.length_timer_s as u64)));
+        let length_timer_s = self.row.length_timer_s as i64;
+        self.credit_s = self.credit_cover().await;
+        self.ends_for_credit = self.credit_s.is_some_and(|s| s < length_timer_s);
+        let limit_s = self.credit_s.map_or(length_timer_s, |s| s.min(length_timer_s));
+        self.hangup_at = Some(self.ctx.clock.deadline(Duration::from_secs(limit_s.max(0) as u64)));
         let mut payload = self.base_payload("answered");
         merge(&mut payload, json!({"start_time": null, "rate": null, "network": null}));
         let event = self.event("answered", payload);
@@ -417,6 +430,19 @@ impl Leg {
         }
     }
 
+    /// How many answered seconds the account's credit pays for, from its balance and credit
+    /// limit at answer (other live calls of the account are not counted; see README).
+    async fn credit_cover(&self) -> Option<i64> {
+        match billing::ledger::funds_and_rate(&self.ctx.pool, self.row.account_id, &self.to, Utc::now()).await {
+            Ok((funds, Some(rate))) => rate.affordable_seconds(funds.available()),
+            Ok((_, None)) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the account's credit; the call runs to its length_timer");
+                None
+            }
+        }
+    }
+
     /// Simulated seconds since answer.
     fn answered_seconds(&self) -> i64 {
         self.answered_wall.map_or(0, |t| self.ctx.clock.simulated(t.elapsed()).as_secs_f64().round() as i64)
@@ -439,6 +465,10 @@ impl Leg {
 
     /// completed's payload and the leg's final columns.
     async fn completion(&mut self, duration_s: i64, disconnected_by: Option<&str>) -> (Value, Finish) {
+        self.completion_with(duration_s, disconnected_by, None).await
+    }
+
+    async fn completion_with(&mut self, duration_s: i64, disconnected_by: Option<&str>, detail: Option<&str>) -> (Value, Finish) {
         let (rate, price, network) = self.price(duration_s).await;
         let end = self.timestamp();
         let mut payload = self.base_payload("completed");
@@ -454,6 +484,9 @@ impl Leg {
                 "disconnected_by": disconnected_by,
             }),
         );
+        if let Some(detail) = detail {
+            payload["detail"] = json!(detail);
+        }
         let finish = Finish { end_time: end, duration_s: duration_s as i32, rate, price, network, disconnected_by: disconnected_by.map(str::to_string) };
         (payload, finish)
     }
@@ -481,15 +514,22 @@ impl Leg {
     /// An answered leg ends: hang up, then `completed` with its duration and price.
     pub async fn hang_up(&mut self, by: &str) -> Step<()> {
         self.control(MediaCommand::Hangup);
-        let duration = if self.answered_wall.is_some() {
+        let mut duration = if self.answered_wall.is_some() {
             self.answered_seconds()
         } else {
             // Taken over from a dead instance: measured from the answer time it recorded.
             self.answered_at.map_or(0, |t| (Utc::now() - t).num_seconds().max(0))
         };
-        let (payload, finish) = self.completion(duration, Some(by)).await;
+        // Never bill past what the credit covered (the hang-up lands a moment after its timer).
+        if let Some(limit) = self.credit_s {
+            duration = duration.min(limit);
+        }
+        let out_of_credit = self.ends_for_credit && self.hangup_at.is_some_and(|t| Instant::now() >= t);
+        let detail = out_of_credit.then_some(INSUFFICIENT_CREDIT);
+        let (payload, finish) = self.completion_with(duration, Some(by), detail).await;
         let event = self.event("completed", payload);
-        self.write(Change { status: Some("completed".into()), events: vec![event], finish: Some(finish), ..Default::default() }).await?;
+        let change = Change { status: Some("completed".into()), detail: detail.map(str::to_string), events: vec![event], finish: Some(finish), ..Default::default() };
+        self.write(change).await?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! A leg's writes: its status, its new events and (at the end) its price, in one statement that
-//! only takes effect while this instance still owns the leg (a fence against a takeover).
+//! A leg's writes: its status, its new events and (at the end) its price and the debit of that
+//! price from the account's ledger, in one statement that only takes effect while this
+//! instance still owns the leg (a fence against a takeover).
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -60,7 +61,12 @@ pub async fn apply(pool: &PgPool, instance: Uuid, leg: Uuid, last_seq: i32, chan
                            end_time = COALESCE($7, end_time), duration_s = COALESCE($8, duration_s), rate = COALESCE($9, rate),
                            price = COALESCE($10, price), network = COALESCE($11, network),
                            disconnected_by = COALESCE($12, disconnected_by), updated_at = now()
-                    WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
+                    WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own) RETURNING account_id),
+              -- The price is debited in the statement that writes it: both happen or neither.
+              d AS (INSERT INTO account_ledger (account_id, amount, kind, call_uuid)
+                    SELECT account_id, -$10, 'call', $1 FROM u WHERE $13 AND $10 > 0
+                    ON CONFLICT (call_uuid) DO NOTHING RETURNING account_id, amount),
+              b AS (UPDATE accounts SET balance = balance + d.amount FROM d WHERE accounts.id = d.account_id),
               j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
               k AS (UPDATE call_commands SET state = 'rejected', reason = 'the call ended', applied_at = now()
                     WHERE call_uuid = $1 AND state = 'pending' AND $13 AND EXISTS (SELECT 1 FROM own)),
