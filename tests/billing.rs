@@ -333,3 +333,20 @@ async fn get_balance_answers_like_vonages_account_api(pool: PgPool) {
     assert_problem(app.client.get(app.url("/account/get-balance")).send().await.unwrap(), 401).await;
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_deck_larger_than_any_json_body_imports_in_one_go(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    make_rates_admin(&app).await;
+    let mut csv = format!("{HEADER}\n");
+    for n in 0..20_000 {
+        csv.push_str(&format!("9{n:05},ZZ,NET-{n},0.0{n:05},60,60,0.001,2026-01-01T00:00:00Z\n"));
+    }
+    assert!(csv.len() > 262_144, "larger than http.max_body_bytes");
+    let response = post_rates(&app, &csv, "").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["imported"], 20_000);
+    let rate = billing::rate_for(&app.pool, "91234567890", chrono::Utc::now()).await.unwrap().unwrap();
+    assert_eq!((rate.prefix.as_str(), rate.network.as_str()), ("912345", "NET-12345"));
+    app.stop().await;
+}

@@ -17,7 +17,7 @@ const CSV: &str = "text/csv; charset=utf-8";
 
 /// `POST /v1/rates`: a CSV deck, checked whole, then stored in one transaction. The deck is
 /// global, so only accounts flagged `rates_admin` may change it.
-pub async fn import(req: HttpRequest, state: web::Data<AppState>, caller: AccountCaller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn import(req: HttpRequest, state: web::Data<AppState>, caller: AccountCaller, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     // Read now, not from the credentials cache, so revoking the right takes effect at once.
     let allowed = crate::accounts::repo::find(&state.pool, caller.0.id).await?.is_some_and(|a| a.rates_admin);
     if !allowed {
@@ -38,6 +38,7 @@ pub async fn import(req: HttpRequest, state: web::Data<AppState>, caller: Accoun
             return Err(ApiError::invalid(vec![crate::validation::InvalidParam { name: "mode".into(), reason: "must be merge or replace".into() }]))
         }
     };
+    let body = read_limited(payload, state.settings.http.max_rates_body_bytes).await?;
     let rates = deck::parse(&body).map_err(|rows| ApiError::InvalidRows {
         detail: format!("The rate deck has {} problem(s); nothing was imported. See invalid_rows.", rows.len()),
         rows,
@@ -47,6 +48,20 @@ pub async fn import(req: HttpRequest, state: web::Data<AppState>, caller: Accoun
         "imported": imported,
         "mode": if mode == ImportMode::Replace { "replace" } else { "merge" },
     })))
+}
+
+/// The body, up to `limit` bytes (http.max_rates_body_bytes, not the JSON bodies' limit).
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("The request body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `GET /v1/rates`: the whole deck as CSV, in the format import reads.
