@@ -350,3 +350,30 @@ async fn a_deck_larger_than_any_json_body_imports_in_one_go(pool: PgPool) {
     assert_eq!((rate.prefix.as_str(), rate.network.as_str()), ("912345", "NET-12345"));
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn credit_added_during_a_call_lets_it_run_longer(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    // 0.6 EUR a minute by the second: 0.3 EUR covers 30 s (1.5 s of wall time at 20x).
+    sqlx::query("INSERT INTO rates (prefix, country, network, price_per_minute) VALUES ('4420', 'GB', 'GB-TEST', 0.6)").execute(&app.pool).await.unwrap();
+    fund(&app, "0.3", "0").await;
+    let body = json!({
+        "to": [{"type": "phone", "number": "442079460000"}],
+        "from": {"type": "phone", "number": "447700900001"},
+        "ncco": [{"action": "wait", "timeout": 600}],
+        "event_url": [receiver.url("/events")],
+    });
+    let uuid = app.place(&body).await;
+    app.wait_call_status(&uuid, "answered").await;
+    ledger::add_entry(&app.pool, app.account.account_id, dec("0.3"), "credit", Some("top-up during the call")).await.unwrap();
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let completed = receiver.requests("/events").into_iter().map(|r| r.body).find(|b| b["status"] == "completed").unwrap();
+    assert_eq!((completed["duration"].as_str(), completed["price"].as_str()), (Some("60"), Some("0.60000000")), "{completed}");
+    assert_eq!(completed["detail"], "insufficient_credit");
+    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+    let lines: Vec<&str> = history["_embedded"]["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "media").filter_map(|e| e["payload"]["what"].as_str()).collect();
+    assert!(lines.contains(&"credit added during the call: it may now last 60 s"), "{lines:?}");
+    assert_eq!(assert_ledger_is_balance(&app.pool, app.account.account_id).await, Decimal::ZERO);
+    app.stop().await;
+}

@@ -443,6 +443,24 @@ impl Leg {
         }
     }
 
+    /// At the credit deadline: if the account was credited during the call, the call may run
+    /// longer (a history line says until when) and this is true; otherwise it ends.
+    pub async fn credit_extended(&mut self) -> Step<bool> {
+        let Some(answered) = self.answered_wall.filter(|_| self.ends_for_credit) else { return Ok(false) };
+        let length_timer_s = self.row.length_timer_s as i64;
+        let covered = self.credit_cover().await;
+        let limit_s = covered.map_or(length_timer_s, |s| s.min(length_timer_s));
+        if limit_s <= self.credit_s.unwrap_or(0) {
+            return Ok(false);
+        }
+        self.credit_s = covered;
+        self.ends_for_credit = covered.is_some_and(|s| s < length_timer_s);
+        self.hangup_at = Some(answered + self.ctx.clock.wall(Duration::from_secs(limit_s as u64)));
+        self.log(&format!("credit added during the call: it may now last {limit_s} s"));
+        self.write(Change::default()).await?;
+        Ok(true)
+    }
+
     /// Simulated seconds since answer.
     fn answered_seconds(&self) -> i64 {
         self.answered_wall.map_or(0, |t| self.ctx.clock.simulated(t.elapsed()).as_secs_f64().round() as i64)
