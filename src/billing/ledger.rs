@@ -10,17 +10,20 @@ use sqlx::PgPool;
 pub struct Funds {
     pub balance: Decimal,
     pub credit_limit: Decimal,
+    /// Held by the account's answered calls still running.
+    pub reserved: Decimal,
 }
 
 impl Funds {
-    /// What calls may still spend: the balance may go down to -credit_limit.
+    /// What new spending may use: the balance may go down to -credit_limit, and what running
+    /// calls hold is spoken for.
     pub fn available(&self) -> Decimal {
-        self.balance + self.credit_limit
+        self.balance + self.credit_limit - self.reserved
     }
 }
 
 pub async fn funds(pool: &PgPool, account_id: i64) -> Result<Option<Funds>, sqlx::Error> {
-    sqlx::query_as("SELECT balance, credit_limit FROM accounts WHERE id = $1").bind(account_id).fetch_optional(pool).await
+    sqlx::query_as("SELECT balance, credit_limit, reserved FROM accounts WHERE id = $1").bind(account_id).fetch_optional(pool).await
 }
 
 /// The account's funds and the rate a call to `number` would get at `at`, in one round trip.
@@ -29,6 +32,7 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
     struct Row {
         balance: Decimal,
         credit_limit: Decimal,
+        reserved: Decimal,
         #[sqlx(flatten)]
         rate: OptionalRate,
     }
@@ -44,7 +48,7 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
         effective_from: Option<DateTime<Utc>>,
     }
     let row: Row = sqlx::query_as(&format!(
-        "SELECT a.balance, a.credit_limit, r.* FROM accounts a
+        "SELECT a.balance, a.credit_limit, a.reserved, r.* FROM accounts a
          LEFT JOIN LATERAL (SELECT {RATE_COLUMNS} FROM rates WHERE starts_with($2, prefix) AND effective_from <= $3
                             ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1) r ON true
          WHERE a.id = $1"
@@ -61,7 +65,29 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
         }
         _ => None,
     };
-    Ok((Funds { balance: row.balance, credit_limit: row.credit_limit }, rate))
+    Ok((Funds { balance: row.balance, credit_limit: row.credit_limit, reserved: row.reserved }, rate))
+}
+
+/// Raises what a running leg holds to `total` (the price of all the seconds granted to it), if
+/// the account's free credit covers the increase; false otherwise. Only while `instance` still
+/// owns the leg, so a presumed-dead instance cannot hold credit after a takeover.
+pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
+              held AS (SELECT credit_reserved FROM calls WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
+              a AS (UPDATE accounts SET reserved = reserved + ($4 - (SELECT credit_reserved FROM held))
+                    WHERE id = $3 AND EXISTS (SELECT 1 FROM held)
+                      AND balance + credit_limit - reserved >= $4 - (SELECT credit_reserved FROM held)
+                    RETURNING 1),
+              c AS (UPDATE calls SET credit_reserved = $4 WHERE uuid = $1 AND EXISTS (SELECT 1 FROM a))
+         SELECT EXISTS (SELECT 1 FROM a)",
+    )
+    .bind(leg)
+    .bind(instance)
+    .bind(account_id)
+    .bind(total)
+    .fetch_one(pool)
+    .await
 }
 
 /// Why an account cannot place a call.

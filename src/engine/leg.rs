@@ -93,9 +93,11 @@ pub struct Leg {
     pub handle: Option<LegHandle>,
     /// When the answered leg must end (length_timer, or earlier when the credit runs out).
     pub hangup_at: Option<Instant>,
-    /// The longest answered duration the account's credit covered at answer (None: no limit).
+    /// Answered seconds granted by the account's credit so far (None: calls are free, no limit).
     credit_s: Option<i64>,
-    /// hangup_at is when the credit runs out, not the length_timer.
+    /// What this leg holds on the account for those seconds (their price).
+    reserved: rust_decimal::Decimal,
+    /// hangup_at is when the granted credit runs out, not the length_timer.
     ends_for_credit: bool,
     /// Wall-clock instant of answer, to measure simulated duration.
     answered_wall: Option<Instant>,
@@ -159,6 +161,7 @@ impl Leg {
             handle: None,
             hangup_at: None,
             credit_s: None,
+            reserved: rust_decimal::Decimal::ZERO,
             ends_for_credit: false,
             answered_wall: None,
             pending_dtmf: VecDeque::new(),
@@ -352,11 +355,11 @@ impl Leg {
         let now = self.timestamp();
         self.answered_at = Some(now);
         self.answered_wall = Some(Instant::now());
-        let length_timer_s = self.row.length_timer_s as i64;
-        self.credit_s = self.credit_cover().await;
-        self.ends_for_credit = self.credit_s.is_some_and(|s| s < length_timer_s);
-        let limit_s = self.credit_s.map_or(length_timer_s, |s| s.min(length_timer_s));
-        self.hangup_at = Some(self.ctx.clock.deadline(Duration::from_secs(limit_s.max(0) as u64)));
+        if !self.grant_credit().await? {
+            // Spent since the call was created: it ends at once, costing nothing.
+            self.credit_s = Some(0);
+        }
+        self.schedule_hangup();
         let mut payload = self.base_payload("answered");
         merge(&mut payload, json!({"start_time": null, "rate": null, "network": null}));
         let event = self.event("answered", payload);
@@ -430,34 +433,58 @@ impl Leg {
         }
     }
 
-    /// How many answered seconds the account's credit pays for, from its balance and credit
-    /// limit at answer (other live calls of the account are not counted; see README).
-    async fn credit_cover(&self) -> Option<i64> {
-        match billing::ledger::funds_and_rate(&self.ctx.pool, self.row.account_id, &self.to, Utc::now()).await {
-            Ok((funds, Some(rate))) => rate.affordable_seconds(funds.available()),
-            Ok((_, None)) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the account's credit; the call runs to its length_timer");
-                None
+    /// Grants the leg more answered time and holds its price on the account, so calls running
+    /// at the same time never spend the same credit. Steps of at least a minute (or what a tenth
+    /// of the free credit pays for, when that is more: one step for a well-funded account), up to
+    /// the length_timer and never beyond what the free credit covers. False when not even one
+    /// more increment is covered.
+    async fn grant_credit(&mut self) -> Step<bool> {
+        const MIN_STEP_S: i64 = 60;
+        let internal = |e: sqlx::Error| Stop::Internal(e.to_string());
+        let length_timer_s = self.row.length_timer_s as i64;
+        let granted = self.credit_s.unwrap_or(0);
+        // A few tries: another call of the account may take the credit between read and hold.
+        for _ in 0..3 {
+            let (funds, rate) = billing::ledger::funds_and_rate(&self.ctx.pool, self.row.account_id, &self.to, Utc::now()).await.map_err(internal)?;
+            // What this leg could use in all: the free credit and what it already holds.
+            let usable = funds.available() + self.reserved;
+            let Some(max_s) = rate.as_ref().and_then(|r| r.affordable_seconds(usable)) else {
+                // No rate, or calls to this number are free: no limit.
+                self.credit_s = None;
+                return Ok(true);
+            };
+            let rate = rate.expect("affordable_seconds came from a rate");
+            let step = rate.affordable_seconds(usable / rust_decimal::Decimal::from(10)).map_or(length_timer_s, |s| s.max(MIN_STEP_S));
+            let target = (granted + step).min(length_timer_s).min(max_s);
+            if target <= granted {
+                return Ok(false);
+            }
+            let total = rate.price(target);
+            if billing::ledger::reserve(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.row.account_id, total).await.map_err(internal)? {
+                self.reserved = total;
+                self.credit_s = Some(target);
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 
-    /// At the credit deadline: if the account was credited during the call, the call may run
-    /// longer (a history line says until when) and this is true; otherwise it ends.
-    pub async fn credit_extended(&mut self) -> Step<bool> {
-        let Some(answered) = self.answered_wall.filter(|_| self.ends_for_credit) else { return Ok(false) };
+    /// The answered leg ends at its length_timer, or when its granted credit runs out.
+    fn schedule_hangup(&mut self) {
+        let Some(answered) = self.answered_wall else { return };
         let length_timer_s = self.row.length_timer_s as i64;
-        let covered = self.credit_cover().await;
-        let limit_s = covered.map_or(length_timer_s, |s| s.min(length_timer_s));
-        if limit_s <= self.credit_s.unwrap_or(0) {
+        self.ends_for_credit = self.credit_s.is_some_and(|s| s < length_timer_s);
+        let limit_s = self.credit_s.map_or(length_timer_s, |s| s.min(length_timer_s));
+        self.hangup_at = Some(answered + self.ctx.clock.wall(Duration::from_secs(limit_s.max(0) as u64)));
+    }
+
+    /// At the end of the granted credit: more is granted if the account still has free credit
+    /// (or was topped up), and the call goes on (true); otherwise it ends.
+    pub async fn credit_extended(&mut self) -> Step<bool> {
+        if !self.ends_for_credit || self.answered_wall.is_none() || !self.grant_credit().await? {
             return Ok(false);
         }
-        self.credit_s = covered;
-        self.ends_for_credit = covered.is_some_and(|s| s < length_timer_s);
-        self.hangup_at = Some(answered + self.ctx.clock.wall(Duration::from_secs(limit_s as u64)));
-        self.log(&format!("credit added during the call: it may now last {limit_s} s"));
-        self.write(Change::default()).await?;
+        self.schedule_hangup();
         Ok(true)
     }
 
