@@ -179,6 +179,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         println!("after migrate: ran {sql:?} (what-if; not the shipped schema)");
     }
     let account = outdial::accounts::repo::create(&pool, "bench", 1_000_000).await?;
+    // Credit enough for every call the benchmark places: measure calls, not 402s.
+    outdial::billing::ledger::set_credit_limit(&pool, account.account_id, rust_decimal::Decimal::from(1_000_000_000)).await?;
     let pair = keys::generate();
     let spec = ApplicationSpec {
         name: "bench".into(),

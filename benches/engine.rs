@@ -253,6 +253,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         );
     }
     let account = outdial::accounts::repo::create(&pool, "bench", 1_000_000).await?;
+    // Credit enough for every call the benchmark places: measure calls, not 402s.
+    outdial::billing::ledger::set_credit_limit(&pool, account.account_id, rust_decimal::Decimal::from(1_000_000_000)).await?;
 
     // 3. Receiver, application, instance.
     let receiver = Receiver::start(o.calls)?;

@@ -3,8 +3,9 @@
 use crate::applications::{self, keys, ApplicationSpec};
 use crate::auth::mint_application_jwt;
 use crate::config::Settings;
-use crate::{accounts, db, startup, telemetry};
+use crate::{accounts, billing, db, startup, telemetry};
 use clap::{Args, Parser, Subcommand};
+use rust_decimal::Decimal;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +36,11 @@ enum Command {
     App {
         #[command(subcommand)]
         command: AppCommand,
+    },
+    /// Manage the rate deck (global: one price list for every account).
+    Rates {
+        #[command(subcommand)]
+        command: RatesCommand,
     },
     /// Print an application JWT (RS256), like `vonage jwt` of the Vonage CLI.
     Jwt {
@@ -68,7 +74,8 @@ enum AccountCommand {
         #[arg(long, value_parser = ["reject", "queue"], default_value = "reject")]
         over_rate: String,
     },
-    /// Change an account's call rate or what happens above it; prints the account.
+    /// Change an account's call rate, what happens above it, its credit limit or its right to
+    /// import rates through the API; prints the account.
     Update {
         #[arg(long)]
         api_key: String,
@@ -76,7 +83,43 @@ enum AccountCommand {
         calls_per_second: Option<i32>,
         #[arg(long, value_parser = ["reject", "queue"])]
         over_rate: Option<String>,
+        /// How far below zero calls may take the balance (EUR); 0 makes the account prepaid.
+        #[arg(long)]
+        credit_limit: Option<Decimal>,
+        /// May replace the global rate deck with POST /v1/rates.
+        #[arg(long)]
+        rates_admin: Option<bool>,
     },
+    /// Add money to an account's balance (a ledger entry); prints the new balance. A negative
+    /// amount with --kind adjustment corrects a mistake.
+    Credit {
+        #[arg(long)]
+        api_key: String,
+        /// EUR, e.g. 25 or 12.50.
+        #[arg(long, allow_hyphen_values = true)]
+        amount: Decimal,
+        #[arg(long, value_parser = ["credit", "adjustment"], default_value = "credit")]
+        kind: String,
+        /// Why, kept on the ledger entry.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RatesCommand {
+    /// Import a CSV deck (header: prefix,country,network,price_per_minute,initial_increment_s,
+    /// subsequent_increment_s,connection_fee,effective_from). A bad file is refused whole, with
+    /// every bad row listed; otherwise all its rows are stored in one transaction.
+    Import {
+        file: PathBuf,
+        /// The file becomes the whole deck (default: its rows are added, replacing rows with the
+        /// same prefix and effective_from).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Print the whole deck as CSV (the format import reads).
+    Export,
 }
 
 #[derive(Subcommand)]
@@ -156,14 +199,47 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let created = accounts::repo::create_with(&pool, &name, cps, &over_rate).await?;
             println!("{}", serde_json::to_string_pretty(&created)?);
         }
-        Command::Account { command: AccountCommand::Update { api_key, calls_per_second, over_rate } } => {
+        Command::Account { command: AccountCommand::Update { api_key, calls_per_second, over_rate, credit_limit, rates_admin } } => {
             anyhow::ensure!(calls_per_second.is_none_or(|c| c > 0), "--calls-per-second must be at least 1");
-            let account = accounts::repo::update_limits(&pool, &api_key, calls_per_second, over_rate.as_deref())
+            anyhow::ensure!(credit_limit.is_none_or(|c| !c.is_sign_negative()), "--credit-limit must not be negative");
+            let changes = accounts::repo::AccountChanges { calls_per_second, over_rate: over_rate.as_deref(), credit_limit, rates_admin };
+            let account = accounts::repo::update_limits(&pool, &api_key, &changes)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no account has api_key {api_key}"))?;
             let shown = json!({"account_id": account.id, "name": account.name, "api_key": account.api_key,
-                               "calls_per_second": account.calls_per_second, "over_rate": account.over_rate});
+                               "calls_per_second": account.calls_per_second, "over_rate": account.over_rate,
+                               "balance": account.balance.normalize().to_string(), "credit_limit": account.credit_limit.normalize().to_string(),
+                               "rates_admin": account.rates_admin});
             println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        Command::Account { command: AccountCommand::Credit { api_key, amount, kind, note } } => {
+            anyhow::ensure!(kind == "adjustment" || amount > Decimal::ZERO, "--amount must be positive (use --kind adjustment to take money off)");
+            anyhow::ensure!(amount.scale() <= 8, "--amount has more than 8 decimal places");
+            let account = accounts::repo::find_by_api_key(&pool, &api_key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account has api_key {api_key}"))?;
+            let balance = billing::ledger::add_entry(&pool, account.id, amount, &kind, note.as_deref()).await?;
+            let shown = json!({"account_id": account.id, "api_key": account.api_key, "kind": kind, "amount": amount.normalize().to_string(),
+                               "balance": balance.normalize().to_string(), "currency": billing::CURRENCY});
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        Command::Rates { command: RatesCommand::Import { file, replace } } => {
+            let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let rates = match billing::deck::parse(&bytes) {
+                Ok(rates) => rates,
+                Err(rows) => {
+                    for row in &rows {
+                        eprintln!("{}:{}: {}{}", file.display(), row.line, row.column.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(), row.reason);
+                    }
+                    anyhow::bail!("{} problem(s) in {}; nothing was imported", rows.len(), file.display());
+                }
+            };
+            let mode = if replace { billing::deck::ImportMode::Replace } else { billing::deck::ImportMode::Merge };
+            let imported = billing::deck::import(&pool, &rates, mode).await?;
+            println!("{}", json!({"imported": imported, "mode": if replace { "replace" } else { "merge" }}));
+        }
+        Command::Rates { command: RatesCommand::Export } => {
+            print!("{}", billing::deck::to_csv(&billing::deck::all(&pool).await?));
         }
         Command::App { command: AppCommand::Create(args) } => {
             let account = accounts::repo::find_by_api_key(&pool, &args.api_key)

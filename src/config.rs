@@ -72,6 +72,7 @@ pub struct HttpSettings {
     pub port: u16,
     pub public_base_url: String,
     pub max_body_bytes: usize,
+    pub max_rates_body_bytes: usize,
     pub workers: usize,
 }
 

@@ -249,7 +249,16 @@ async fn send(app: &TestApp, method: Method, path: &str, auth: Option<&str>, bod
     for (name, value) in extra {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.expect("request reaches the server");
+    answer_of(request.send().await.expect("request reaches the server")).await
+}
+
+/// Sends a body that is not JSON (a CSV file) with its content type.
+async fn send_raw(app: &TestApp, method: Method, path: &str, (key, secret): (&str, &str), body: &str, content_type: &str) -> Answer {
+    let request = app.client.request(method, app.url(path)).basic_auth(key, Some(secret));
+    answer_of(request.header("Content-Type", content_type).body(body.to_string()).send().await.expect("request reaches the server")).await
+}
+
+async fn answer_of(response: reqwest::Response) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
     let content_type = headers
@@ -770,6 +779,69 @@ async fn successful_answers_fit_the_documented_schemas(pool: PgPool) {
     let answer = call(&app, &doc, delete, &format!("/v2/applications/{id}"), None, &[]).await;
     assert_eq!(answer.status, 404);
     assert_documented(&doc, delete, &answer);
+}
+
+// ---- Billing ---------------------------------------------------------------------------------
+
+/// Rates (CSV both ways), routing lookup, get-balance and the 402 of a call the account cannot
+/// afford, each answer checked against the document.
+#[sqlx::test]
+async fn billing_answers_fit_the_documented_schemas(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let doc = document();
+    let ops = operations(&doc);
+    let example = |schema: &str| doc["components"]["schemas"][schema]["examples"][0].clone();
+
+    let lookup = find(&ops, Method::POST, "/v1/routing/lookup");
+    let answer = call(&app, &doc, lookup, "/v1/routing/lookup", Some(&example("RoutingLookupRequest")), &[]).await;
+    assert_eq!(answer.status, 200, "the documented example is looked up: {:?}", answer.body);
+    assert_eq!(assert_documented(&doc, lookup, &answer)["network"], "GB-MOBILE");
+    let bad = json!({"dialed_number": "12"});
+    assert!(!fits(&doc, request_schema(lookup), &bad), "the document refuses what the server refuses");
+    let answer = call(&app, &doc, lookup, "/v1/routing/lookup", Some(&bad), &[]).await;
+    assert_eq!(answer.status, 400);
+    assert_documented(&doc, lookup, &answer);
+
+    let export = find(&ops, Method::GET, "/v1/rates");
+    let answer = call(&app, &doc, export, "/v1/rates", None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_documented(&doc, export, &answer);
+    let deck = String::from_utf8(answer.bytes.clone()).unwrap();
+    let import = find(&ops, Method::POST, "/v1/rates");
+    let csv_example = import.op["requestBody"]["content"]["text/csv"]["schema"]["examples"][0].as_str().unwrap().to_string();
+    let own = (app.account.api_key.as_str(), app.account.api_secret.as_str());
+    let answer = send_raw(&app, Method::POST, "/v1/rates", own, &csv_example, "text/csv").await;
+    assert_eq!(answer.status, 403, "not a rates_admin account");
+    assert_documented(&doc, import, &answer);
+    let admin = outdial::accounts::repo::create(&app.pool, "admin", 10).await.unwrap();
+    sqlx::query("UPDATE accounts SET rates_admin = true WHERE id = $1").bind(admin.account_id).execute(&app.pool).await.unwrap();
+    let admin = (admin.api_key.as_str(), admin.api_secret.as_str());
+    let bad = csv_example.replacen("0.024", "cheap", 1);
+    let answer = send_raw(&app, Method::POST, "/v1/rates", admin, &bad, "text/csv").await;
+    assert_eq!(answer.status, 422);
+    assert_eq!(assert_documented(&doc, import, &answer)["invalid_rows"][0]["column"], "price_per_minute");
+    let answer = send_raw(&app, Method::POST, "/v1/rates", admin, &csv_example, "text/plain").await;
+    assert_eq!(answer.status, 415);
+    assert_documented(&doc, import, &answer);
+    let answer = send_raw(&app, Method::POST, "/v1/rates", admin, &csv_example, "text/csv").await;
+    assert_eq!(answer.status, 200, "the documented example imports: {:?}", answer.body);
+    assert_documented(&doc, import, &answer);
+    let answer = send_raw(&app, Method::POST, "/v1/rates?mode=replace", admin, &deck, "text/csv").await;
+    assert_eq!(answer.status, 200, "an export imports: {:?}", answer.body);
+    assert_documented(&doc, import, &answer);
+
+    let balance = find(&ops, Method::GET, "/account/get-balance");
+    let answer = call(&app, &doc, balance, "/account/get-balance", None, &[]).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(assert_documented(&doc, balance, &answer), json!({"value": 0.0, "autoReload": false}));
+
+    // A call the account cannot afford.
+    sqlx::query("UPDATE accounts SET credit_limit = 0 WHERE id = $1").bind(app.account.account_id).execute(&app.pool).await.unwrap();
+    let create = find(&ops, Method::POST, "/v1/calls");
+    let answer = call(&app, &doc, create, "/v1/calls", Some(&example("CreateCallRequest")), &[]).await;
+    assert_eq!(answer.status, 402);
+    assert_documented(&doc, create, &answer);
+    app.stop().await;
 }
 
 // ---- Live call control --------------------------------------------------------------------

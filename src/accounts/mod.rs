@@ -17,6 +17,11 @@ pub struct Account {
     pub calls_per_second: i32,
     /// Over the call rate: "reject" (429, as Vonage) or "queue" (dialled at the account's rate).
     pub over_rate: String,
+    /// Read when the account was loaded; the ledger (billing::ledger) is the truth.
+    pub balance: rust_decimal::Decimal,
+    pub credit_limit: rust_decimal::Decimal,
+    /// May replace the global rate deck through the API (POST /v1/rates).
+    pub rates_admin: bool,
 }
 
 /// What `outdial account create` prints: the only time the api_secret is shown.

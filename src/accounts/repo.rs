@@ -4,6 +4,8 @@ use super::secrets::{hash_secret, new_api_key, random_alphanumeric};
 use super::{Account, NewAccountCredentials};
 use sqlx::PgPool;
 
+const ACCOUNT_COLUMNS: &str = "id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate, balance, credit_limit, rates_admin";
+
 pub async fn create(pool: &PgPool, name: &str, calls_per_second: i32) -> Result<NewAccountCredentials, sqlx::Error> {
     create_with(pool, name, calls_per_second, "reject").await
 }
@@ -43,14 +45,14 @@ pub async fn create_with(pool: &PgPool, name: &str, calls_per_second: i32, over_
 }
 
 pub async fn find_by_api_key(pool: &PgPool, api_key: &str) -> Result<Option<Account>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate FROM accounts WHERE api_key = $1")
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE api_key = $1"))
         .bind(api_key)
         .fetch_optional(pool)
         .await
 }
 
 pub async fn find(pool: &PgPool, id: i64) -> Result<Option<Account>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate FROM accounts WHERE id = $1")
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await
@@ -58,22 +60,34 @@ pub async fn find(pool: &PgPool, id: i64) -> Result<Option<Account>, sqlx::Error
 
 pub async fn first_named(pool: &PgPool, name: &str) -> Result<Option<Account>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate FROM accounts WHERE name = $1 ORDER BY id LIMIT 1",
+        &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1 ORDER BY id LIMIT 1"),
     )
     .bind(name)
     .fetch_optional(pool)
     .await
 }
 
-/// Changes an account's call rate and what happens above it.
-pub async fn update_limits(pool: &PgPool, api_key: &str, calls_per_second: Option<i32>, over_rate: Option<&str>) -> Result<Option<Account>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE accounts SET calls_per_second = COALESCE($2, calls_per_second), over_rate = COALESCE($3, over_rate)
-         WHERE api_key = $1 RETURNING id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate",
-    )
+/// What `outdial account update` may change; None leaves a setting as it is.
+#[derive(Debug, Default)]
+pub struct AccountChanges<'a> {
+    pub calls_per_second: Option<i32>,
+    pub over_rate: Option<&'a str>,
+    pub credit_limit: Option<rust_decimal::Decimal>,
+    pub rates_admin: Option<bool>,
+}
+
+/// Changes an account's limits: call rate, what happens above it, credit limit, deck rights.
+pub async fn update_limits(pool: &PgPool, api_key: &str, changes: &AccountChanges<'_>) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE accounts SET calls_per_second = COALESCE($2, calls_per_second), over_rate = COALESCE($3, over_rate),
+                credit_limit = COALESCE($4, credit_limit), rates_admin = COALESCE($5, rates_admin)
+         WHERE api_key = $1 RETURNING {ACCOUNT_COLUMNS}"
+    ))
     .bind(api_key)
-    .bind(calls_per_second)
-    .bind(over_rate)
+    .bind(changes.calls_per_second)
+    .bind(changes.over_rate)
+    .bind(changes.credit_limit)
+    .bind(changes.rates_admin)
     .fetch_optional(pool)
     .await
 }

@@ -1,26 +1,41 @@
-//! Rating: the longest matching prefix of the rate deck prices a leg, in exact decimals.
+//! Rating and balances: the longest matching prefix of the rate deck prices a leg, in exact
+//! decimals, and every priced leg is debited from its account's ledger.
+
+pub mod deck;
+pub mod ledger;
+pub mod routing;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use sqlx::PgPool;
 
+/// Rates, prices and balances are in this currency.
+pub const CURRENCY: &str = "EUR";
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Rate {
     pub prefix: String,
+    pub country: Option<String>,
     pub network: String,
     pub price_per_minute: Decimal,
     pub initial_increment_s: i32,
     pub subsequent_increment_s: i32,
     pub connection_fee: Decimal,
+    /// None: in force since always (stored as '-infinity').
+    pub effective_from: Option<DateTime<Utc>>,
 }
 
-/// The deck entry in force at `at` whose prefix is the longest that `number` starts with.
+/// The columns of a `Rate`; '-infinity' becomes NULL (chrono cannot hold it).
+pub const RATE_COLUMNS: &str = "prefix, country, network, price_per_minute, initial_increment_s, subsequent_increment_s, \
+    connection_fee, CASE WHEN effective_from = '-infinity' THEN NULL ELSE effective_from END AS effective_from";
+
+/// The deck entry in force at `at` whose prefix is the longest that `number` starts with; of
+/// entries with that prefix, the one that took effect last.
 pub async fn rate_for(pool: &PgPool, number: &str, at: DateTime<Utc>) -> Result<Option<Rate>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT prefix, network, price_per_minute, initial_increment_s, subsequent_increment_s, connection_fee
-         FROM rates WHERE starts_with($1, prefix) AND effective_from <= $2
-         ORDER BY length(prefix) DESC, effective_from DESC LIMIT 1",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {RATE_COLUMNS} FROM rates WHERE starts_with($1, prefix) AND effective_from <= $2
+         ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1"
+    ))
     .bind(number)
     .bind(at)
     .fetch_optional(pool)
@@ -52,12 +67,51 @@ impl Rate {
         let usage = self.price_per_minute * Decimal::from(billed) / Decimal::from(60);
         (self.connection_fee + usage).round_dp_with_strategy(8, RoundingStrategy::MidpointAwayFromZero)
     }
+
+    /// What an answered call costs at least: the connection fee and the first increment.
+    pub fn first_increment_price(&self) -> Decimal {
+        self.price(1)
+    }
+
+    /// The longest answered duration (a whole number of increments) whose price `available`
+    /// covers: 0 when not even the first increment is covered, None when calls are free.
+    pub fn affordable_seconds(&self, available: Decimal) -> Option<i64> {
+        if available < self.first_increment_price() {
+            return Some(0);
+        }
+        if self.price_per_minute.is_zero() {
+            return None;
+        }
+        let (initial, subsequent) = (i64::from(self.initial_increment_s.max(1)), i64::from(self.subsequent_increment_s.max(1)));
+        // Whole seconds the credit left after the fee pays for, then down to the increment grid.
+        let seconds = ((available - self.connection_fee) * Decimal::from(60) / self.price_per_minute).floor();
+        let seconds = i64::try_from(seconds).unwrap_or(i64::MAX / 2).max(initial);
+        let mut affordable = initial + (seconds - initial) / subsequent * subsequent;
+        // Rounding of the price can only lower it; this guard keeps the promise regardless.
+        while affordable > initial && self.price(affordable) > available {
+            affordable -= subsequent;
+        }
+        Some(affordable)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::str::FromStr;
+
+    fn rate(per_minute: &str, initial: i32, subsequent: i32, fee: &str) -> Rate {
+        Rate {
+            prefix: "44".into(),
+            country: Some("GB".into()),
+            network: "GB-FIXED".into(),
+            price_per_minute: Decimal::from_str(per_minute).unwrap(),
+            initial_increment_s: initial,
+            subsequent_increment_s: subsequent,
+            connection_fee: Decimal::from_str(fee).unwrap(),
+            effective_from: None,
+        }
+    }
 
     #[test]
     fn increments_at_the_edges() {
@@ -71,15 +125,25 @@ mod tests {
 
     #[test]
     fn price_is_exact() {
-        let rate = Rate {
-            prefix: "44".into(),
-            network: "GB-FIXED".into(),
-            price_per_minute: Decimal::from_str("0.1").unwrap(),
-            initial_increment_s: 1,
-            subsequent_increment_s: 1,
-            connection_fee: Decimal::ZERO,
-        };
+        let rate = rate("0.1", 1, 1, "0");
         assert_eq!(rate.price(2).to_string(), "0.00333333");
         assert_eq!(rate.price(0), Decimal::ZERO);
+    }
+
+    #[test]
+    fn affordable_seconds_stay_on_the_grid_and_within_the_credit() {
+        let fr = rate("0.6", 30, 6, "0.05");
+        // 30 s cost 0.35; each further 6 s cost 0.06.
+        assert_eq!(fr.affordable_seconds(Decimal::from_str("0.34").unwrap()), Some(0));
+        assert_eq!(fr.affordable_seconds(Decimal::from_str("0.35").unwrap()), Some(30));
+        assert_eq!(fr.affordable_seconds(Decimal::from_str("0.40").unwrap()), Some(30));
+        assert_eq!(fr.affordable_seconds(Decimal::from_str("0.41").unwrap()), Some(36));
+        for cents in 35..500 {
+            let available = Decimal::new(cents, 2);
+            let seconds = fr.affordable_seconds(available).unwrap();
+            assert!(fr.price(seconds) <= available);
+            assert!(fr.price(seconds + 1) > available, "{seconds} s is the longest for {available}");
+        }
+        assert_eq!(rate("0", 1, 1, "0").affordable_seconds(Decimal::ZERO), None);
     }
 }

@@ -81,6 +81,9 @@ impl From<StoreError> for Stop {
 
 pub type Step<T> = Result<T, Stop>;
 
+/// The `detail` of a call ended because the account's credit ran out.
+pub const INSUFFICIENT_CREDIT: &str = "insufficient_credit";
+
 pub struct Leg {
     pub ctx: Arc<EngineCtx>,
     pub row: LegRow,
@@ -89,8 +92,14 @@ pub struct Leg {
     pub seq: i32,
     last_timestamp: DateTime<Utc>,
     pub handle: Option<LegHandle>,
-    /// When the answered leg must end (length_timer).
+    /// When the answered leg must end (length_timer, or earlier when the credit runs out).
     pub hangup_at: Option<Instant>,
+    /// Answered seconds granted by the account's credit so far (None: calls are free, no limit).
+    credit_s: Option<i64>,
+    /// What this leg holds on the account for those seconds (their price).
+    reserved: rust_decimal::Decimal,
+    /// hangup_at is when the granted credit runs out, not the length_timer.
+    ends_for_credit: bool,
     /// Wall-clock instant of answer, to measure simulated duration.
     answered_wall: Option<Instant>,
     pub answered_at: Option<DateTime<Utc>>,
@@ -152,6 +161,9 @@ impl Leg {
             row,
             handle: None,
             hangup_at: None,
+            credit_s: None,
+            reserved: rust_decimal::Decimal::ZERO,
+            ends_for_credit: false,
             answered_wall: None,
             pending_dtmf: VecDeque::new(),
             beeped: false,
@@ -357,7 +369,11 @@ impl Leg {
         let now = self.timestamp();
         self.answered_at = Some(now);
         self.answered_wall = Some(Instant::now());
-        self.hangup_at = Some(self.ctx.clock.deadline(Duration::from_secs(self.row.length_timer_s as u64)));
+        if !self.grant_credit().await? {
+            // Spent since the call was created: it ends at once, costing nothing.
+            self.credit_s = Some(0);
+        }
+        self.schedule_hangup();
         let mut payload = self.base_payload("answered");
         merge(&mut payload, json!({"start_time": null, "rate": null, "network": null}));
         let event = self.event("answered", payload);
@@ -431,6 +447,61 @@ impl Leg {
         }
     }
 
+    /// Grants the leg more answered time and holds its price on the account, so calls running
+    /// at the same time never spend the same credit. Steps of at least a minute (or what a tenth
+    /// of the free credit pays for, when that is more: one step for a well-funded account), up to
+    /// the length_timer and never beyond what the free credit covers. False when not even one
+    /// more increment is covered.
+    async fn grant_credit(&mut self) -> Step<bool> {
+        const MIN_STEP_S: i64 = 60;
+        let internal = |e: sqlx::Error| Stop::Internal(e.to_string());
+        let length_timer_s = self.row.length_timer_s as i64;
+        let granted = self.credit_s.unwrap_or(0);
+        // A few tries: another call of the account may take the credit between read and hold.
+        for _ in 0..3 {
+            let (funds, rate) = billing::ledger::funds_and_rate(&self.ctx.pool, self.row.account_id, &self.to, Utc::now()).await.map_err(internal)?;
+            // What this leg could use in all: the free credit and what it already holds.
+            let usable = funds.available() + self.reserved;
+            let Some(max_s) = rate.as_ref().and_then(|r| r.affordable_seconds(usable)) else {
+                // No rate, or calls to this number are free: no limit.
+                self.credit_s = None;
+                return Ok(true);
+            };
+            let rate = rate.expect("affordable_seconds came from a rate");
+            let step = rate.affordable_seconds(usable / rust_decimal::Decimal::from(10)).map_or(length_timer_s, |s| s.max(MIN_STEP_S));
+            let target = (granted + step).min(length_timer_s).min(max_s);
+            if target <= granted {
+                return Ok(false);
+            }
+            let total = rate.price(target);
+            if billing::ledger::reserve(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.row.account_id, total).await.map_err(internal)? {
+                self.reserved = total;
+                self.credit_s = Some(target);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The answered leg ends at its length_timer, or when its granted credit runs out.
+    fn schedule_hangup(&mut self) {
+        let Some(answered) = self.answered_wall else { return };
+        let length_timer_s = self.row.length_timer_s as i64;
+        self.ends_for_credit = self.credit_s.is_some_and(|s| s < length_timer_s);
+        let limit_s = self.credit_s.map_or(length_timer_s, |s| s.min(length_timer_s));
+        self.hangup_at = Some(answered + self.ctx.clock.wall(Duration::from_secs(limit_s.max(0) as u64)));
+    }
+
+    /// At the end of the granted credit: more is granted if the account still has free credit
+    /// (or was topped up), and the call goes on (true); otherwise it ends.
+    pub async fn credit_extended(&mut self) -> Step<bool> {
+        if !self.ends_for_credit || self.answered_wall.is_none() || !self.grant_credit().await? {
+            return Ok(false);
+        }
+        self.schedule_hangup();
+        Ok(true)
+    }
+
     /// Simulated seconds since answer.
     fn answered_seconds(&self) -> i64 {
         self.answered_wall.map_or(0, |t| self.ctx.clock.simulated(t.elapsed()).as_secs_f64().round() as i64)
@@ -453,6 +524,10 @@ impl Leg {
 
     /// completed's payload and the leg's final columns.
     async fn completion(&mut self, duration_s: i64, disconnected_by: Option<&str>) -> (Value, Finish) {
+        self.completion_with(duration_s, disconnected_by, None).await
+    }
+
+    async fn completion_with(&mut self, duration_s: i64, disconnected_by: Option<&str>, detail: Option<&str>) -> (Value, Finish) {
         let (rate, price, network) = self.price(duration_s).await;
         let end = self.timestamp();
         let mut payload = self.base_payload("completed");
@@ -468,6 +543,9 @@ impl Leg {
                 "disconnected_by": disconnected_by,
             }),
         );
+        if let Some(detail) = detail {
+            payload["detail"] = json!(detail);
+        }
         let finish = Finish { end_time: end, duration_s: duration_s as i32, rate, price, network, disconnected_by: disconnected_by.map(str::to_string) };
         (payload, finish)
     }
@@ -495,15 +573,22 @@ impl Leg {
     /// An answered leg ends: hang up, then `completed` with its duration and price.
     pub async fn hang_up(&mut self, by: &str) -> Step<()> {
         self.control(MediaCommand::Hangup);
-        let duration = if self.answered_wall.is_some() {
+        let mut duration = if self.answered_wall.is_some() {
             self.answered_seconds()
         } else {
             // Taken over from a dead instance: measured from the answer time it recorded.
             self.answered_at.map_or(0, |t| (Utc::now() - t).num_seconds().max(0))
         };
-        let (payload, finish) = self.completion(duration, Some(by)).await;
+        // Never bill past what the credit covered (the hang-up lands a moment after its timer).
+        if let Some(limit) = self.credit_s {
+            duration = duration.min(limit);
+        }
+        let out_of_credit = self.ends_for_credit && self.hangup_at.is_some_and(|t| Instant::now() >= t);
+        let detail = out_of_credit.then_some(INSUFFICIENT_CREDIT);
+        let (payload, finish) = self.completion_with(duration, Some(by), detail).await;
         let event = self.event("completed", payload);
-        self.write(Change { status: Some("completed".into()), events: vec![event], finish: Some(finish), ..Default::default() }).await?;
+        let change = Change { status: Some("completed".into()), detail: detail.map(str::to_string), events: vec![event], finish: Some(finish), ..Default::default() };
+        self.write(change).await?;
         Ok(())
     }
 

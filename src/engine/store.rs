@@ -1,5 +1,6 @@
-//! A leg's writes: its status, its new events and (at the end) its price, in one statement that
-//! only takes effect while this instance still owns the leg (a fence against a takeover).
+//! A leg's writes: its status, its new events and (at the end) its price and the debit of that
+//! price from the account's ledger, in one statement that only takes effect while this
+//! instance still owns the leg (a fence against a takeover).
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -80,12 +81,24 @@ where
     let finish = change.finish.as_ref();
     let row: Option<(Vec<i64>, bool)> = sqlx::query_as(
         "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running' FOR UPDATE),
+              -- Read before this statement's update: the credit the leg held while it ran.
+              held AS (SELECT credit_reserved FROM calls WHERE uuid = $1),
               u AS (UPDATE calls SET status = COALESCE($3, status), detail = COALESCE($4, detail), last_seq = $5,
                            answered_at = COALESCE($6, answered_at), start_time = COALESCE($6, start_time),
                            end_time = COALESCE($7, end_time), duration_s = COALESCE($8, duration_s), rate = COALESCE($9, rate),
                            price = COALESCE($10, price), network = COALESCE($11, network),
-                           disconnected_by = COALESCE($12, disconnected_by), updated_at = now()
-                    WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
+                           disconnected_by = COALESCE($12, disconnected_by), updated_at = now(),
+                           credit_reserved = CASE WHEN $13 THEN 0 ELSE credit_reserved END
+                    WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own) RETURNING account_id),
+              -- The price is debited in the statement that writes it: both happen or neither.
+              d AS (INSERT INTO account_ledger (account_id, amount, kind, call_uuid)
+                    SELECT account_id, -$10, 'call', $1 FROM u WHERE $13 AND $10 > 0
+                    ON CONFLICT (call_uuid) DO NOTHING RETURNING account_id, amount),
+              -- One update of the account row: the debit, and the release of what the leg held.
+              b AS (UPDATE accounts SET balance = balance + COALESCE((SELECT amount FROM d), 0),
+                                        reserved = reserved - (SELECT credit_reserved FROM held)
+                    WHERE id = (SELECT account_id FROM u) AND $13
+                      AND (EXISTS (SELECT 1 FROM d) OR (SELECT credit_reserved FROM held) <> 0)),
               j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
               m AS (UPDATE call_commands c SET state = r.state, reason = r.reason, applied_at = now()
                     FROM unnest($21::bigint[], $22::text[], $23::text[]) AS r(id, state, reason)

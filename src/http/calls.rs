@@ -32,6 +32,15 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
         state.rate_limit(caller.account_id(), Bucket::CallCreation, cps)?;
         std::time::Duration::ZERO
     };
+    // Refused before anything is stored: the account must afford the first increment.
+    if let Err(short) = crate::billing::ledger::check_can_call(&state.pool, caller.account_id(), call.to.address()).await? {
+        return Err(ApiError::LowBalance(format!(
+            "The account's free credit ({} {cur}: balance plus credit limit, less what running calls hold) does not cover the first billing increment of this call ({} {cur})",
+            short.available.round_dp(8).normalize(),
+            short.needed.normalize(),
+            cur = crate::billing::CURRENCY
+        )));
+    }
     let from = match &call.from {
         Some(from) => from.clone(),
         None => Endpoint::Phone { number: state.random_from_number(), dtmf_answer: None, shaken: None, on_answer: None },

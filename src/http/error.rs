@@ -31,6 +31,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A file refused whole; each entry names a line, a column and what is wrong there.
+    #[error("{detail}")]
+    InvalidRows { detail: String, rows: Vec<crate::billing::deck::RowError> },
+    /// The account cannot pay for what it asked (Vonage's `low-balance`).
+    #[error("{0}")]
+    LowBalance(String),
     #[error("too many requests")]
     RateLimited { retry_after: Duration, what: &'static str },
     #[error("{0}")]
@@ -55,6 +61,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => ("payload-too-large", "Payload Too Large"),
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported Media Type"),
             ApiError::Unprocessable(_) => ("unprocessable-entity", "Unprocessable Entity"),
+            ApiError::InvalidRows { .. } => ("invalid-rows", "Unprocessable Entity"),
+            ApiError::LowBalance(_) => ("low-balance", "Low balance"),
             ApiError::RateLimited { .. } => ("rate-limit", "Too Many Requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service Unavailable"),
             ApiError::Internal(_) => ("internal-error", "Internal Server Error"),
@@ -92,6 +100,19 @@ pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str, params
     HttpResponse::build(status).content_type(PROBLEM_JSON).body(body.to_string())
 }
 
+/// A problem JSON response with one more member (`invalid_rows`, …).
+pub fn problem_with(status: StatusCode, code: &str, title: &str, detail: &str, member: &str, value: serde_json::Value) -> HttpResponse {
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let mut body = json!({
+        "type": format!("https://developer.vonage.com/api-errors#{code}"),
+        "title": title,
+        "detail": detail,
+        "instance": instance,
+    });
+    body[member] = value;
+    HttpResponse::build(status).content_type(PROBLEM_JSON).body(body.to_string())
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -103,7 +124,8 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::InvalidRows { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::LowBalance(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,7 +141,10 @@ impl ResponseError for ApiError {
             ApiError::Invalid { params, .. } => Some(params.as_slice()),
             _ => None,
         };
-        let mut response = problem(self.status_code(), code, title, &self.detail(), params);
+        let mut response = match self {
+            ApiError::InvalidRows { rows, .. } => problem_with(self.status_code(), code, title, &self.detail(), "invalid_rows", json!(rows)),
+            _ => problem(self.status_code(), code, title, &self.detail(), params),
+        };
         let headers = response.headers_mut();
         match self {
             ApiError::Unauthorized { challenge, .. } => {

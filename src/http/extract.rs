@@ -66,17 +66,40 @@ impl FromRequest for AccountCaller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state(req);
-        let credentials = authorization(req, "Basic")
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| pair.split_once(':').map(|(k, s)| (k.to_string(), s.to_string())));
-        Box::pin(async move {
-            let (key, secret) = credentials.ok_or(BasicAuthError::Missing).map_err(unauthorized_basic)?;
-            let account = state.basic.verify(&key, &secret).await.map_err(unauthorized_basic)?;
-            state.rate_limit(account.id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
-            Ok(AccountCaller(account))
-        })
+        let credentials = basic_credentials(req);
+        Box::pin(async move { verify_account(&state, credentials).await.map(AccountCaller) })
     }
+}
+
+/// A caller holding api_key and api_secret as query parameters or as Basic credentials, as
+/// Vonage's Account API takes them (`GET /account/get-balance`).
+pub struct KeySecretCaller(pub Account);
+
+impl FromRequest for KeySecretCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(req);
+        let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();
+        let in_query = query.and_then(|q| Some((q.get("api_key")?.clone(), q.get("api_secret")?.clone())));
+        let credentials = in_query.or_else(|| basic_credentials(req));
+        Box::pin(async move { verify_account(&state, credentials).await.map(KeySecretCaller) })
+    }
+}
+
+fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    authorization(req, "Basic")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(k, s)| (k.to_string(), s.to_string())))
+}
+
+async fn verify_account(state: &AppState, credentials: Option<(String, String)>) -> Result<Account, ApiError> {
+    let (key, secret) = credentials.ok_or(BasicAuthError::Missing).map_err(unauthorized_basic)?;
+    let account = state.basic.verify(&key, &secret).await.map_err(unauthorized_basic)?;
+    state.rate_limit(account.id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
+    Ok(account)
 }
 
 fn unauthorized_basic(e: BasicAuthError) -> ApiError {

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, and the guarantee that every error is problem JSON.
 
 mod applications;
+mod billing;
 mod control;
 pub(crate) mod calls;
 pub mod error;
@@ -61,6 +62,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(history::delete_number))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service(
+            web::resource("/v1/rates")
+                .route(web::get().to(billing::export))
+                .route(web::post().to(billing::import))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v1/routing/lookup").route(web::post().to(billing::lookup)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/account/get-balance").route(web::get().to(billing::balance)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v2/applications")
                 .route(web::post().to(applications::create))

@@ -71,9 +71,9 @@ fn far_future() -> Instant {
 /// (Err Platform) end the leg from here. A key pressed while a bargeIn prompt plays stops it
 /// and is kept for the next input.
 pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
-    let hangup_at = leg.hangup_at.unwrap_or_else(far_future);
     let until = deadline.unwrap_or_else(far_future);
     let event = loop {
+        let hangup_at = leg.hangup_at.unwrap_or_else(far_future);
         let Some(handle) = leg.handle.as_mut() else { return Err(Stop::Internal("no carrier leg".into())) };
         tokio::select! {
             event = handle.events.recv() => match event {
@@ -84,7 +84,12 @@ pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
                 }
                 other => break other,
             },
-            _ = tokio::time::sleep_until(hangup_at) => return Err(Stop::Platform),
+            _ = tokio::time::sleep_until(hangup_at) => {
+                // Out of credit unless the account was topped up meanwhile.
+                if !leg.credit_extended().await? {
+                    return Err(Stop::Platform);
+                }
+            }
             _ = tokio::time::sleep_until(until) => return Ok(Signal::Deadline),
             Some(()) = recv_command(&mut leg.commands) => crate::engine::commands::apply_pending(leg).await?,
         }

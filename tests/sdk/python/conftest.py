@@ -60,8 +60,9 @@ def api_host() -> str:
 
 def make_client(auth: Auth) -> Vonage:
     host = api_host()
-    client = Vonage(auth, http_client_options=HttpClientOptions(api_host=host, timeout=15))
-    # Both the Voice client and the Applications client build https://{api_host}/...;
+    # rest_host: the Account client (get_balance) builds https://{rest_host}/account/...
+    client = Vonage(auth, http_client_options=HttpClientOptions(api_host=host, rest_host=host, timeout=15))
+    # The Voice, Applications and Account clients all build https://{host}/...;
     # requests picks the longest matching prefix, so this adapter wins over 'https://'.
     client.http_client._session.mount(f'https://{host}', HttpsToHttpAdapter())
     # The server limits each account to 3 call creations/s and 15 other requests/s, like

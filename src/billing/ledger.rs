@@ -1,0 +1,129 @@
+//! Balances: an append-only ledger per account, and the balance cached on the account row by
+//! the same statement that appends each entry. Calls debit it (engine::store), credits add to it.
+
+use super::{Rate, RATE_COLUMNS};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+pub struct Funds {
+    pub balance: Decimal,
+    pub credit_limit: Decimal,
+    /// Held by the account's answered calls still running.
+    pub reserved: Decimal,
+}
+
+impl Funds {
+    /// What new spending may use: the balance may go down to -credit_limit, and what running
+    /// calls hold is spoken for.
+    pub fn available(&self) -> Decimal {
+        self.balance + self.credit_limit - self.reserved
+    }
+}
+
+pub async fn funds(pool: &PgPool, account_id: i64) -> Result<Option<Funds>, sqlx::Error> {
+    sqlx::query_as("SELECT balance, credit_limit, reserved FROM accounts WHERE id = $1").bind(account_id).fetch_optional(pool).await
+}
+
+/// The account's funds and the rate a call to `number` would get at `at`, in one round trip.
+pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: DateTime<Utc>) -> Result<(Funds, Option<Rate>), sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        balance: Decimal,
+        credit_limit: Decimal,
+        reserved: Decimal,
+        #[sqlx(flatten)]
+        rate: OptionalRate,
+    }
+    #[derive(sqlx::FromRow)]
+    struct OptionalRate {
+        prefix: Option<String>,
+        country: Option<String>,
+        network: Option<String>,
+        price_per_minute: Option<Decimal>,
+        initial_increment_s: Option<i32>,
+        subsequent_increment_s: Option<i32>,
+        connection_fee: Option<Decimal>,
+        effective_from: Option<DateTime<Utc>>,
+    }
+    let row: Row = sqlx::query_as(&format!(
+        "SELECT a.balance, a.credit_limit, a.reserved, r.* FROM accounts a
+         LEFT JOIN LATERAL (SELECT {RATE_COLUMNS} FROM rates WHERE starts_with($2, prefix) AND effective_from <= $3
+                            ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1) r ON true
+         WHERE a.id = $1"
+    ))
+    .bind(account_id)
+    .bind(number)
+    .bind(at)
+    .fetch_one(pool)
+    .await?;
+    let r = row.rate;
+    let rate = match (r.prefix, r.network, r.price_per_minute, r.initial_increment_s, r.subsequent_increment_s, r.connection_fee) {
+        (Some(prefix), Some(network), Some(price_per_minute), Some(initial_increment_s), Some(subsequent_increment_s), Some(connection_fee)) => {
+            Some(Rate { prefix, country: r.country, network, price_per_minute, initial_increment_s, subsequent_increment_s, connection_fee, effective_from: r.effective_from })
+        }
+        _ => None,
+    };
+    Ok((Funds { balance: row.balance, credit_limit: row.credit_limit, reserved: row.reserved }, rate))
+}
+
+/// Raises what a running leg holds to `total` (the price of all the seconds granted to it), if
+/// the account's free credit covers the increase; false otherwise. Only while `instance` still
+/// owns the leg, so a presumed-dead instance cannot hold credit after a takeover.
+pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
+              held AS (SELECT credit_reserved FROM calls WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
+              a AS (UPDATE accounts SET reserved = reserved + ($4 - (SELECT credit_reserved FROM held))
+                    WHERE id = $3 AND EXISTS (SELECT 1 FROM held)
+                      AND balance + credit_limit - reserved >= $4 - (SELECT credit_reserved FROM held)
+                    RETURNING 1),
+              c AS (UPDATE calls SET credit_reserved = $4 WHERE uuid = $1 AND EXISTS (SELECT 1 FROM a))
+         SELECT EXISTS (SELECT 1 FROM a)",
+    )
+    .bind(leg)
+    .bind(instance)
+    .bind(account_id)
+    .bind(total)
+    .fetch_one(pool)
+    .await
+}
+
+/// Why an account cannot place a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shortfall {
+    pub available: Decimal,
+    pub needed: Decimal,
+}
+
+/// A call may be placed when the account can pay for its connection fee and first increment.
+pub async fn check_can_call(pool: &PgPool, account_id: i64, number: &str) -> Result<Result<(), Shortfall>, sqlx::Error> {
+    let (funds, rate) = funds_and_rate(pool, account_id, number, Utc::now()).await?;
+    let needed = rate.map_or(Decimal::ZERO, |r| r.first_increment_price());
+    Ok(if funds.available() >= needed { Ok(()) } else { Err(Shortfall { available: funds.available(), needed }) })
+}
+
+/// Appends a credit (positive) or adjustment to the ledger and returns the new balance.
+pub async fn add_entry(pool: &PgPool, account_id: i64, amount: Decimal, kind: &str, note: Option<&str>) -> Result<Decimal, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH e AS (INSERT INTO account_ledger (account_id, amount, kind, note) VALUES ($1, $2, $3, $4) RETURNING account_id, amount)
+         UPDATE accounts SET balance = balance + e.amount FROM e WHERE accounts.id = e.account_id RETURNING balance",
+    )
+    .bind(account_id)
+    .bind(amount)
+    .bind(kind)
+    .bind(note)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn set_credit_limit(pool: &PgPool, account_id: i64, credit_limit: Decimal) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET credit_limit = $2 WHERE id = $1").bind(account_id).bind(credit_limit).execute(pool).await?;
+    Ok(())
+}
+
+/// The balance recomputed from the ledger alone (what the cached balance must equal).
+pub async fn ledger_sum(pool: &PgPool, account_id: i64) -> Result<Decimal, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(sum(amount), 0) FROM account_ledger WHERE account_id = $1").bind(account_id).fetch_one(pool).await
+}
