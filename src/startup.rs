@@ -20,6 +20,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub started_at: Instant,
     pub notifier: std::sync::Arc<crate::notify::Notifier>,
+    /// The 402 check on creates, mostly from memory.
+    pub credit: crate::billing::gate::CreditGate,
     /// Stores new calls, committing concurrent creates together.
     pub call_writer: crate::calls::writer::CallWriter,
 }
@@ -32,6 +34,7 @@ impl AppState {
             limiter: RateLimiter::default(),
             started_at: Instant::now(),
             notifier: crate::notify::Notifier::spawn(pool.clone()),
+            credit: Default::default(),
             call_writer: crate::calls::writer::CallWriter::spawn(pool.clone(), settings.calls.insert_writers, settings.calls.insert_batch_max),
             pool,
             settings,

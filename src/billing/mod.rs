@@ -2,6 +2,7 @@
 //! decimals, and every priced leg is debited from its account's ledger.
 
 pub mod deck;
+pub mod gate;
 pub mod ledger;
 pub mod routing;
 

@@ -33,7 +33,7 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
         std::time::Duration::ZERO
     };
     // Refused before anything is stored: the account must afford the first increment.
-    if let Err(short) = crate::billing::ledger::check_can_call(&state.pool, caller.account_id(), call.to.address()).await? {
+    if let Err(short) = state.credit.check(&state.pool, caller.account_id(), call.to.address()).await? {
         return Err(ApiError::LowBalance(format!(
             "The account's free credit ({} {cur}: balance plus credit limit, less what running calls hold) does not cover the first billing increment of this call ({} {cur})",
             short.available.round_dp(8).normalize(),
