@@ -48,6 +48,7 @@ usage: cargo bench --bench engine -- [options]
                          call is still up when the last is placed); the talk text (and, past 1,500
                          characters, its loop count) is sized from H and S
   --concurrency C        concurrent HTTP clients placing calls (default 32)
+  --rate R               place at most R calls a second (default: as fast as the clients go)
   --max-connections M    server database pool size (default 32)
   --workers W            API HTTP worker threads (default: http.workers from config; 0 = one per core)
   --webhook-batch B      webhooks.batch: events the dispatcher claims per query (default: config)
@@ -67,6 +68,7 @@ struct Options {
     time_scale: f64,
     hold_seconds: f64,
     concurrency: usize,
+    rate: Option<f64>,
     max_connections: u32,
     workers: Option<usize>,
     webhook_batch: Option<i64>,
@@ -84,6 +86,7 @@ fn parse_options() -> Result<Options, String> {
         time_scale: 10.0,
         hold_seconds: 0.0,
         concurrency: 32,
+        rate: None,
         max_connections: 32,
         workers: None,
         webhook_batch: None,
@@ -113,6 +116,7 @@ fn parse_options() -> Result<Options, String> {
             "--time-scale" => o.time_scale = num(&name, value(&name)?)?,
             "--hold-seconds" => o.hold_seconds = num(&name, value(&name)?)?,
             "--concurrency" | "-c" => o.concurrency = num(&name, value(&name)?)?,
+            "--rate" => o.rate = Some(num(&name, value(&name)?)?),
             "--max-connections" => o.max_connections = num(&name, value(&name)?)?,
             "--workers" => o.workers = Some(num(&name, value(&name)?)?),
             "--webhook-batch" => o.webhook_batch = Some(num(&name, value(&name)?)?),
@@ -310,11 +314,12 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let talk_simulated = words as f64 * 0.4 * f64::from(loops);
     println!(
         "calls: {} to 447700900000 (rings 2 simulated s, answers), NCCO [talk: {words} words x {loops} loop(s) = {talk_simulated:.0} \
-         simulated s = {:.1} s wall at time_scale {}]; {} clients POST /v1/calls; body {} bytes",
+         simulated s = {:.1} s wall at time_scale {}]; {} clients POST /v1/calls{}; body {} bytes",
         o.calls,
         talk_simulated / o.time_scale,
         o.time_scale,
         o.concurrency,
+        o.rate.map_or(" as fast as they can".to_string(), |r| format!(" at {r} calls/s")),
         body.len()
     );
     let client = reqwest::Client::builder().pool_max_idle_per_host(o.concurrency * 2).build()?;
@@ -349,7 +354,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let placing = Arc::new(AtomicBool::new(true));
     let pg_task = o.pg_sample.then(|| tokio::spawn(pg_sampler(admin.clone(), pool.clone(), placing.clone(), stop.clone())));
 
-    let load = place_calls(&client, &base, tokens, &body, o.calls, o.concurrency, posted_ok.clone()).await;
+    let load = place_calls(&client, &base, tokens, &body, o.calls, o.concurrency, o.rate, posted_ok.clone()).await;
     let posted_at = load.end;
     placing.store(false, Ordering::Relaxed);
     println!(
@@ -798,6 +803,7 @@ async fn place_calls(
     body: &str,
     calls: usize,
     concurrency: usize,
+    rate: Option<f64>,
     posted_ok: Arc<AtomicUsize>,
 ) -> Load {
     #[derive(serde::Deserialize)]
@@ -821,6 +827,10 @@ async fn place_calls(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= calls {
                     break;
+                }
+                if let Some(rate) = rate {
+                    // Call i is due i/rate seconds after the start.
+                    tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
                 }
                 let t = Instant::now();
                 let sent = client
