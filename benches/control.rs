@@ -140,6 +140,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let pool = outdial::db::connect(&settings.database).await?;
     outdial::db::migrate(&pool).await?;
     let account = outdial::accounts::repo::create(&pool, "control bench", 1_000_000).await?;
+    // Credit is not what is measured here.
+    outdial::billing::ledger::set_credit_limit(&pool, account.account_id, rust_decimal::Decimal::from(1_000_000_000)).await?;
     let receiver = receiver::Receiver::start().await;
     let pair = keys::generate();
     let spec = ApplicationSpec {

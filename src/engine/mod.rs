@@ -45,8 +45,6 @@ pub struct EngineCtx {
     /// Wakes dispatchers in other instances (NOTIFY) and in this one (directly).
     pub notifier: Arc<Notifier>,
     pub events_wake: Arc<Notify>,
-    /// Legs' state changes, committed together when many are waiting.
-    pub writer: store::LegWriter,
     /// This instance's dispatcher, when it runs one: legs hand it their new events directly.
     hand_off: OnceLock<mpsc::UnboundedSender<HandOff>>,
 }
@@ -56,7 +54,6 @@ impl EngineCtx {
         let clock = Clock::new(settings.carrier.time_scale);
         let pool_for_notifier = pool.clone();
         let instance_id = Uuid::new_v4();
-        let writer = store::LegWriter::spawn(pool.clone(), instance_id, settings.engine.write_tasks, settings.engine.write_batch_max);
         let carrier: Arc<dyn Carrier> = Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone()));
         Arc::new(EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
@@ -71,7 +68,6 @@ impl EngineCtx {
             commands: commands::CommandRouter::default(),
             notifier: Notifier::spawn(pool_for_notifier),
             events_wake: Arc::new(Notify::new()),
-            writer,
             hand_off: OnceLock::new(),
         })
     }

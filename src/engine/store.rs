@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use crate::group_commit::GroupCommit;
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -57,158 +56,90 @@ pub struct Written {
     pub handed_off: bool,
 }
 
-/// The JSON document `outdial_leg_write` (migration 12) reads: one leg's write.
-#[derive(serde::Serialize)]
-struct WriteDoc<'a> {
-    leg: Uuid,
-    last_seq: i32,
-    status: Option<&'a str>,
-    detail: Option<&'a str>,
-    answered_at: Option<DateTime<Utc>>,
-    finish: Option<FinishDoc<'a>>,
-    events: Vec<EventDoc<'a>>,
-    commands: Vec<CommandDoc<'a>>,
-    hand_off_lock_s: Option<i64>,
-}
-
-#[derive(serde::Serialize)]
-struct FinishDoc<'a> {
-    end_time: DateTime<Utc>,
-    duration_s: i32,
-    /// Decimals travel as strings, so no digit is lost on the way to NUMERIC.
-    rate: Option<String>,
-    price: Option<String>,
-    network: Option<&'a str>,
-    disconnected_by: Option<&'a str>,
-}
-
-#[derive(serde::Serialize)]
-struct EventDoc<'a> {
-    seq: i32,
-    kind: &'a str,
-    payload: &'a Value,
-    url: Option<&'a str>,
-    method: &'a str,
-    state: &'a str,
-}
-
-#[derive(serde::Serialize)]
-struct CommandDoc<'a> {
-    id: i64,
-    state: &'a str,
-    reason: Option<&'a str>,
-}
-
-impl LegWrite {
-    fn doc(&self) -> WriteDoc<'_> {
-        let c = &self.change;
-        WriteDoc {
-            leg: self.leg,
-            last_seq: self.last_seq,
-            status: c.status.as_deref(),
-            detail: c.detail.as_deref(),
-            answered_at: c.answered_at,
-            finish: c.finish.as_ref().map(|f| FinishDoc {
-                end_time: f.end_time,
-                duration_s: f.duration_s,
-                rate: f.rate.map(|r| r.to_string()),
-                price: f.price.map(|p| p.to_string()),
-                network: f.network.as_deref(),
-                disconnected_by: f.disconnected_by.as_deref(),
-            }),
-            events: c
-                .events
-                .iter()
-                .map(|e| EventDoc { seq: e.seq, kind: &e.kind, payload: &e.payload, url: e.url.as_deref(), method: &e.method, state: e.state })
-                .collect(),
-            commands: c.commands.iter().map(|(id, state, reason)| CommandDoc { id: *id, state, reason: reason.as_deref() }).collect(),
-            hand_off_lock_s: self.hand_off_lock_s,
-        }
-    }
-}
-
-/// Applies legs' writes in one statement, in order; per write its result, or LostOwnership when
-/// this instance no longer owns that leg (then nothing of it was written).
-///
 /// `hand_off_lock_s`: when this instance delivers webhooks, new pending events with no older
 /// pending event of their call are locked for it for that long, so it can send them straight
 /// from memory while no other dispatcher claims them; after a crash the lock expires and any
 /// dispatcher delivers them.
-pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[&LegWrite]) -> Result<Vec<Result<Written, StoreError>>, sqlx::Error> {
-    let docs: Vec<WriteDoc<'_>> = writes.iter().map(|w| w.doc()).collect();
-    let rows: Vec<(i64, Option<Vec<i64>>, Option<bool>)> = sqlx::query_as(
-        "SELECT w.ord, f.ids, f.handed_off
-         FROM jsonb_array_elements($2) WITH ORDINALITY AS w(doc, ord)
-         LEFT JOIN LATERAL outdial_leg_write($1, w.doc) f ON true
-         ORDER BY w.ord",
+pub async fn apply<'e, E>(
+    executor: E,
+    instance: Uuid,
+    leg: Uuid,
+    last_seq: i32,
+    change: &Change,
+    hand_off_lock_s: Option<i64>,
+) -> Result<Written, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    let seqs: Vec<i32> = change.events.iter().map(|e| e.seq).collect();
+    let kinds: Vec<&str> = change.events.iter().map(|e| e.kind.as_str()).collect();
+    let payloads: Vec<&Value> = change.events.iter().map(|e| &e.payload).collect();
+    let urls: Vec<Option<&str>> = change.events.iter().map(|e| e.url.as_deref()).collect();
+    let methods: Vec<&str> = change.events.iter().map(|e| e.method.as_str()).collect();
+    let states: Vec<&str> = change.events.iter().map(|e| e.state).collect();
+    let finish = change.finish.as_ref();
+    let row: Option<(Vec<i64>, bool)> = sqlx::query_as(
+        "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running' FOR UPDATE),
+              -- Read before this statement's update: the credit the leg held while it ran.
+              held AS (SELECT credit_reserved FROM calls WHERE uuid = $1),
+              u AS (UPDATE calls SET status = COALESCE($3, status), detail = COALESCE($4, detail), last_seq = $5,
+                           answered_at = COALESCE($6, answered_at), start_time = COALESCE($6, start_time),
+                           end_time = COALESCE($7, end_time), duration_s = COALESCE($8, duration_s), rate = COALESCE($9, rate),
+                           price = COALESCE($10, price), network = COALESCE($11, network),
+                           disconnected_by = COALESCE($12, disconnected_by), updated_at = now(),
+                           credit_reserved = CASE WHEN $13 THEN 0 ELSE credit_reserved END
+                    WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own) RETURNING account_id),
+              -- The price is debited in the statement that writes it: both happen or neither.
+              d AS (INSERT INTO account_ledger (account_id, amount, kind, call_uuid)
+                    SELECT account_id, -$10, 'call', $1 FROM u WHERE $13 AND $10 > 0
+                    ON CONFLICT (call_uuid) DO NOTHING RETURNING account_id, amount),
+              -- One update of the account row: the debit, and the release of what the leg held.
+              b AS (UPDATE accounts SET balance = balance + COALESCE((SELECT amount FROM d), 0),
+                                        reserved = reserved - (SELECT credit_reserved FROM held)
+                    WHERE id = (SELECT account_id FROM u) AND $13
+                      AND (EXISTS (SELECT 1 FROM d) OR (SELECT credit_reserved FROM held) <> 0)),
+              j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
+              m AS (UPDATE call_commands c SET state = r.state, reason = r.reason, applied_at = now()
+                    FROM unnest($21::bigint[], $22::text[], $23::text[]) AS r(id, state, reason)
+                    WHERE c.id = r.id AND EXISTS (SELECT 1 FROM own)),
+              k AS (UPDATE call_commands SET state = 'rejected', reason = 'the call ended', applied_at = now()
+                    WHERE call_uuid = $1 AND state = 'pending' AND $13 AND id <> ALL($21) AND EXISTS (SELECT 1 FROM own)),
+              hand AS (SELECT $20::float8 IS NOT NULL
+                              AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call_uuid = $1 AND p.state = 'pending') AS off),
+              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at, locked_until)
+                    SELECT $1, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END,
+                           CASE WHEN hand.off AND t.state = 'pending' THEN now() + make_interval(secs => $20::float8) END
+                    FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[]) AS t(seq, kind, payload, url, method, state), hand
+                    WHERE EXISTS (SELECT 1 FROM own)
+                    RETURNING id, seq)
+         SELECT COALESCE((SELECT array_agg(id ORDER BY seq) FROM e), '{}'), (SELECT off FROM hand) FROM own",
     )
+    .bind(leg)
     .bind(instance)
-    .bind(sqlx::types::Json(&docs))
-    .fetch_all(pool)
+    .bind(&change.status)
+    .bind(&change.detail)
+    .bind(last_seq)
+    .bind(change.answered_at)
+    .bind(finish.map(|f| f.end_time))
+    .bind(finish.map(|f| f.duration_s))
+    .bind(finish.and_then(|f| f.rate))
+    .bind(finish.and_then(|f| f.price))
+    .bind(finish.and_then(|f| f.network.clone()))
+    .bind(finish.and_then(|f| f.disconnected_by.clone()))
+    .bind(finish.is_some())
+    .bind(&seqs)
+    .bind(&kinds)
+    .bind(&payloads)
+    .bind(&urls)
+    .bind(&methods)
+    .bind(&states)
+    .bind(hand_off_lock_s.map(|s| s as f64))
+    .bind(change.commands.iter().map(|c| c.0).collect::<Vec<i64>>())
+    .bind(change.commands.iter().map(|c| c.1).collect::<Vec<&str>>())
+    .bind(change.commands.iter().map(|c| c.2.as_deref()).collect::<Vec<Option<&str>>>())
+    .fetch_optional(executor)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(_, ids, handed_off)| match ids {
-            Some(ids) => Ok(Written { ids, handed_off: handed_off.unwrap_or(false) }),
-            None => Err(StoreError::LostOwnership),
-        })
-        .collect())
-}
-
-/// One leg's write, queued for group commit.
-pub struct LegWrite {
-    pub leg: Uuid,
-    pub last_seq: i32,
-    pub change: Change,
-    pub hand_off_lock_s: Option<i64>,
-}
-
-/// Leg writes by group commit: the writes of many legs waiting at one moment go in one statement
-/// (each still fenced on its own leg), so thousands of live legs share round trips and commits.
-/// A leg hears back only after the commit.
-#[derive(Clone)]
-pub struct LegWriter {
-    queue: GroupCommit<LegWrite, (LegWrite, Result<Written, StoreError>)>,
-}
-
-impl LegWriter {
-    pub fn spawn(pool: PgPool, instance: Uuid, writers: usize, max_batch: usize) -> LegWriter {
-        let queue = GroupCommit::spawn(writers, max_batch, move |writes: Vec<LegWrite>| {
-            let pool = pool.clone();
-            async move {
-                let all: Vec<&LegWrite> = writes.iter().collect();
-                match apply(&pool, instance, &all).await {
-                    Ok(results) => writes.into_iter().zip(results).collect(),
-                    // The statement failed for all: each on its own, so one failure stays its own.
-                    Err(e) if writes.len() == 1 => {
-                        let w = writes.into_iter().next().expect("one write");
-                        vec![(w, Err(StoreError::Database(e)))]
-                    }
-                    Err(_) => {
-                        let mut results = Vec::with_capacity(writes.len());
-                        for w in writes {
-                            let result = match apply(&pool, instance, &[&w]).await {
-                                Ok(mut one) => one.pop().unwrap_or(Err(StoreError::LostOwnership)),
-                                Err(e) => Err(StoreError::Database(e)),
-                            };
-                            results.push((w, result));
-                        }
-                        results
-                    }
-                }
-            }
-        });
-        LegWriter { queue }
-    }
-
-    /// Stores the write; gives it back with the result once committed.
-    pub async fn write(&self, write: LegWrite) -> Result<(LegWrite, Written), StoreError> {
-        match self.queue.submit(write).await {
-            Some((write, Ok(written))) => Ok((write, written)),
-            Some((_, Err(e))) => Err(e),
-            None => Err(StoreError::Database(sqlx::Error::PoolClosed)),
-        }
-    }
+    row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)
 }
 
 /// Records the attempts of a webhook the leg sent itself (answer_url, input, notify).
