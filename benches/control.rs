@@ -19,6 +19,7 @@
 //!
 //! The last line is machine-readable: `control_calls=… applied_p50_ms=… applied_p99_ms=… …`.
 
+mod common;
 #[path = "../tests/common/receiver.rs"]
 mod receiver;
 
@@ -27,7 +28,7 @@ use outdial::applications::{self, keys, ApplicationSpec};
 use outdial::auth::mint_application_jwt;
 use outdial::config::Settings;
 use outdial::startup::Instance;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -92,38 +93,11 @@ fn parse_options() -> Result<Options, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("control: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(run(options)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("control: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("control", USAGE, parse_options, run)
 }
 
 async fn run(o: Options) -> anyhow::Result<ExitCode> {
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set; run `. scripts/db-env.sh outdial_control_bench` first"))?;
-    let admin_options = PgConnectOptions::from_str(&url)?.application_name("control-bench");
-    let admin = PgPoolOptions::new().max_connections(4).connect_with(admin_options).await?;
-    let (db_name,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(&admin).await?;
-    anyhow::ensure!(
-        db_name.contains("bench"),
-        "refusing to run: database '{db_name}' does not contain \"bench\" and this benchmark drops its schema"
-    );
-    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(&admin).await?;
-    println!("database: {db_name} (schema public reset)");
+    let (url, admin, _) = common::reset_bench_database("control-bench", "outdial_control_bench").await?;
 
     // 1. Server, account, application.
     let mut settings = Settings::load(None)?;

@@ -22,11 +22,12 @@
 //!
 //! The last line is machine-readable: `create_calls_per_s=… baseline_insert_tps=… ratio=… …`.
 
+mod common;
+
 use hdrhistogram::Histogram;
 use outdial::applications::{self, keys, ApplicationSpec};
 use outdial::auth::mint_application_jwt;
 use outdial::config::Settings;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, ExitCode};
@@ -109,42 +110,15 @@ fn parse_options() -> Result<Options, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("create_calls: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(run(options)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("create_calls: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("create_calls", USAGE, parse_options, run)
 }
 
 const BODY: &str = r#"{"to":[{"type":"phone","number":"447700900000"}],"from":{"type":"phone","number":"447700900001"},"ncco":[{"action":"talk","text":"hello"}]}"#;
 const TOKEN_TTL_S: i64 = 900;
 
 async fn run(o: Options) -> anyhow::Result<ExitCode> {
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set; run `. scripts/db-env.sh outdial_bench` first"))?;
-
     // 1. Reset the bench database.
-    let admin = PgPoolOptions::new().max_connections(2).connect(&url).await?;
-    let (db_name,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(&admin).await?;
-    anyhow::ensure!(
-        db_name.contains("bench"),
-        "refusing to run: database '{db_name}' does not contain \"bench\" and this benchmark drops its schema"
-    );
-    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(&admin).await?;
-    println!("database: {db_name} (schema public reset)");
+    let (url, admin, db_name) = common::reset_bench_database("create-calls-bench", "outdial_bench").await?;
     print_pg_settings(&admin).await;
 
     // 2. The baseline, alone on the machine, from a fresh checkpoint (as the timed phase).

@@ -22,17 +22,17 @@
 //!
 //! The last line is machine-readable: `engine_calls=… peak_live=… calls_per_s=… …`.
 
+mod common;
+
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use outdial::applications::{self, keys, ApplicationSpec};
 use outdial::auth::mint_application_jwt;
 use outdial::config::Settings;
 use outdial::startup::Instance;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -140,24 +140,7 @@ fn parse_options() -> Result<Options, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("engine: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(run(options)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("engine: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main("engine", USAGE, parse_options, run)
 }
 
 const TOKEN_TTL_S: i64 = 1800;
@@ -187,19 +170,8 @@ fn talk_for(hold_wall_s: f64, time_scale: f64) -> (usize, u32) {
 }
 
 async fn run(o: Options) -> anyhow::Result<ExitCode> {
-    let url = std::env::var("DATABASE_URL")
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set; run `. scripts/db-env.sh outdial_bench` first"))?;
-
     // 1. Reset the bench database.
-    let admin_options = PgConnectOptions::from_str(&url)?.application_name("engine-bench");
-    let admin = PgPoolOptions::new().max_connections(4).connect_with(admin_options).await?;
-    let (db_name,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(&admin).await?;
-    anyhow::ensure!(
-        db_name.contains("bench"),
-        "refusing to run: database '{db_name}' does not contain \"bench\" and this benchmark drops its schema"
-    );
-    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(&admin).await?;
-    println!("database: {db_name} (schema public reset)");
+    let (url, admin, db_name) = common::reset_bench_database("engine-bench", "outdial_engine_bench").await?;
     print_pg_settings(&admin).await;
 
     // 2. Settings, schema, account.

@@ -91,7 +91,7 @@ impl EngineCtx {
         let Some(sender) = self.hand_off.get() else { return };
         if let Err(mpsc::error::SendError(chain)) = sender.send(chain) {
             let ids: Vec<i64> = chain.events.iter().map(|e| e.id).collect();
-            if let Err(e) = sqlx::query("UPDATE events SET locked_until = NULL WHERE id = ANY($1)").bind(&ids).execute(&self.pool).await {
+            if let Err(e) = crate::webhooks::dispatcher::unlock_events(&self.pool, &ids).await {
                 tracing::warn!(error = %e, "could not unlock events after the dispatcher stopped; they go out when the lock expires");
             }
             self.wake_dispatchers();

@@ -60,17 +60,14 @@ pub struct Written {
 /// pending event of their call are locked for it for that long, so it can send them straight
 /// from memory while no other dispatcher claims them; after a crash the lock expires and any
 /// dispatcher delivers them.
-pub async fn apply<'e, E>(
-    executor: E,
+pub async fn apply(
+    pool: &PgPool,
     instance: Uuid,
     leg: Uuid,
     last_seq: i32,
     change: &Change,
     hand_off_lock_s: Option<i64>,
-) -> Result<Written, StoreError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
-{
+) -> Result<Written, StoreError> {
     let seqs: Vec<i32> = change.events.iter().map(|e| e.seq).collect();
     let kinds: Vec<&str> = change.events.iter().map(|e| e.kind.as_str()).collect();
     let payloads: Vec<&Value> = change.events.iter().map(|e| &e.payload).collect();
@@ -137,7 +134,7 @@ where
     .bind(change.commands.iter().map(|c| c.0).collect::<Vec<i64>>())
     .bind(change.commands.iter().map(|c| c.1).collect::<Vec<&str>>())
     .bind(change.commands.iter().map(|c| c.2.as_deref()).collect::<Vec<Option<&str>>>())
-    .fetch_optional(executor)
+    .fetch_optional(pool)
     .await?;
     row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)
 }

@@ -221,7 +221,7 @@ impl Dispatcher {
         if ids.is_empty() {
             return;
         }
-        if let Err(e) = sqlx::query("UPDATE events SET locked_until = NULL WHERE id = ANY($1)").bind(&ids).execute(&self.pool).await {
+        if let Err(e) = unlock_events(&self.pool, &ids).await {
             // They stay locked until the lock expires, then any dispatcher delivers them.
             tracing::warn!(error = %e, "webhook dispatcher: unlocking events failed");
         }
@@ -344,6 +344,12 @@ impl Dispatcher {
         .await?;
         Ok(())
     }
+}
+
+/// Gives locked events back to the claim path at once.
+pub async fn unlock_events(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE events SET locked_until = NULL WHERE id = ANY($1)").bind(ids).execute(pool).await?;
+    Ok(())
 }
 
 /// Exponential backoff with full jitter in its upper half: base·2^(attempt-1), capped.

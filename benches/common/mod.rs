@@ -1,0 +1,52 @@
+//! What every benchmark program shares: its entry point and the reset of its bench database.
+#![allow(dead_code)]
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use std::future::Future;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+/// Parses the options (usage and exit 2 on a bad one), then runs the benchmark on a
+/// multi-threaded runtime; an error is printed with its causes and exits 1.
+pub fn main<O, F, Fut>(name: &str, usage: &str, parse: impl FnOnce() -> Result<O, String>, run: F) -> ExitCode
+where
+    F: FnOnce(O) -> Fut,
+    Fut: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let options = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("{name}: {e}");
+            }
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(options)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// DATABASE_URL, a small admin pool on it, and that database's schema dropped and recreated.
+/// Refuses a database whose name lacks "bench": a benchmark must never wipe real data.
+pub async fn reset_bench_database(application_name: &str, db_env_hint: &str) -> anyhow::Result<(String, PgPool, String)> {
+    let url = std::env::var("DATABASE_URL")
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not set; run `. scripts/db-env.sh {db_env_hint}` first"))?;
+    let options = PgConnectOptions::from_str(&url)?.application_name(application_name);
+    let admin = PgPoolOptions::new().max_connections(4).connect_with(options).await?;
+    let (db_name,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(&admin).await?;
+    anyhow::ensure!(
+        db_name.contains("bench"),
+        "refusing to run: database '{db_name}' does not contain \"bench\" and this benchmark drops its schema"
+    );
+    sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;").execute(&admin).await?;
+    println!("database: {db_name} (schema public reset)");
+    Ok((url, admin, db_name))
+}
