@@ -290,7 +290,7 @@ impl Leg {
             // guess at what the callee heard.
             "ringing" => return self.end_unanswered("failed", Some("internal_error")).await,
             "completed" | "busy" | "cancelled" | "failed" | "rejected" | "timeout" | "unanswered" => {
-                return self.write(Change { finish: Some(self.zero_finish(None)), ..Default::default() }).await.map(|_| ());
+                return self.write(Change { finish: Some(self.zero_finish()), ..Default::default() }).await.map(|_| ());
             }
             _ => return self.hang_up("platform").await,
         }
@@ -505,19 +505,27 @@ impl Leg {
         self.answered_wall.map_or(0, |t| self.ctx.clock.simulated(t.elapsed()).as_secs_f64().round() as i64)
     }
 
-    async fn price(&self, duration_s: i64) -> (Option<rust_decimal::Decimal>, Option<rust_decimal::Decimal>, Option<String>) {
+    /// The leg's final columns for `duration_s` answered seconds, priced by the deck. Unanswered
+    /// legs are rated too (at 0): reports group them by country and network.
+    async fn rated_finish(&self, end_time: DateTime<Utc>, duration_s: i64, disconnected_by: Option<&str>) -> Finish {
+        let mut finish = Finish { end_time, duration_s: duration_s as i32, disconnected_by: disconnected_by.map(str::to_string), ..Finish::default() };
         match billing::rate_for(&self.ctx.pool, &self.to, Utc::now()).await {
-            Ok(Some(rate)) => (Some(rate.price_per_minute), Some(rate.price(duration_s)), Some(rate.network)),
-            Ok(None) => (None, Some(rust_decimal::Decimal::ZERO), None),
-            Err(e) => {
-                tracing::warn!(error = %e, "rating failed; the leg is left unpriced");
-                (None, None, None)
+            Ok(Some(rate)) => {
+                finish.billed_s = Some(billing::billed_seconds(duration_s, rate.initial_increment_s, rate.subsequent_increment_s) as i32);
+                finish.price = Some(rate.price(duration_s));
+                finish.rate = Some(rate.price_per_minute);
+                finish.network = Some(rate.network);
+                finish.country = rate.country;
             }
+            Ok(None) => (finish.price, finish.billed_s) = (Some(rust_decimal::Decimal::ZERO), Some(0)),
+            Err(e) => tracing::warn!(error = %e, "rating failed; the leg is left unpriced"),
         }
+        finish
     }
 
-    fn zero_finish(&self, disconnected_by: Option<&str>) -> Finish {
-        Finish { end_time: Utc::now(), duration_s: 0, rate: None, price: None, network: None, disconnected_by: disconnected_by.map(str::to_string) }
+    /// Closes a leg that another instance already ended (its columns are kept as they are).
+    fn zero_finish(&self) -> Finish {
+        Finish { end_time: Utc::now(), ..Finish::default() }
     }
 
     /// completed's payload and the leg's final columns.
@@ -526,8 +534,8 @@ impl Leg {
     }
 
     async fn completion_with(&mut self, duration_s: i64, disconnected_by: Option<&str>, detail: Option<&str>) -> (Value, Finish) {
-        let (rate, price, network) = self.price(duration_s).await;
         let end = self.timestamp();
+        let finish = self.rated_finish(end, duration_s, disconnected_by).await;
         let mut payload = self.base_payload("completed");
         merge(
             &mut payload,
@@ -535,16 +543,15 @@ impl Leg {
                 "start_time": self.answered_at.map(format_time),
                 "end_time": format_time(end),
                 "duration": duration_s.to_string(),
-                "rate": rate.map(|r| format!("{r:.8}")),
-                "price": price.map(|p| format!("{p:.8}")),
-                "network": network,
+                "rate": finish.rate.map(|r| format!("{r:.8}")),
+                "price": finish.price.map(|p| format!("{p:.8}")),
+                "network": finish.network,
                 "disconnected_by": disconnected_by,
             }),
         );
         if let Some(detail) = detail {
             payload["detail"] = json!(detail);
         }
-        let finish = Finish { end_time: end, duration_s: duration_s as i32, rate, price, network, disconnected_by: disconnected_by.map(str::to_string) };
         (payload, finish)
     }
 
@@ -558,7 +565,8 @@ impl Leg {
         }
         let mut events = vec![self.event(status, payload)];
         let (final_status, finish) = if status == "rejected" {
-            ("rejected", self.zero_finish(None))
+            let end = self.timestamp();
+            ("rejected", self.rated_finish(end, 0, None).await)
         } else {
             let (completed, finish) = self.completion(0, None).await;
             events.push(self.event("completed", completed));

@@ -31,13 +31,16 @@ pub struct Change {
     pub commands: Vec<(i64, &'static str, Option<String>)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Finish {
     pub end_time: DateTime<Utc>,
     pub duration_s: i32,
+    /// Seconds charged: the answered seconds rounded up to the deck's increments.
+    pub billed_s: Option<i32>,
     pub rate: Option<Decimal>,
     pub price: Option<Decimal>,
     pub network: Option<String>,
+    pub country: Option<String>,
     pub disconnected_by: Option<String>,
 }
 
@@ -83,6 +86,7 @@ pub async fn apply(
                            answered_at = COALESCE($6, answered_at), start_time = COALESCE($6, start_time),
                            end_time = COALESCE($7, end_time), duration_s = COALESCE($8, duration_s), rate = COALESCE($9, rate),
                            price = COALESCE($10, price), network = COALESCE($11, network),
+                           country = COALESCE($24, country), billed_s = COALESCE($25, billed_s),
                            disconnected_by = COALESCE($12, disconnected_by), updated_at = now(),
                            credit_reserved = CASE WHEN $13 THEN 0 ELSE credit_reserved END
                     WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own) RETURNING account_id),
@@ -134,6 +138,8 @@ pub async fn apply(
     .bind(change.commands.iter().map(|c| c.0).collect::<Vec<i64>>())
     .bind(change.commands.iter().map(|c| c.1).collect::<Vec<&str>>())
     .bind(change.commands.iter().map(|c| c.2.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(finish.and_then(|f| f.country.clone()))
+    .bind(finish.and_then(|f| f.billed_s))
     .fetch_optional(pool)
     .await?;
     row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)
