@@ -38,9 +38,9 @@ CREATE TABLE call_counts (
 CREATE INDEX call_counts_hour_idx ON call_counts (account_id, hour);
 
 -- Every hour before `sealed_until` is in the two tables above; later hours are read from calls.
+-- '-infinity' until the first seal, which starts at the hour of the oldest call.
 CREATE TABLE call_rollup_state (
     id            BOOLEAN PRIMARY KEY DEFAULT true CHECK (id),
     sealed_until  TIMESTAMPTZ NOT NULL
 );
-INSERT INTO call_rollup_state (sealed_until)
-SELECT COALESCE(date_trunc('hour', min(created_at)), date_trunc('hour', now())) FROM calls;
+INSERT INTO call_rollup_state (sealed_until) VALUES ('-infinity');

@@ -15,7 +15,14 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub webhooks: WebhookSettings,
     pub carrier: CarrierSettings,
+    pub history: HistorySettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistorySettings {
+    pub seal_interval_s: u64,
+    pub seal_grace_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

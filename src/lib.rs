@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod group_commit;
+pub mod history;
 pub mod http;
 pub mod ncco;
 pub mod notify;

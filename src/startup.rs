@@ -103,6 +103,8 @@ pub struct Instance {
     pub server: Option<actix_web::dev::ServerHandle>,
     pub engine: Option<crate::engine::Engine>,
     server_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Housekeeping that holds no state of its own (aborted at stop).
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Instance {
@@ -115,6 +117,12 @@ impl Instance {
             server = Some(app.server.handle());
             server_task = Some(tokio::spawn(app.server));
         }
+        let history = &settings.history;
+        let background = vec![crate::history::rollup::spawn_sealer(
+            pool.clone(),
+            std::time::Duration::from_secs(history.seal_interval_s.max(1)),
+            std::time::Duration::from_secs(history.seal_grace_s),
+        )];
         let engine = if roles.has_role("workers") || roles.has_role("webhooks") {
             let base = public_base_url(&settings, port.unwrap_or(settings.http.port));
             let ctx = crate::engine::EngineCtx::new(pool, settings, base);
@@ -122,13 +130,16 @@ impl Instance {
         } else {
             None
         };
-        Ok(Instance { port, server, engine, server_task })
+        Ok(Instance { port, server, engine, server_task, background })
     }
 
     /// Graceful stop: the engine drains and releases its legs (see Engine::stop), then the API
     /// stops. In that order because pooled connections opened on the API's worker threads die
     /// with them, and the release must not pick up a dead one.
     pub async fn stop(self) {
+        for task in &self.background {
+            task.abort();
+        }
         if let Some(engine) = self.engine {
             engine.stop().await;
         }

@@ -23,7 +23,7 @@ pub struct CallFilter {
 }
 
 /// ISO-8601 date-time, a bare date, or unix seconds (the Node SDK's fixtures send those).
-fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
+pub fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Some(t.with_timezone(&Utc));
     }

@@ -4,6 +4,7 @@ use super::create::NewCall;
 use super::list::{CallFilter, Order};
 use super::model::{format_time, CallRow, CALL_COLUMNS};
 use super::writer::CallWriter;
+use crate::history::{self, pages::Seek, Window};
 use crate::ncco::Endpoint;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -236,21 +237,35 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Postgres>, account_id: i64, filter
     }
 }
 
-/// The page the filter asks for, and how many calls match in all.
+/// The page the filter asks for, and how many calls match in all. A conversation's legs are
+/// few and counted directly; every other filter counts and seeks through the hourly rollup
+/// (`history::pages`), so deep pages of large accounts stay fast.
 pub async fn list(pool: &PgPool, account_id: i64, filter: &CallFilter) -> Result<(Vec<CallRow>, i64), sqlx::Error> {
-    let mut count = QueryBuilder::new("SELECT count(*) FROM calls");
-    push_filters(&mut count, account_id, filter);
-    let (total,): (i64,) = count.build_query_as().fetch_one(pool).await?;
+    let (total, seek) = if filter.conversation_uuid.is_some() {
+        let mut count = QueryBuilder::new("SELECT count(*) FROM calls");
+        push_filters(&mut count, account_id, filter);
+        let (total,): (i64,) = count.build_query_as().fetch_one(pool).await?;
+        (total, Seek { skip: filter.record_index, ..Seek::default() })
+    } else {
+        let window = Window { start: filter.date_start, end: filter.date_end };
+        history::pages::count_and_seek(pool, account_id, filter.status.as_deref(), window, filter.order, filter.record_index).await?
+    };
     if filter.record_index >= total {
         return Ok((Vec::new(), total));
     }
     let mut page = QueryBuilder::new(format!("SELECT {CALL_COLUMNS} FROM calls"));
     push_filters(&mut page, account_id, filter);
+    if let Some(from) = seek.from {
+        page.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(until) = seek.until {
+        page.push(" AND created_at < ").push_bind(until);
+    }
     page.push(match filter.order {
         Order::Asc => " ORDER BY created_at ASC, uuid ASC",
         Order::Desc => " ORDER BY created_at DESC, uuid DESC",
     });
-    page.push(" LIMIT ").push_bind(filter.page_size).push(" OFFSET ").push_bind(filter.record_index);
+    page.push(" LIMIT ").push_bind(filter.page_size).push(" OFFSET ").push_bind(seek.skip);
     let rows = page.build_query_as().fetch_all(pool).await?;
     Ok((rows, total))
 }

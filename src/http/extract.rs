@@ -71,6 +71,25 @@ impl FromRequest for AccountCaller {
     }
 }
 
+/// A caller of an account-wide read (reports): an application JWT of the account, or its
+/// api_key:api_secret; the account is what counts.
+pub struct ReportCaller(pub i64);
+
+impl FromRequest for ReportCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if authorization(req, "Bearer").is_some() {
+            let app = AppCaller::from_request(req, payload);
+            Box::pin(async move { app.await.map(|c| ReportCaller(c.account_id())) })
+        } else {
+            let account = AccountCaller::from_request(req, payload);
+            Box::pin(async move { account.await.map(|c| ReportCaller(c.0.id)) })
+        }
+    }
+}
+
 /// A caller holding api_key and api_secret as query parameters or as Basic credentials, as
 /// Vonage's Account API takes them (`GET /account/get-balance`).
 pub struct KeySecretCaller(pub Account);

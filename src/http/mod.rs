@@ -2,6 +2,7 @@
 
 mod applications;
 mod billing;
+mod call_reports;
 mod control;
 pub(crate) mod calls;
 pub mod error;
@@ -69,6 +70,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(method_not_allowed)),
         )
         .service(web::resource("/v1/routing/lookup").route(web::post().to(billing::lookup)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/reports/calls").route(web::get().to(call_reports::calls_report)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/account/get-balance").route(web::get().to(billing::balance)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v2/applications")

@@ -68,6 +68,8 @@ pub fn test_settings(options: &Options) -> Settings {
     settings.webhooks.retry_max_ms = 400;
     settings.webhooks.answer_timeout_ms = 2000;
     settings.webhooks.event_timeout_ms = 2000;
+    // Seals once at start (an empty database: nothing); history tests seal when they choose.
+    settings.history.seal_interval_s = 3600;
     settings
 }
 
