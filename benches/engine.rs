@@ -305,7 +305,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let stats_before = db_stats(&admin, &db_name).await?;
     // Reset VmHWM to the current RSS (Linux >= 4.0), so "before" is where the run starts from.
     let hwm_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let mem_before = memory();
+    let mem_before = common::memory();
     let cpu_before = CpuSnapshot::take();
     let stop = CancellationToken::new();
     let start = Instant::now();
@@ -358,7 +358,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     // Late duplicates, if any, still count.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu_after = CpuSnapshot::take();
-    let mem_after = memory();
+    let mem_after = common::memory();
     let wal_after = wal_lsn(&admin).await?;
     let fpi_after = wal_fpi(&admin).await;
     stop.cancel();
@@ -914,7 +914,7 @@ async fn fast_sampler(
                     s.posted_at_peak = posted.load(Ordering::Relaxed);
                 }
                 if last_rss_read.elapsed() > Duration::from_millis(100) {
-                    s.rss_at_peak_kb = memory().rss_kb;
+                    s.rss_at_peak_kb = common::memory().rss_kb;
                     last_rss_read = Instant::now();
                 }
             }
@@ -1005,7 +1005,7 @@ async fn timeline_sampler(
             completed: recv.completed.load(Ordering::Relaxed),
             pool_avg,
             pool_full_pct,
-            rss_mb: mb(memory().rss_kb),
+            rss_mb: mb(common::memory().rss_kb),
             claim_plan,
             analyzed,
         });
@@ -1547,24 +1547,6 @@ async fn print_pg_settings(pool: &PgPool) {
         .await
         .unwrap_or_default();
     println!("postgres: {}", rows.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(" "));
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Memory {
-    rss_kb: u64,
-    hwm_kb: u64,
-}
-
-fn memory() -> Memory {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    Memory { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:") }
 }
 
 /// CPU time of this process's threads and of every `postgres` process, and of the machine.

@@ -7,7 +7,7 @@ ALTER TABLE calls ADD COLUMN country TEXT, ADD COLUMN billed_s INTEGER;
 
 -- Lets the rollup read one hour of every account's calls. BRIN: a few pages for millions of
 -- rows, and calls are inserted in created_at order, so it costs the insert path next to nothing.
-CREATE INDEX calls_created_brin ON calls USING brin (created_at) WITH (pages_per_range = 32);
+CREATE INDEX calls_created_brin ON calls USING brin (created_at) WITH (pages_per_range = 32, autosummarize = on);
 
 -- Hourly totals of finished legs, by every dimension the reports group on. An hour is added
 -- once, when every leg created in it has ended (see `history::rollup`), and never changes after.

@@ -50,3 +50,22 @@ pub async fn reset_bench_database(application_name: &str, db_env_hint: &str) -> 
     println!("database: {db_name} (schema public reset)");
     Ok((url, admin, db_name))
 }
+
+/// This process's resident memory now and at its peak (from /proc/self/status).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kb: u64,
+    pub hwm_kb: u64,
+}
+
+pub fn memory() -> Memory {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Memory { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:") }
+}

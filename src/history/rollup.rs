@@ -13,6 +13,9 @@ const MAX_STEP: &str = "1 day";
 /// Seals as many whole hours as may be sealed now, a day at most per transaction. Returns the
 /// new `sealed_until`. Several instances may run this: the state row serialises them.
 pub async fn seal(pool: &PgPool, grace: Duration) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    // The hours read below are recent pages that autovacuum may not have summarised yet, and a
+    // BRIN scan reads every unsummarised range: summarise them first (a no-op when done).
+    sqlx::query("SELECT brin_summarize_new_values('calls_created_brin')").execute(pool).await?;
     loop {
         let (from, to) = seal_step(pool, grace).await?;
         if to <= from {
