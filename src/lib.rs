@@ -15,6 +15,7 @@ pub mod group_commit;
 pub mod http;
 pub mod ncco;
 pub mod notify;
+pub mod reports;
 pub mod sandbox;
 pub mod startup;
 pub mod telemetry;

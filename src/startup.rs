@@ -102,6 +102,8 @@ pub struct Instance {
     pub port: Option<u16>,
     pub server: Option<actix_web::dev::ServerHandle>,
     pub engine: Option<crate::engine::Engine>,
+    /// Produces asynchronous reports; runs with the api role.
+    pub reports: Option<crate::reports::jobs::ReportWorker>,
     server_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -115,6 +117,9 @@ impl Instance {
             server = Some(app.server.handle());
             server_task = Some(tokio::spawn(app.server));
         }
+        let reports = port.map(|port| {
+            crate::reports::jobs::ReportWorker::spawn(pool.clone(), settings.clone(), public_base_url(&settings, port))
+        });
         let engine = if roles.has_role("workers") || roles.has_role("webhooks") {
             let base = public_base_url(&settings, port.unwrap_or(settings.http.port));
             let ctx = crate::engine::EngineCtx::new(pool, settings, base);
@@ -122,13 +127,16 @@ impl Instance {
         } else {
             None
         };
-        Ok(Instance { port, server, engine, server_task })
+        Ok(Instance { port, server, engine, reports, server_task })
     }
 
     /// Graceful stop: the engine drains and releases its legs (see Engine::stop), then the API
     /// stops. In that order because pooled connections opened on the API's worker threads die
     /// with them, and the release must not pick up a dead one.
     pub async fn stop(self) {
+        if let Some(reports) = self.reports {
+            reports.stop().await;
+        }
         if let Some(engine) = self.engine {
             engine.stop().await;
         }
