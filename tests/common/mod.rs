@@ -68,6 +68,7 @@ pub fn test_settings(options: &Options) -> Settings {
     settings.webhooks.retry_max_ms = 400;
     settings.webhooks.answer_timeout_ms = 2000;
     settings.webhooks.event_timeout_ms = 2000;
+    settings.reports.poll_ms = 50;
     settings
 }
 
