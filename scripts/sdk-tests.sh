@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 psql "$DATABASE_URL" -qc 'drop schema public cascade; create schema public' >/dev/null
 
 cargo build --quiet --bin outdial
-bin=target/debug/outdial
+bin=${CARGO_TARGET_DIR:-target}/debug/outdial
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export OUTDIAL__HTTP__PORT=$port OUTDIAL__LIMITS__OTHER_REQUESTS_PER_SECOND=1000 RUST_LOG=${RUST_LOG:-warn}

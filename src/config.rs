@@ -16,6 +16,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     pub carrier: CarrierSettings,
     pub history: HistorySettings,
+    pub reports: ReportSettings,
     pub log: LogSettings,
 }
 
@@ -41,6 +42,15 @@ impl EngineSettings {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r.trim() == role)
     }
+}
+
+/// The Reports API's background jobs (`POST /v2/reports`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportSettings {
+    pub poll_ms: u64,
+    pub lease_ms: u64,
+    pub max_attempts: i32,
+    pub callback_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,6 +16,7 @@ pub mod history;
 pub mod http;
 pub mod ncco;
 pub mod notify;
+pub mod reports;
 pub mod sandbox;
 pub mod startup;
 pub mod telemetry;

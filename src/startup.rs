@@ -102,6 +102,8 @@ pub struct Instance {
     pub port: Option<u16>,
     pub server: Option<actix_web::dev::ServerHandle>,
     pub engine: Option<crate::engine::Engine>,
+    /// Produces asynchronous reports; runs with the api role.
+    pub reports: Option<crate::reports::jobs::ReportWorker>,
     server_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// Housekeeping that holds no state of its own (aborted at stop).
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -123,6 +125,9 @@ impl Instance {
             std::time::Duration::from_secs(history.seal_interval_s.max(1)),
             std::time::Duration::from_secs(history.seal_grace_s),
         )];
+        let reports = port.map(|port| {
+            crate::reports::jobs::ReportWorker::spawn(pool.clone(), settings.clone(), public_base_url(&settings, port))
+        });
         let engine = if roles.has_role("workers") || roles.has_role("webhooks") {
             let base = public_base_url(&settings, port.unwrap_or(settings.http.port));
             let ctx = crate::engine::EngineCtx::new(pool, settings, base);
@@ -130,7 +135,7 @@ impl Instance {
         } else {
             None
         };
-        Ok(Instance { port, server, engine, server_task, background })
+        Ok(Instance { port, server, engine, reports, server_task, background })
     }
 
     /// Graceful stop: the engine drains and releases its legs (see Engine::stop), then the API
@@ -139,6 +144,9 @@ impl Instance {
     pub async fn stop(self) {
         for task in &self.background {
             task.abort();
+        }
+        if let Some(reports) = self.reports {
+            reports.stop().await;
         }
         if let Some(engine) = self.engine {
             engine.stop().await;

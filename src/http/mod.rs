@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod history;
 mod links;
+mod reports;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
@@ -71,6 +72,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/routing/lookup").route(web::post().to(billing::lookup)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/reports/calls").route(web::get().to(call_reports::calls_report)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v2/reports/records").route(web::get().to(reports::records)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v2/reports").route(web::post().to(reports::create)).default_service(web::to(method_not_allowed)))
+        .service(
+            web::resource("/v2/reports/{id}")
+                .route(web::get().to(reports::get))
+                .route(web::delete().to(reports::cancel))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(web::resource("/v3/media/{id}").route(web::get().to(reports::media)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/account/get-balance").route(web::get().to(billing::balance)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v2/applications")

@@ -70,6 +70,7 @@ pub fn test_settings(options: &Options) -> Settings {
     settings.webhooks.event_timeout_ms = 2000;
     // Seals once at start (an empty database: nothing); history tests seal when they choose.
     settings.history.seal_interval_s = 3600;
+    settings.reports.poll_ms = 50;
     settings
 }
 
