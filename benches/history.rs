@@ -343,8 +343,8 @@ async fn prepare(o: &Options, settings: &Settings) -> anyhow::Result<(Fixture, P
     Ok((Fixture { account_id: account.account_id, app_id: app.id, private_pem: pair.private_pem }, pool, first))
 }
 
-/// Legs `from..from+n`, created `step_us` apart: 60% completed, the rest busy, failed, timeout,
-/// unanswered, rejected or cancelled; eight destinations with their country, network and rate.
+/// Legs `from..from+n`, created `step_us` apart: 60% answered, the rest ending busy, failed,
+/// timeout, unanswered, rejected or cancelled (status `completed` but for rejected, as the engine writes); eight destinations with their country, network and rate.
 #[allow(clippy::too_many_arguments)]
 async fn generate_legs(pool: &PgPool, account_id: i64, app: Uuid, other: Uuid, first: DateTime<Utc>, step_us: i64, from: i64, n: i64) -> anyhow::Result<()> {
     sqlx::query(
@@ -352,9 +352,10 @@ async fn generate_legs(pool: &PgPool, account_id: i64, app: Uuid, other: Uuid, f
              (0, '44770', 'GB', 'GB-MOBILE', 0.0450), (1, '4420', 'GB', 'GB-FIXED', 0.0120), (2, '3361', 'FR', 'FR-MOBILE', 0.0520),
              (3, '331', 'FR', 'FR-FIXED', 0.0150), (4, '4915', 'DE', 'DE-MOBILE', 0.0610), (5, '4930', 'DE', 'DE-FIXED', 0.0140),
              (6, '1212', 'US', 'US-FIXED', 0.0090), (7, '3469', 'ES', 'ES-MOBILE', 0.0480))
-         INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
+         INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, ending, to_endpoint, from_endpoint,
                             created_at, updated_at, start_time, end_time, duration_s, billed_s, rate, price, network, country)
-         SELECT gen_random_uuid(), 'CON-' || gen_random_uuid(), $1, CASE WHEN i % 4 = 0 THEN $3 ELSE $2 END, s.status,
+         SELECT gen_random_uuid(), 'CON-' || gen_random_uuid(), $1, CASE WHEN i % 4 = 0 THEN $3 ELSE $2 END,
+                CASE WHEN s.ending = 'rejected' THEN 'rejected' ELSE 'completed' END, s.ending,
                 jsonb_build_object('type', 'phone', 'number', d.prefix || lpad((i % 1000000)::text, 7, '0')),
                 jsonb_build_object('type', 'phone', 'number', '447700900001'),
                 t, t + interval '1 minute', CASE WHEN answered THEN t + interval '6 s' END, t + make_interval(secs => 6 + dur),
@@ -365,8 +366,8 @@ async fn generate_legs(pool: &PgPool, account_id: i64, app: Uuid, other: Uuid, f
                                          (i * 7919) % 100 AS roll, 1 + (i * 104729) % 600 AS dur) r
               CROSS JOIN LATERAL (SELECT CASE WHEN roll < 60 THEN 'completed' WHEN roll < 70 THEN 'busy' WHEN roll < 78 THEN 'failed'
                                               WHEN roll < 85 THEN 'timeout' WHEN roll < 95 THEN 'unanswered'
-                                              WHEN roll < 98 THEN 'rejected' ELSE 'cancelled' END AS status) s
-              CROSS JOIN LATERAL (SELECT s.status = 'completed' AS answered) a
+                                              WHEN roll < 98 THEN 'rejected' ELSE 'cancelled' END AS ending) s
+              CROSS JOIN LATERAL (SELECT s.ending = 'completed' AS answered) a
               JOIN d ON d.k = i % 8",
     )
     .bind(account_id)

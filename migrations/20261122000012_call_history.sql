@@ -3,7 +3,9 @@
 -- Written by the statement that prices a leg, so reports group by them without joining the
 -- deck (which may have changed since). No index: these columns change once, at the end, and
 -- an index on them would cost every leg write its HOT update.
-ALTER TABLE calls ADD COLUMN country TEXT, ADD COLUMN billed_s INTEGER;
+-- `ending` is how the leg ended (completed when answered, else busy, failed, timeout,
+-- unanswered, rejected, cancelled): its status reads `completed` after most endings.
+ALTER TABLE calls ADD COLUMN country TEXT, ADD COLUMN billed_s INTEGER, ADD COLUMN ending TEXT;
 
 -- Lets the rollup read one hour of every account's calls. BRIN: a few pages for millions of
 -- rows, and calls are inserted in created_at order, so it costs the insert path next to nothing.
@@ -15,7 +17,7 @@ CREATE TABLE call_rollup (
     account_id      BIGINT NOT NULL,
     hour            TIMESTAMPTZ NOT NULL,
     application_id  UUID NOT NULL,
-    status          TEXT NOT NULL,
+    status          TEXT NOT NULL,     -- the leg's ending (its status when it has none)
     country         TEXT NOT NULL,     -- '' when the leg was not rated
     network         TEXT NOT NULL,
     calls           BIGINT NOT NULL,

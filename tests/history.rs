@@ -14,25 +14,29 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use uuid::Uuid;
 
-const STATUSES: &str = "ARRAY['completed','completed','busy','failed','timeout','completed','unanswered']";
+/// Endings, in turn; the status reads `completed` after every ending but `rejected`.
+const ENDINGS: &str = "ARRAY['completed','completed','busy','failed','timeout','completed','unanswered','rejected','cancelled']";
 
 /// `n` finished legs from `first`, one every `step_s` seconds, with varied status, country,
 /// network, duration and price; every third on a second application.
 async fn insert_legs(app: &TestApp, other_app: Uuid, first: DateTime<Utc>, n: i32, step_s: i32) {
     sqlx::query(&format!(
-        "INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
+        "INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, ending, to_endpoint, from_endpoint,
                             created_at, updated_at, start_time, end_time, duration_s, billed_s, rate, price, network, country)
-         SELECT gen_random_uuid(), 'CON-' || i, $1, CASE WHEN i % 3 = 0 THEN $3 ELSE $2 END, s.status,
+         SELECT gen_random_uuid(), 'CON-' || i, $1, CASE WHEN i % 3 = 0 THEN $3 ELSE $2 END,
+                CASE WHEN s.ending = 'rejected' THEN 'rejected' ELSE 'completed' END,
+                -- legs stored before endings were recorded have none
+                CASE WHEN i % 11 <> 0 THEN s.ending END,
                 jsonb_build_object('type', 'phone', 'number', (ARRAY['4477009','3361234','1212555'])[1 + i % 3] || lpad(i::text, 5, '0')),
                 jsonb_build_object('type', 'phone', 'number', '447700900001'),
-                t, t, CASE WHEN s.status = 'completed' THEN t + interval '5 s' END, t + interval '90 s',
-                CASE WHEN s.status = 'completed' THEN 1 + i % 200 ELSE 0 END,
-                CASE WHEN s.status = 'completed' THEN 60 * ceil((1 + i % 200) / 60.0) ELSE 0 END,
-                0.01, CASE WHEN s.status = 'completed' THEN round((1 + i % 200) * 0.000333, 8) ELSE 0 END,
+                t, t, CASE WHEN s.ending = 'completed' THEN t + interval '5 s' END, t + interval '90 s',
+                CASE WHEN s.ending = 'completed' THEN 1 + i % 200 ELSE 0 END,
+                CASE WHEN s.ending = 'completed' THEN 60 * ceil((1 + i % 200) / 60.0) ELSE 0 END,
+                0.01, CASE WHEN s.ending = 'completed' THEN round((1 + i % 200) * 0.000333, 8) ELSE 0 END,
                 (ARRAY['GB-MOBILE','FR-FIXED',NULL])[1 + i % 3], (ARRAY['GB','FR',NULL])[1 + i % 3]
          FROM generate_series(0, $4 - 1) AS i,
               LATERAL (SELECT $5::timestamptz + make_interval(secs => i * $6) AS t) tt,
-              LATERAL (SELECT ({STATUSES})[1 + i % 7] AS status) s"
+              LATERAL (SELECT ({ENDINGS})[1 + i % 9] AS ending) s"
     ))
     .bind(app.account.account_id)
     .bind(app.app_id)
@@ -86,7 +90,7 @@ async fn sql_report(app: &TestApp, start: &str, end: &str, group_by: &str) -> BT
         "month" => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
         "country" => "COALESCE(country, '')",
         "network" => "COALESCE(network, '')",
-        "status" => "status",
+        "status" => "COALESCE(ending, status)",
         _ => "application_id::text",
     };
     let rows: Vec<(String, i64, i64, i64, Decimal)> = sqlx::query_as(&format!(
@@ -182,7 +186,7 @@ async fn assert_pages_match(app: &TestApp) {
         (None, None, None),
         (Some("completed"), None, None),
         (None, Some("2026-10-01T03:17:00Z"), Some("2026-10-02T14:43:21Z")),
-        (Some("busy"), Some("2026-10-01T05:10:00Z"), Some("2026-10-03T00:00:00Z")),
+        (Some("rejected"), Some("2026-10-01T05:10:00Z"), Some("2026-10-03T00:00:00Z")),
     ];
     for (status, start, end) in filters {
         for desc in [false, true] {
@@ -301,5 +305,48 @@ async fn bad_report_queries_name_the_parameter(pool: PgPool) {
         let names = invalid_names(app.get(path).await).await;
         assert_eq!(names, vec![name.to_string()], "{path}");
     }
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn real_calls_record_how_they_ended_and_what_they_cost_for_reports(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let call = |number: &str| {
+        serde_json::json!({
+            "to": [{"type": "phone", "number": number}],
+            "from": {"type": "phone", "number": "447700900001"},
+            "ncco": [{"action": "talk", "text": "Hello from Outdial, this is a test"}],
+        })
+    };
+    let answered = app.place(&call("447700900000")).await;
+    let busy = app.place(&call("447700900486")).await;
+    app.wait_call_status(&answered, "completed").await;
+    app.wait_call_status(&busy, "completed").await;
+    let row = |uuid: String| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>, Option<String>, Option<String>, Option<i32>, Option<i32>)>(
+                "SELECT status, ending, country, network, duration_s, billed_s FROM calls WHERE uuid = $1::uuid",
+            )
+            .bind(uuid)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (status, ending, country, network, duration, billed) = row(answered).await;
+    assert_eq!((status.as_str(), ending.as_deref(), country.as_deref(), network.as_deref()), ("completed", Some("completed"), Some("GB"), Some("GB-MOBILE")));
+    assert!(billed.unwrap() >= duration.unwrap() && duration.unwrap() > 0, "billed {billed:?} covers duration {duration:?}");
+    let (status, ending, country, _, _, billed) = row(busy).await;
+    assert_eq!((status.as_str(), ending.as_deref(), country.as_deref(), billed), ("completed", Some("busy"), Some("GB"), Some(0)));
+
+    let start = (Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let end = (Utc::now() + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let by_status = api_report(&app, &start, &end, "status").await;
+    assert_eq!(by_status.keys().collect::<Vec<_>>(), ["busy", "completed"]);
+    assert_eq!((by_status["busy"].0, by_status["busy"].1), (1, 0));
+    assert_eq!((by_status["completed"].0, by_status["completed"].1), (1, 1));
+    let by_country = api_report(&app, &start, &end, "country").await;
+    assert_eq!(by_country["GB"].0, 2);
     app.stop().await;
 }

@@ -564,7 +564,7 @@ impl Leg {
             payload["detail"] = json!(d);
         }
         let mut events = vec![self.event(status, payload)];
-        let (final_status, finish) = if status == "rejected" {
+        let (final_status, mut finish) = if status == "rejected" {
             let end = self.timestamp();
             ("rejected", self.rated_finish(end, 0, None).await)
         } else {
@@ -572,6 +572,7 @@ impl Leg {
             events.push(self.event("completed", completed));
             ("completed", finish)
         };
+        finish.ending = Some(status.to_string());
         self.write(Change { status: Some(final_status.into()), detail: detail.map(str::to_string), events, finish: Some(finish), ..Default::default() }).await?;
         Ok(())
     }
@@ -591,7 +592,8 @@ impl Leg {
         }
         let out_of_credit = self.ends_for_credit && self.hangup_at.is_some_and(|t| Instant::now() >= t);
         let detail = out_of_credit.then_some(INSUFFICIENT_CREDIT);
-        let (payload, finish) = self.completion_with(duration, Some(by), detail).await;
+        let (payload, mut finish) = self.completion_with(duration, Some(by), detail).await;
+        finish.ending = Some("completed".into());
         let event = self.event("completed", payload);
         let change = Change { status: Some("completed".into()), detail: detail.map(str::to_string), events: vec![event], finish: Some(finish), ..Default::default() };
         self.write(change).await?;

@@ -41,6 +41,9 @@ pub struct Finish {
     pub price: Option<Decimal>,
     pub network: Option<String>,
     pub country: Option<String>,
+    /// How the leg ended: completed when answered, else busy, failed, timeout, unanswered,
+    /// rejected or cancelled (its status reads completed after most of them, as at Vonage).
+    pub ending: Option<String>,
     pub disconnected_by: Option<String>,
 }
 
@@ -86,7 +89,7 @@ pub async fn apply(
                            answered_at = COALESCE($6, answered_at), start_time = COALESCE($6, start_time),
                            end_time = COALESCE($7, end_time), duration_s = COALESCE($8, duration_s), rate = COALESCE($9, rate),
                            price = COALESCE($10, price), network = COALESCE($11, network),
-                           country = COALESCE($24, country), billed_s = COALESCE($25, billed_s),
+                           country = COALESCE($24, country), billed_s = COALESCE($25, billed_s), ending = COALESCE($26, ending),
                            disconnected_by = COALESCE($12, disconnected_by), updated_at = now(),
                            credit_reserved = CASE WHEN $13 THEN 0 ELSE credit_reserved END
                     WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own) RETURNING account_id),
@@ -140,6 +143,7 @@ pub async fn apply(
     .bind(change.commands.iter().map(|c| c.2.as_deref()).collect::<Vec<Option<&str>>>())
     .bind(finish.and_then(|f| f.country.clone()))
     .bind(finish.and_then(|f| f.billed_s))
+    .bind(finish.and_then(|f| f.ending.clone()))
     .fetch_optional(pool)
     .await?;
     row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)

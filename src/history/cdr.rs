@@ -23,7 +23,7 @@ pub async fn export(pool: &PgPool, account_id: i64, window: Window) -> Result<Bo
     let address = |col: &str| format!("COALESCE({col}->>'number', {col}->>'uri', {col}->>'user', {col}->>'extension')");
     let time = |col: &str| format!("to_char({col} AT TIME ZONE 'UTC', {ISO})");
     let statement = format!(
-        "COPY (SELECT uuid, conversation_uuid, application_id, direction, status, detail,
+        "COPY (SELECT uuid, conversation_uuid, application_id, direction, status, ending, detail,
                       {from} AS \"from\", {to} AS \"to\", country, network,
                       {created} AS created_at, {start} AS start_time, {end} AS end_time,
                       duration_s AS duration, billed_s AS billed_seconds, rate, price, '{currency}' AS currency

@@ -30,7 +30,8 @@ impl GroupBy {
         })
     }
 
-    /// The group key over the `parts` rows below (days and months in UTC; '' = not rated).
+    /// The group key over the `parts` rows below (days and months in UTC; '' = not rated;
+    /// status is how the leg ended).
     fn key_sql(self) -> &'static str {
         match self {
             GroupBy::Day => "to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
@@ -71,7 +72,7 @@ impl Totals {
 
 /// The account's legs created in `window`, grouped, ordered by key.
 pub async fn summarise(pool: &PgPool, account_id: i64, window: Window, group_by: GroupBy) -> Result<Vec<Totals>, sqlx::Error> {
-    const LEG: &str = "SELECT c.created_at, c.application_id, c.status, COALESCE(c.country, ''), COALESCE(c.network, ''), 1::bigint,
+    const LEG: &str = "SELECT c.created_at, c.application_id, COALESCE(c.ending, c.status), COALESCE(c.country, ''), COALESCE(c.network, ''), 1::bigint,
                               (c.start_time IS NOT NULL)::int::bigint, COALESCE(c.duration_s, 0)::bigint,
                               COALESCE(c.billed_s, 0)::bigint, COALESCE(c.price, 0)
                        FROM calls c, k WHERE c.account_id = $1 AND c.created_at >= k.lo AND c.created_at <= k.hi";

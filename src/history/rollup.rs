@@ -57,7 +57,7 @@ async fn seal_step(pool: &PgPool, grace: Duration) -> Result<(Option<DateTime<Ut
         "WITH legs AS (SELECT * FROM calls WHERE created_at >= $1 AND created_at < $2),
               r AS (INSERT INTO call_rollup (account_id, hour, application_id, status, country, network,
                                              calls, answered, duration_s, billed_s, price)
-                    SELECT account_id, date_trunc('hour', created_at, 'UTC'), application_id, status,
+                    SELECT account_id, date_trunc('hour', created_at, 'UTC'), application_id, COALESCE(ending, status),
                            COALESCE(country, ''), COALESCE(network, ''), count(*),
                            count(*) FILTER (WHERE start_time IS NOT NULL), COALESCE(sum(duration_s), 0),
                            COALESCE(sum(billed_s), 0), COALESCE(sum(price), 0)
