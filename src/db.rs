@@ -9,7 +9,9 @@ use std::time::Duration;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(&settings.url)?.application_name("outdial");
+    // JIT compiles for queries the planner thinks are big: hundreds of milliseconds spent on
+    // reports that then run in ten. Every query here is short.
+    let options = PgConnectOptions::from_str(&settings.url)?.application_name("outdial").options([("jit", "off")]);
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))

@@ -22,10 +22,10 @@ pub struct Window {
 /// A CTE `k(lo, hi, a, b)` for a query whose $2 and $3 are the window's start and end
 /// (nullable timestamptz): rows in [lo, a) and [b, hi] come from `calls`, hours in [a, b) from
 /// the rollup. a <= b always, so the parts never overlap.
+/// (One row by construction: the planner must not guess otherwise.)
 pub const BOUNDS_CTE: &str = "k AS (
-    SELECT lo, hi, a, GREATEST(a, LEAST(s.sealed_until, date_trunc('hour', hi, 'UTC'))) AS b
+    SELECT lo, hi, a, GREATEST(a, LEAST((SELECT sealed_until FROM call_rollup_state), date_trunc('hour', hi, 'UTC'))) AS b
     FROM (SELECT COALESCE($2::timestamptz, '-infinity') AS lo, COALESCE($3::timestamptz, 'infinity') AS hi) w,
          LATERAL (SELECT CASE WHEN lo = '-infinity' THEN lo
                               WHEN date_trunc('hour', lo, 'UTC') = lo THEN lo
-                              ELSE date_trunc('hour', lo, 'UTC') + interval '1 hour' END AS a) c,
-         call_rollup_state s)";
+                              ELSE date_trunc('hour', lo, 'UTC') + interval '1 hour' END AS a) c)";
