@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: RatesCommand,
     },
+    /// Call history housekeeping.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Print an application JWT (RS256), like `vonage jwt` of the Vonage CLI.
     Jwt {
         #[arg(long)]
@@ -103,6 +108,23 @@ enum AccountCommand {
         /// Why, kept on the ledger entry.
         #[arg(long)]
         note: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Seal every finished hour into the report rollup now (the server does it every minute).
+    Seal,
+    /// Move legs created before a time out of the database, in small batches (live traffic is not
+    /// held up): optionally each account's CDR of them to a CSV file first. Only sealed hours are
+    /// archived; reports over them keep answering from the rollup, the call list stops showing them.
+    Archive {
+        /// ISO-8601 date or date-time; rounded down to the hour.
+        #[arg(long)]
+        before: String,
+        /// Write calls-account<ID>-before-<TIME>.csv here for every account first.
+        #[arg(long)]
+        export_dir: Option<PathBuf>,
     },
 }
 
@@ -247,6 +269,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no account has api_key {}", args.api_key))?;
             let app = create_app(&pool, account.id, &args).await?;
             println!("{}", serde_json::to_string_pretty(&app)?);
+        }
+        Command::History { command: HistoryCommand::Seal } => {
+            let sealed = crate::history::rollup::seal(&pool, std::time::Duration::from_secs(settings.history.seal_grace_s)).await?;
+            println!("{}", json!({ "sealed_until": sealed.map(crate::calls::format_time) }));
+        }
+        Command::History { command: HistoryCommand::Archive { before, export_dir } } => {
+            let before = crate::calls::parse_time(&before).ok_or_else(|| anyhow::anyhow!("--before {before} is not an ISO-8601 date or date-time"))?;
+            let grace = std::time::Duration::from_secs(settings.history.seal_grace_s);
+            let archived = crate::history::archive::archive(&pool, before, grace, export_dir.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&archived)?);
         }
         Command::Demo { key_file } => demo(&pool, &settings, &key_file).await?,
         Command::Jwt { .. } => unreachable!("handled above"),

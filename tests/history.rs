@@ -350,3 +350,32 @@ async fn real_calls_record_how_they_ended_and_what_they_cost_for_reports(pool: P
     assert_eq!(by_country["GB"].0, 2);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn archiving_exports_then_removes_old_legs_and_reports_still_total_them(pool: PgPool) {
+    let app = app_with_history(pool).await;
+    let window = ("2026-10-01T00:00:00Z", "2026-10-05T00:00:00Z");
+    let before_report = sql_report(&app, window.0, window.1, "status").await;
+    let (old,): (i64,) = sqlx::query_as("SELECT count(*) FROM calls WHERE created_at < '2026-10-02T00:00:00Z'").fetch_one(&app.pool).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("outdial-archive-{}", Uuid::new_v4()));
+
+    // Asked for 00:30: whole hours only, so legs before midnight go.
+    let archived = outdial::history::archive::archive(&app.pool, t("2026-10-02T00:30:00Z"), std::time::Duration::from_secs(300), Some(&dir))
+        .await
+        .unwrap();
+    assert_eq!(archived.before, Some(t("2026-10-02T00:00:00Z")));
+    assert_eq!(archived.legs, old as u64);
+    assert_eq!(archived.files.len(), 1);
+    let csv = std::fs::read_to_string(&archived.files[0]).unwrap();
+    assert_eq!(csv.lines().count() as i64, old + 1, "a header and every archived leg");
+
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM calls WHERE created_at < '2026-10-02T00:00:00Z'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(left, 0);
+    // The list shows what is left; its count agrees.
+    assert_eq!(api_page(&app, "page_size=10").await.0, 2000 - old);
+    assert_pages_match(&app).await;
+    // Reports over whole hours still see the archived legs, from the rollup.
+    assert_eq!(api_report(&app, window.0, window.1, "status").await, before_report);
+    std::fs::remove_dir_all(dir).unwrap();
+    app.stop().await;
+}

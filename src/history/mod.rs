@@ -5,6 +5,7 @@
 //! (read from `call_rollup`/`call_counts`), and the two ragged or not-yet-sealed ends (read from
 //! `calls` itself). `Window::sql_bounds` is that split, shared by every query here.
 
+pub mod archive;
 pub mod cdr;
 pub mod pages;
 pub mod report;
