@@ -28,8 +28,9 @@ CREATE TABLE call_rollup (
     PRIMARY KEY (account_id, hour, application_id, status, country, network)
 );
 
--- The same hours counted by status only: what `GET /v1/calls` needs for its `count` and to
--- find the hour where a `record_index` falls.
+-- The same hours counted by status only, plus status '' for all of them: what `GET /v1/calls`
+-- needs for its `count` and to find the hour where a `record_index` falls (one row per hour
+-- whatever the filter, read in hour order from the key).
 CREATE TABLE call_counts (
     account_id  BIGINT NOT NULL,
     hour        TIMESTAMPTZ NOT NULL,
@@ -37,7 +38,6 @@ CREATE TABLE call_counts (
     calls       BIGINT NOT NULL,
     PRIMARY KEY (account_id, status, hour)
 );
-CREATE INDEX call_counts_hour_idx ON call_counts (account_id, hour);
 
 -- Every hour before `sealed_until` is in the two tables above; later hours are read from calls.
 -- '-infinity' until the first seal, which starts at the hour of the oldest call.

@@ -16,58 +16,50 @@ pub struct Seek {
     pub skip: i64,
 }
 
-/// The window split as `BOUNDS_CTE` does, with how many matching legs each part holds.
+/// The window split as `BOUNDS_CTE` does, with how many matching legs each part holds, and the
+/// sealed hour holding the `n`th matching leg in `order` with how many come before that hour
+/// (when the `n`th is in the sealed part). One statement: a page costs one round trip more.
 struct Parts {
     before_sealed: i64,
     sealed: i64,
     after_sealed: i64,
     a: Option<DateTime<Utc>>,
     b: Option<DateTime<Utc>>,
+    hour: Option<(DateTime<Utc>, i64)>,
 }
 
-async fn parts(pool: &PgPool, account_id: i64, status: Option<&str>, window: Window) -> Result<Parts, sqlx::Error> {
-    let (before_sealed, sealed, after_sealed, a, b): (i64, i64, i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
-        sqlx::query_as(&format!(
-            "WITH {BOUNDS_CTE}
-             SELECT (SELECT count(*) FROM calls WHERE account_id = $1 AND created_at >= k.lo AND created_at < k.a
-                            AND created_at <= k.hi AND ($4::text IS NULL OR status = $4)),
-                    (SELECT COALESCE(sum(calls), 0)::bigint FROM call_counts WHERE account_id = $1 AND hour >= k.a AND hour < k.b
-                            AND ($4::text IS NULL OR status = $4)),
-                    (SELECT count(*) FROM calls WHERE account_id = $1 AND created_at >= k.b AND created_at >= k.lo
-                            AND created_at <= k.hi AND ($4::text IS NULL OR status = $4)),
-                    NULLIF(k.a, '-infinity'), NULLIF(k.b, '-infinity')
-             FROM k"
-        ))
-        .bind(account_id)
-        .bind(window.start)
-        .bind(window.end)
-        .bind(status)
-        .fetch_one(pool)
-        .await?;
-    Ok(Parts { before_sealed, sealed, after_sealed, a, b })
-}
-
-/// The sealed hour holding the `n`th matching leg (0-based, in `order`) and how many matching
-/// legs come before that hour.
-async fn hour_of(pool: &PgPool, account_id: i64, status: Option<&str>, parts: &Parts, order: Order, n: i64) -> Result<(DateTime<Utc>, i64), sqlx::Error> {
-    let direction = match order {
-        Order::Asc => "ASC",
-        Order::Desc => "DESC",
+async fn parts(pool: &PgPool, account_id: i64, status: Option<&str>, window: Window, order: Order, n: i64) -> Result<Parts, sqlx::Error> {
+    let (direction, near) = match order {
+        Order::Asc => ("ASC", "before_sealed"),
+        Order::Desc => ("DESC", "after_sealed"),
     };
-    sqlx::query_as(&format!(
-        "SELECT hour, cum - n FROM (
-             SELECT hour, sum(sum(calls)) OVER (ORDER BY hour {direction})::bigint AS cum, sum(calls)::bigint AS n
-             FROM call_counts WHERE account_id = $1 AND hour >= COALESCE($2, '-infinity') AND hour < $3 AND ($4::text IS NULL OR status = $4)
-             GROUP BY hour) x
-         WHERE cum > $5 ORDER BY hour {direction} LIMIT 1"
+    type Row = (i64, i64, i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<i64>);
+    let (before_sealed, sealed, after_sealed, a, b, hour, before): Row = sqlx::query_as(&format!(
+        "WITH {BOUNDS_CTE},
+              c AS (SELECT (SELECT count(*) FROM calls WHERE account_id = $1 AND created_at >= k.lo AND created_at < k.a
+                                   AND created_at <= k.hi AND ($4::text IS NULL OR status = $4)) AS before_sealed,
+                           (SELECT COALESCE(sum(calls), 0)::bigint FROM call_counts WHERE account_id = $1 AND status = COALESCE($4, '')
+                                   AND hour >= k.a AND hour < k.b) AS sealed,
+                           (SELECT count(*) FROM calls WHERE account_id = $1 AND created_at >= k.b AND created_at >= k.lo
+                                   AND created_at <= k.hi AND ($4::text IS NULL OR status = $4)) AS after_sealed
+                    FROM k),
+              -- status '' counts every status
+              h AS (SELECT hour, cum - calls AS before FROM (
+                        SELECT hour, calls, sum(calls) OVER (ORDER BY hour {direction})::bigint AS cum
+                        FROM call_counts, k WHERE account_id = $1 AND status = COALESCE($4, '') AND hour >= k.a AND hour < k.b) x, c
+                    WHERE cum > $5 - c.{near} AND $5 >= c.{near}
+                    ORDER BY hour {direction} LIMIT 1)
+         SELECT c.before_sealed, c.sealed, c.after_sealed, NULLIF(k.a, '-infinity'), NULLIF(k.b, '-infinity'), h.hour, h.before
+         FROM c CROSS JOIN k LEFT JOIN h ON true"
     ))
     .bind(account_id)
-    .bind(parts.a)
-    .bind(parts.b)
+    .bind(window.start)
+    .bind(window.end)
     .bind(status)
     .bind(n)
     .fetch_one(pool)
-    .await
+    .await?;
+    Ok(Parts { before_sealed, sealed, after_sealed, a, b, hour: hour.zip(before) })
 }
 
 /// How many legs match in all, and where the page at `record_index` starts.
@@ -79,7 +71,7 @@ pub async fn count_and_seek(
     order: Order,
     record_index: i64,
 ) -> Result<(i64, Seek), sqlx::Error> {
-    let p = parts(pool, account_id, status, window).await?;
+    let p = parts(pool, account_id, status, window, order, record_index).await?;
     let total = p.before_sealed + p.sealed + p.after_sealed;
     // The parts in the order the page walks them: the near ragged end, the sealed hours, the far end.
     let (near, far_edge) = match order {
@@ -89,7 +81,7 @@ pub async fn count_and_seek(
     let seek = if record_index < near || record_index >= total {
         Seek { skip: record_index, ..Seek::default() }
     } else if record_index < near + p.sealed {
-        let (hour, before) = hour_of(pool, account_id, status, &p, order, record_index - near).await?;
+        let (hour, before) = p.hour.ok_or_else(|| sqlx::Error::Protocol("the sealed hours hold fewer legs than they count".into()))?;
         let skip = record_index - near - before;
         match order {
             Order::Asc => Seek { from: Some(hour), skip, ..Seek::default() },

@@ -63,7 +63,9 @@ async fn seal_step(pool: &PgPool, grace: Duration) -> Result<(Option<DateTime<Ut
                            COALESCE(sum(billed_s), 0), COALESCE(sum(price), 0)
                     FROM legs GROUP BY 1, 2, 3, 4, 5, 6)
          INSERT INTO call_counts (account_id, hour, status, calls)
-         SELECT account_id, date_trunc('hour', created_at, 'UTC'), status, count(*) FROM legs GROUP BY 1, 2, 3",
+         SELECT account_id, date_trunc('hour', created_at, 'UTC'), status, count(*) FROM legs GROUP BY 1, 2, 3
+         UNION ALL
+         SELECT account_id, date_trunc('hour', created_at, 'UTC'), '', count(*) FROM legs GROUP BY 1, 2",
     )
     .bind(from_t)
     .bind(to_t)
