@@ -49,9 +49,10 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
     }
     let row: Row = sqlx::query_as(&format!(
         "SELECT a.balance, a.credit_limit, a.reserved, r.* FROM accounts a
-         LEFT JOIN LATERAL (SELECT {RATE_COLUMNS} FROM rates WHERE starts_with($2, prefix) AND effective_from <= $3
+         LEFT JOIN LATERAL (SELECT {RATE_COLUMNS} FROM rates WHERE {prefix} AND effective_from <= $3
                             ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1) r ON true
-         WHERE a.id = $1"
+         WHERE a.id = $1",
+        prefix = super::prefix_of("$2")
     ))
     .bind(account_id)
     .bind(number)

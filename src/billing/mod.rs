@@ -30,12 +30,20 @@ pub struct Rate {
 pub const RATE_COLUMNS: &str = "prefix, country, network, price_per_minute, initial_increment_s, subsequent_increment_s, \
     connection_fee, CASE WHEN effective_from = '-infinity' THEN NULL ELSE effective_from END AS effective_from";
 
+/// SQL: the deck row's prefix is a prefix of the number in `param` ('' included). Written as
+/// `prefix = ANY(every prefix of the number)` so it is a few probes of the (prefix, …) key,
+/// not a scan of the deck (decks run to tens of thousands of rows).
+pub fn prefix_of(param: &str) -> String {
+    format!("prefix = ANY(ARRAY(SELECT left({param}, n) FROM generate_series(0, length({param})) AS n))")
+}
+
 /// The deck entry in force at `at` whose prefix is the longest that `number` starts with; of
 /// entries with that prefix, the one that took effect last.
 pub async fn rate_for(pool: &PgPool, number: &str, at: DateTime<Utc>) -> Result<Option<Rate>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {RATE_COLUMNS} FROM rates WHERE starts_with($1, prefix) AND effective_from <= $2
-         ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1"
+        "SELECT {RATE_COLUMNS} FROM rates WHERE {} AND effective_from <= $2
+         ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1",
+        prefix_of("$1")
     ))
     .bind(number)
     .bind(at)
