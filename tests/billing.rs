@@ -251,6 +251,26 @@ async fn a_call_the_account_cannot_afford_is_refused_with_402(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_retried_create_is_replayed_even_when_credit_ran_out_since(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let post = |key: &'static str| {
+        app.client.post(app.url("/v1/calls")).bearer_auth(app.jwt()).header("Idempotency-Key", key).json(&minimal_call()).send()
+    };
+    let first = post("retry-me").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    fund(&app, "0.0003", "0").await;
+    // The creation check reads free credit at most once a second (billing::gate).
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let retry = post("retry-me").await.unwrap();
+    assert_eq!(retry.status(), 201, "the retry is the same call, not a new one to afford");
+    assert_eq!(retry.headers()["Idempotent-Replayed"], "true");
+    assert_eq!(retry.json::<Value>().await.unwrap()["uuid"], first["uuid"]);
+    assert_problem(post("a-new-call").await.unwrap(), 402).await;
+    app.stop().await;
+}
+
+#[sqlx::test]
 async fn a_call_ends_when_its_credit_runs_out_and_is_debited_once(pool: PgPool) {
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;

@@ -161,6 +161,19 @@ where
     Ok(())
 }
 
+/// Whether a live Idempotency-Key of the account already created a call: a retry of it is
+/// answered with that call, whatever has changed since (credit included).
+pub async fn idempotency_key_used(pool: &PgPool, account_id: i64, key: &str, ttl_hours: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND created_at >= now() - make_interval(hours => $3))",
+    )
+    .bind(account_id)
+    .bind(key)
+    .bind(ttl_hours as i32)
+    .fetch_one(pool)
+    .await
+}
+
 pub async fn create(
     pool: &PgPool,
     writer: &CallWriter,

@@ -32,8 +32,14 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
         state.rate_limit(caller.account_id(), Bucket::CallCreation, cps)?;
         std::time::Duration::ZERO
     };
-    // Refused before anything is stored: the account must afford the first increment.
-    if let Err(short) = state.credit.check(&state.pool, caller.account_id(), call.to.address()).await? {
+    // Refused before anything is stored: the account must afford the first increment. A retry
+    // of a create that succeeded is not a new call: it is replayed below, never refused.
+    let retry = match &idempotency_key {
+        Some(key) => calls::repo::idempotency_key_used(&state.pool, caller.account_id(), key, state.settings.limits.idempotency_ttl_h).await?,
+        None => false,
+    };
+    let credit = if retry { Ok(()) } else { state.credit.check(&state.pool, caller.account_id(), call.to.address()).await? };
+    if let Err(short) = credit {
         return Err(ApiError::LowBalance(format!(
             "The account's free credit ({} {cur}: balance plus credit limit, less what running calls hold) does not cover the first billing increment of this call ({} {cur})",
             short.available.round_dp(8).normalize(),
