@@ -257,3 +257,24 @@ async fn a_command_the_leg_cannot_apply_is_rejected_in_the_history(pool: PgPool)
     app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await;
     receiver.wait_status("/events", &uuid, "completed").await;
 }
+
+#[sqlx::test]
+async fn a_command_too_long_for_a_notification_still_reaches_the_leg(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let uuid = app.place(&call(&receiver, "447700900000", long_wait())).await;
+    receiver.wait_status("/events", &uuid, "answered").await;
+    let path = format!("/v1/calls/{uuid}");
+    // NOTIFY carries 8000 bytes at most: this command goes by its call uuid and the table.
+    let big = "x".repeat(10_000);
+    let transfer = json!({"action": "transfer", "destination": {"type": "ncco", "ncco": [
+        {"action": "notify", "payload": {"big": big}, "eventUrl": [receiver.url("/notify")]}, {"action": "wait", "timeout": 600}]}});
+    assert_eq!(app.put_json(&path, &transfer).await.status(), 204);
+    let notified = receiver.wait_for("/notify", |r| r.len() == 1).await;
+    assert_eq!(notified[0].body["big"].as_str().map(str::len), Some(10_000));
+    // A short one right after travels in the notification, and is applied after it.
+    assert_eq!(app.put_json(&path, &json!({"action": "mute"})).await.status(), 204);
+    wait_log(&app, &uuid, "muted: the callee's audio is not sent").await;
+    app.put_json(&path, &json!({"action": "hangup"})).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+}

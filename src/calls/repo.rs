@@ -358,7 +358,10 @@ pub async fn send_command(pool: &PgPool, account_id: i64, uuid: Uuid, command: &
                       SELECT uuid, $3, $4 FROM c
                       WHERE status <> ALL($5) AND (NOT $6 OR status IN ('answered', 'machine'))
                       RETURNING id),
-              n AS (SELECT pg_notify('outdial_commands', $1::text) FROM ins)
+              -- The command travels in the notification (8000 bytes at most; else the uuid only,
+              -- and the leg reads it from the table).
+              n AS (SELECT pg_notify('outdial_commands', CASE WHEN octet_length(p) < 7900 THEN p ELSE $1::text END)
+                    FROM (SELECT json_build_object('call', $1, 'id', ins.id, 'body', $4::jsonb)::text AS p FROM ins) x)
          SELECT c.status, (SELECT id FROM ins) FROM c LEFT JOIN n ON true",
     )
     .bind(uuid)

@@ -1,7 +1,9 @@
-//! Live commands reach the leg that owns the call: NOTIFY carries the call uuid to every
-//! instance; the one driving the leg wakes it; the leg reads its pending commands from
-//! PostgreSQL and applies them in the order the API accepted them. A periodic sweep catches a
-//! missed NOTIFY; a new owner after a takeover finds them pending too.
+//! Live commands reach the leg that owns the call: NOTIFY carries the command (or, when it is
+//! too long for a notification, just the call uuid) to every instance; the one driving the leg
+//! hands it over, and the leg applies it in the order the API accepted them (commit order,
+//! which is the notification order). Without the command in hand (a bare uuid, a new owner after
+//! a takeover, the periodic sweep for a missed NOTIFY) the leg reads its pending commands from
+//! PostgreSQL in id order. A command seen both ways is applied once.
 
 use super::answer::{self, Reply, Target};
 use super::leg::{Leg, Step, Stop};
@@ -20,17 +22,39 @@ use uuid::Uuid;
 
 pub const COMMANDS_CHANNEL: &str = "outdial_commands";
 
+/// What wakes a leg: look up its pending commands, or here is one (id, body).
+#[derive(Debug)]
+pub enum Wake {
+    Look,
+    Carried(i64, Value),
+}
+
+/// A notification on `COMMANDS_CHANNEL`: `{"call", "id", "body"}`, or a bare call uuid.
+pub fn parse_notification(payload: &str) -> Option<(Uuid, Wake)> {
+    #[derive(serde::Deserialize)]
+    struct Carried {
+        call: Uuid,
+        id: i64,
+        body: Value,
+    }
+    if payload.starts_with('{') {
+        let c: Carried = serde_json::from_str(payload).ok()?;
+        return Some((c.call, Wake::Carried(c.id, c.body)));
+    }
+    Uuid::parse_str(payload).ok().map(|uuid| (uuid, Wake::Look))
+}
+
 /// The legs this instance drives, by call uuid, each with a wake-up line.
 #[derive(Default)]
 pub struct CommandRouter {
-    legs: Mutex<HashMap<Uuid, mpsc::UnboundedSender<()>>>,
+    legs: Mutex<HashMap<Uuid, mpsc::UnboundedSender<Wake>>>,
 }
 
 impl CommandRouter {
-    pub fn register(&self, uuid: Uuid) -> mpsc::UnboundedReceiver<()> {
+    pub fn register(&self, uuid: Uuid) -> mpsc::UnboundedReceiver<Wake> {
         let (tx, rx) = mpsc::unbounded_channel();
         // A command may have been accepted before the leg was claimed: look once at the start.
-        let _ = tx.send(());
+        let _ = tx.send(Wake::Look);
         self.legs.lock().unwrap_or_else(|e| e.into_inner()).insert(uuid, tx);
         rx
     }
@@ -39,10 +63,15 @@ impl CommandRouter {
         self.legs.lock().unwrap_or_else(|e| e.into_inner()).remove(&uuid);
     }
 
-    pub fn wake(&self, uuid: Uuid) {
+    /// Passes `wake` to the leg if this instance drives it.
+    pub fn deliver(&self, uuid: Uuid, wake: Wake) {
         if let Some(tx) = self.legs.lock().unwrap_or_else(|e| e.into_inner()).get(&uuid) {
-            let _ = tx.send(());
+            let _ = tx.send(wake);
         }
+    }
+
+    pub fn wake(&self, uuid: Uuid) {
+        self.deliver(uuid, Wake::Look);
     }
 }
 
@@ -61,14 +90,37 @@ pub async fn sweep(ctx: &super::EngineCtx) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// The commands to apply now: those handed over with `first` and whatever else is already
+/// waiting, or, when any wake-up came without its command, the pending ones from the database.
+async fn gather(leg: &mut Leg, first: Wake) -> Step<Vec<(i64, Value)>> {
+    let mut wakes = vec![first];
+    if let Some(rx) = leg.commands.as_mut() {
+        while let Ok(wake) = rx.try_recv() {
+            wakes.push(wake);
+        }
+    }
+    let commands = if wakes.iter().any(|w| matches!(w, Wake::Look)) {
+        sqlx::query_as("SELECT id, body FROM call_commands WHERE call_uuid = $1 AND state = 'pending' ORDER BY id")
+            .bind(leg.row.uuid)
+            .fetch_all(&leg.ctx.pool)
+            .await
+            .map_err(|e| Stop::Internal(e.to_string()))?
+    } else {
+        wakes
+            .into_iter()
+            .filter_map(|w| match w {
+                Wake::Carried(id, body) => Some((id, body)),
+                Wake::Look => None,
+            })
+            .collect()
+    };
+    Ok(commands.into_iter().filter(|(id, _)| leg.handled_commands.insert(*id)).collect())
+}
+
 /// Applies the leg's pending commands in order. A hangup or transfer stops what the leg is
 /// doing (Err); commands after a hangup are rejected.
-pub async fn apply_pending(leg: &mut Leg) -> Step<()> {
-    let pending: Vec<(i64, Value)> = sqlx::query_as("SELECT id, body FROM call_commands WHERE call_uuid = $1 AND state = 'pending' ORDER BY id")
-        .bind(leg.row.uuid)
-        .fetch_all(&leg.ctx.pool)
-        .await
-        .map_err(|e| Stop::Internal(e.to_string()))?;
+pub async fn apply_pending(leg: &mut Leg, wake: Wake) -> Step<()> {
+    let pending = gather(leg, wake).await?;
     let mut results: Vec<(i64, &'static str, Option<String>)> = Vec::new();
     let mut stop = None;
     for (id, body) in pending {
@@ -209,4 +261,21 @@ async fn transfer(leg: &mut Leg, ncco: Option<Value>, url: Option<String>) -> St
     });
     leg.side_event("transfer", payload).await?;
     Err(Stop::Transfer(new_ncco))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_carry_the_command_or_just_the_call() {
+        let call = Uuid::new_v4();
+        let carried = format!(r#"{{"call": "{call}", "id": 42, "body": {{"action": "mute"}}}}"#);
+        match parse_notification(&carried) {
+            Some((uuid, Wake::Carried(42, body))) => assert_eq!((uuid, body), (call, json!({"action": "mute"}))),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_notification(&call.to_string()), Some((uuid, Wake::Look)) if uuid == call));
+        assert!(parse_notification("{not json").is_none());
+    }
 }

@@ -116,7 +116,9 @@ pub struct Leg {
     pub last_status: Option<String>,
     pub last_detail: Option<String>,
     /// Wakes the leg when the API sent it a command.
-    pub commands: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    pub commands: Option<tokio::sync::mpsc::UnboundedReceiver<super::commands::Wake>>,
+    /// Commands this leg already applied or rejected (one may reach it twice: see commands).
+    pub handled_commands: std::collections::HashSet<i64>,
     /// History lines (what the callee heard…) written with the leg's next change.
     pending_log: Vec<NewEvent>,
     /// What the API is playing into the call (PUT …/stream, …/talk).
@@ -174,6 +176,7 @@ impl Leg {
             last_status: None,
             last_detail: None,
             commands: None,
+            handled_commands: Default::default(),
             pending_log: Vec::new(),
             api_stream: None,
             api_talk: None,
@@ -349,7 +352,7 @@ impl Leg {
                     self.end_unanswered("timeout", None).await?;
                     return Ok(None);
                 }
-                Some(()) = recv_command(&mut self.commands) => match super::commands::apply_pending(self).await {
+                Some(wake) = recv_command(&mut self.commands) => match super::commands::apply_pending(self, wake).await {
                     Ok(()) => {}
                     Err(Stop::Hangup) => {
                         // Hung up by the API before answer: cancelled.
@@ -612,7 +615,7 @@ impl Leg {
 }
 
 /// The next wake-up from the API, or never when the leg has no command line.
-pub async fn recv_command(commands: &mut Option<tokio::sync::mpsc::UnboundedReceiver<()>>) -> Option<()> {
+pub async fn recv_command(commands: &mut Option<tokio::sync::mpsc::UnboundedReceiver<super::commands::Wake>>) -> Option<super::commands::Wake> {
     match commands {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -177,8 +177,8 @@ async fn listen(ctx: Arc<EngineCtx>, jobs: Arc<Notify>, events: Arc<Notify>, shu
                 message = listener.recv() => match message {
                     Ok(n) if n.channel() == JOBS_CHANNEL => jobs.notify_one(),
                     Ok(n) if n.channel() == commands::COMMANDS_CHANNEL => {
-                        if let Ok(uuid) = Uuid::parse_str(n.payload()) {
-                            ctx.commands.wake(uuid);
+                        if let Some((uuid, wake)) = commands::parse_notification(n.payload()) {
+                            ctx.commands.deliver(uuid, wake);
                         }
                     }
                     Ok(_) => events.notify_one(),

@@ -91,7 +91,7 @@ pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
                 }
             }
             _ = tokio::time::sleep_until(until) => return Ok(Signal::Deadline),
-            Some(()) = recv_command(&mut leg.commands) => crate::engine::commands::apply_pending(leg).await?,
+            Some(wake) = recv_command(&mut leg.commands) => crate::engine::commands::apply_pending(leg, wake).await?,
         }
     };
     match event {
