@@ -120,11 +120,14 @@ impl Instance {
             server_task = Some(tokio::spawn(app.server));
         }
         let history = &settings.history;
-        let background = vec![crate::history::rollup::spawn_sealer(
+        let mut background = vec![crate::history::rollup::spawn_sealer(
             pool.clone(),
             std::time::Duration::from_secs(history.seal_interval_s.max(1)),
             std::time::Duration::from_secs(history.seal_grace_s),
         )];
+        // Finished calls' debits reach their account rows within this long (balances read
+        // exact before that: see billing::ledger::funds).
+        background.push(crate::billing::ledger::spawn_settler(pool.clone(), std::time::Duration::from_millis(200)));
         let reports = port.map(|port| {
             crate::reports::jobs::ReportWorker::spawn(pool.clone(), settings.clone(), public_base_url(&settings, port))
         });

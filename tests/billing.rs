@@ -422,3 +422,40 @@ async fn calls_running_at_once_never_spend_the_same_credit(pool: PgPool) {
     assert_ledger_is_balance(&app.pool, app.account.account_id).await;
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn finished_calls_settle_into_the_account_row_and_funds_are_exact_meanwhile(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let id = app.account.account_id;
+    let uuid = app.place(&minimal_call()).await;
+    app.wait_call_status(&uuid, "completed").await;
+    let (price,): (Decimal,) = sqlx::query_as("SELECT price FROM calls WHERE uuid = $1::uuid").bind(&uuid).fetch_one(&app.pool).await.unwrap();
+    assert!(price > Decimal::ZERO);
+    // The running instance's settler (every 200 ms) applies the debit to the account row.
+    let row = || async {
+        sqlx::query_as::<_, (Decimal, Decimal, i64)>("SELECT balance, reserved, (SELECT count(*) FROM account_settlements) FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while row().await.2 > 0 {
+        assert!(std::time::Instant::now() < deadline, "settled within 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(row().await, (-price, Decimal::ZERO, 0));
+    assert_eq!(assert_ledger_is_balance(&app.pool, id).await, -price);
+
+    // A settlement not applied yet already counts in the funds, and settling changes nothing in them.
+    // (as a leg that held 2 and cost 1.5 leaves it)
+    sqlx::query("UPDATE accounts SET reserved = 2 WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
+    sqlx::query("INSERT INTO account_settlements (account_id, amount, released) VALUES ($1, -1.5, 2)").bind(id).execute(&app.pool).await.unwrap();
+    let pending = ledger::funds(&app.pool, id).await.unwrap().unwrap();
+    assert_eq!((pending.balance, pending.reserved), (-price - dec("1.5"), Decimal::ZERO));
+    ledger::settle(&app.pool).await.unwrap();
+    let settled = ledger::funds(&app.pool, id).await.unwrap().unwrap();
+    assert_eq!((settled.balance, settled.reserved), (pending.balance, pending.reserved));
+    assert_eq!(row().await.2, 0);
+    app.stop().await;
+}

@@ -22,8 +22,41 @@ impl Funds {
     }
 }
 
+/// The account row plus what is still pending in `account_settlements`: exact at once.
+const FUNDS_COLUMNS: &str = "a.balance + COALESCE(p.amount, 0) AS balance, a.credit_limit, a.reserved - COALESCE(p.released, 0) AS reserved";
+const PENDING_JOIN: &str =
+    "LEFT JOIN LATERAL (SELECT sum(amount) AS amount, sum(released) AS released FROM account_settlements WHERE account_id = a.id) p ON true";
+
 pub async fn funds(pool: &PgPool, account_id: i64) -> Result<Option<Funds>, sqlx::Error> {
-    sqlx::query_as("SELECT balance, credit_limit, reserved FROM accounts WHERE id = $1").bind(account_id).fetch_optional(pool).await
+    sqlx::query_as(&format!("SELECT {FUNDS_COLUMNS} FROM accounts a {PENDING_JOIN} WHERE a.id = $1")).bind(account_id).fetch_optional(pool).await
+}
+
+/// Applies pending settlements (finished legs' debits and released holds) to their accounts:
+/// one update per account however many legs ended. Several instances may run it at once.
+pub async fn settle(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let settled = sqlx::query(
+        "WITH s AS (DELETE FROM account_settlements WHERE id IN (SELECT id FROM account_settlements ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)
+                    RETURNING account_id, amount, released),
+              t AS (SELECT account_id, sum(amount) AS amount, sum(released) AS released FROM s GROUP BY account_id)
+         UPDATE accounts a SET balance = a.balance + t.amount, reserved = a.reserved - t.released FROM t WHERE a.id = t.account_id",
+    )
+    .execute(pool)
+    .await?;
+    Ok(settled.rows_affected())
+}
+
+/// Settles every `interval` until aborted.
+pub fn spawn_settler(pool: PgPool, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = settle(&pool).await {
+                tracing::warn!(error = %e, "settling finished calls into account balances failed; retrying");
+            }
+        }
+    })
 }
 
 /// The account's funds and the rate a call to `number` would get at `at`, in one round trip.
@@ -48,7 +81,7 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
         effective_from: Option<DateTime<Utc>>,
     }
     let row: Row = sqlx::query_as(&format!(
-        "SELECT a.balance, a.credit_limit, a.reserved, r.* FROM accounts a
+        "SELECT {FUNDS_COLUMNS}, r.* FROM accounts a {PENDING_JOIN}
          LEFT JOIN LATERAL (SELECT {RATE_COLUMNS} FROM rates WHERE {prefix} AND effective_from <= $3
                             ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1) r ON true
          WHERE a.id = $1",
@@ -71,7 +104,9 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
 
 /// Raises what a running leg holds to `total` (the price of all the seconds granted to it), if
 /// the account's free credit covers the increase; false otherwise. Only while `instance` still
-/// owns the leg, so a presumed-dead instance cannot hold credit after a takeover.
+/// owns the leg, so a presumed-dead instance cannot hold credit after a takeover. Reads the
+/// account row alone, not pending settlements: a settlement never frees less than it debits,
+/// so the row errs on the safe side (for the moment until the settler runs).
 pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
@@ -109,7 +144,8 @@ pub async fn check_can_call(pool: &PgPool, account_id: i64, number: &str) -> Res
 pub async fn add_entry(pool: &PgPool, account_id: i64, amount: Decimal, kind: &str, note: Option<&str>) -> Result<Decimal, sqlx::Error> {
     sqlx::query_scalar(
         "WITH e AS (INSERT INTO account_ledger (account_id, amount, kind, note) VALUES ($1, $2, $3, $4) RETURNING account_id, amount)
-         UPDATE accounts SET balance = balance + e.amount FROM e WHERE accounts.id = e.account_id RETURNING balance",
+         UPDATE accounts SET balance = balance + e.amount FROM e WHERE accounts.id = e.account_id
+         RETURNING balance + COALESCE((SELECT sum(amount) FROM account_settlements WHERE account_id = accounts.id), 0)",
     )
     .bind(account_id)
     .bind(amount)

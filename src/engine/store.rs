@@ -1,6 +1,7 @@
 //! A leg's writes: its status, its new events and (at the end) its price and the debit of that
-//! price from the account's ledger, in one statement that only takes effect while this
-//! instance still owns the leg (a fence against a takeover).
+//! price in the account's ledger (the account row follows through the settler), in one
+//! statement that only takes effect while this instance still owns the leg (a fence against a
+//! takeover).
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -97,10 +98,11 @@ pub async fn apply(
               d AS (INSERT INTO account_ledger (account_id, amount, kind, call_uuid)
                     SELECT account_id, -$10, 'call', $1 FROM u WHERE $13 AND $10 > 0
                     ON CONFLICT (call_uuid) DO NOTHING RETURNING account_id, amount),
-              -- One update of the account row: the debit, and the release of what the leg held.
-              b AS (UPDATE accounts SET balance = balance + COALESCE((SELECT amount FROM d), 0),
-                                        reserved = reserved - (SELECT credit_reserved FROM held)
-                    WHERE id = (SELECT account_id FROM u) AND $13
+              -- The debit and the release of what the leg held reach the account row through
+              -- the settler (billing::ledger::settle): no leg waits on its account's row lock.
+              b AS (INSERT INTO account_settlements (account_id, amount, released)
+                    SELECT (SELECT account_id FROM u), COALESCE((SELECT amount FROM d), 0), (SELECT credit_reserved FROM held)
+                    WHERE $13 AND EXISTS (SELECT 1 FROM u)
                       AND (EXISTS (SELECT 1 FROM d) OR (SELECT credit_reserved FROM held) <> 0)),
               j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
               m AS (UPDATE call_commands c SET state = r.state, reason = r.reason, applied_at = now()
