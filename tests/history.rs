@@ -379,3 +379,40 @@ async fn archiving_exports_then_removes_old_legs_and_reports_still_total_them(po
     std::fs::remove_dir_all(dir).unwrap();
     app.stop().await;
 }
+
+/// Runs `outdial history …` against the test's database.
+fn run_history_cli(pool: &PgPool, args: &[&str]) -> std::process::Output {
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(pool.connect_options().get_database().unwrap());
+    std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
+        .arg("history")
+        .args(args)
+        .env("DATABASE_URL", url.to_string())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// `outdial history …`'s JSON output; it must succeed.
+fn history_cli(pool: &PgPool, args: &[&str]) -> Value {
+    let out = run_history_cli(pool, args);
+    assert!(out.status.success(), "outdial history {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[sqlx::test]
+async fn the_cli_seals_and_archives(pool: PgPool) {
+    let app = app_with_history(pool).await;
+    let sealed = history_cli(&app.pool, &["seal"]);
+    let (until,): (DateTime<Utc>,) = sqlx::query_as("SELECT sealed_until FROM call_rollup_state").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(sealed["sealed_until"], outdial::calls::format_time(until));
+    let dir = std::env::temp_dir().join(format!("outdial-cli-archive-{}", Uuid::new_v4()));
+    let archived = history_cli(&app.pool, &["archive", "--before", "2026-10-02", "--export-dir", dir.to_str().unwrap()]);
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM calls").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(archived["legs"].as_i64().unwrap() + left, 2000);
+    assert_eq!(archived["files"].as_array().unwrap().len(), 1);
+    let bad = run_history_cli(&app.pool, &["archive", "--before", "soon"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--before soon"));
+    std::fs::remove_dir_all(dir).unwrap();
+    app.stop().await;
+}
