@@ -28,7 +28,9 @@ else
       outdial_die "PostgreSQL is not installed. Install PostgreSQL 15 or newer (Debian/Ubuntu: sudo apt-get install postgresql postgresql-contrib), or set DATABASE_URL to a reachable server."
     fi
   fi
-  cluster=$(pg_lsclusters -h 2>/dev/null | head -n 1)
+  # The packaged cluster 'main' when there is one (others may exist for other purposes).
+  cluster=$(pg_lsclusters -h 2>/dev/null | awk '$2 == "main"' | head -n 1)
+  [ -n "$cluster" ] || cluster=$(pg_lsclusters -h 2>/dev/null | head -n 1)
   if [ -z "$cluster" ]; then
     ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
     echo "db-env: creating PostgreSQL $ver cluster 'main'" >&2
