@@ -459,3 +459,23 @@ async fn finished_calls_settle_into_the_account_row_and_funds_are_exact_meanwhil
     assert_eq!(row().await.2, 0);
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_hold_refused_on_the_account_row_is_asked_again_after_settling(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let id = app.account.account_id;
+    let uuid: uuid::Uuid = app.place(&minimal_call()).await.parse().unwrap();
+    let instance = uuid::Uuid::new_v4();
+    sqlx::query("UPDATE call_jobs SET state = 'running', locked_by = $2 WHERE call_uuid = $1").bind(uuid).bind(instance).execute(&app.pool).await.unwrap();
+    // 10 of credit, 9 still held on the row by a leg that has ended (its release pending).
+    fund(&app, "0", "10").await;
+    sqlx::query("UPDATE accounts SET reserved = 9 WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
+    sqlx::query("INSERT INTO account_settlements (account_id, amount, released) VALUES ($1, 0, 9)").bind(id).execute(&app.pool).await.unwrap();
+    // The row alone shows 1 free; in truth 10 are.
+    assert!(ledger::reserve(&app.pool, instance, uuid, id, dec("5")).await.unwrap(), "settled, then held");
+    let funds = ledger::funds(&app.pool, id).await.unwrap().unwrap();
+    assert_eq!((funds.reserved, funds.available()), (dec("5"), dec("5")));
+    // And what the credit does not cover is still refused.
+    assert!(!ledger::reserve(&app.pool, instance, uuid, id, dec("10.5")).await.unwrap());
+    app.stop().await;
+}

@@ -106,8 +106,19 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
 /// the account's free credit covers the increase; false otherwise. Only while `instance` still
 /// owns the leg, so a presumed-dead instance cannot hold credit after a takeover. Reads the
 /// account row alone, not pending settlements: a settlement never frees less than it debits,
-/// so the row errs on the safe side (for the moment until the settler runs).
+/// so the row errs on the safe side; when it refuses, pending settlements are applied first and
+/// the row asked again.
 pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
+    if reserve_on_row(pool, instance, leg, account_id, total).await? {
+        return Ok(true);
+    }
+    // Refused on the row alone: settle what is pending (it may free credit) and ask once more,
+    // so a call near the limit is not cut off for a settlement not yet applied.
+    settle(pool).await?;
+    reserve_on_row(pool, instance, leg, account_id, total).await
+}
+
+async fn reserve_on_row(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
               held AS (SELECT credit_reserved FROM calls WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
