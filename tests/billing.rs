@@ -50,6 +50,19 @@ async fn fund(app: &TestApp, balance: &str, credit_limit: &str) {
     ledger::set_credit_limit(&app.pool, id, dec(credit_limit)).await.unwrap();
 }
 
+/// A prepaid account holding `balance` and a call body to a number rated 0.6 EUR a minute,
+/// billed by the second, whose NCCO waits (so only credit or a hangup ends it).
+async fn prepaid_waiting_call(app: &TestApp, receiver: &Receiver, balance: &str) -> Value {
+    sqlx::query("INSERT INTO rates (prefix, country, network, price_per_minute) VALUES ('4420', 'GB', 'GB-TEST', 0.6)").execute(&app.pool).await.unwrap();
+    fund(app, balance, "0").await;
+    json!({
+        "to": [{"type": "phone", "number": "442079460000"}],
+        "from": {"type": "phone", "number": "447700900001"},
+        "ncco": [{"action": "wait", "timeout": 600}],
+        "event_url": [receiver.url("/events")],
+    })
+}
+
 async fn assert_ledger_is_balance(pool: &PgPool, account_id: i64) -> Decimal {
     let funds = ledger::funds(pool, account_id).await.unwrap().unwrap();
     assert_eq!(ledger::ledger_sum(pool, account_id).await.unwrap(), funds.balance, "the ledger sums to the balance");
@@ -275,14 +288,7 @@ async fn a_call_ends_when_its_credit_runs_out_and_is_debited_once(pool: PgPool) 
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;
     // 0.6 EUR a minute by the second: 0.05 EUR covers 5 s.
-    sqlx::query("INSERT INTO rates (prefix, country, network, price_per_minute) VALUES ('4420', 'GB', 'GB-TEST', 0.6)").execute(&app.pool).await.unwrap();
-    fund(&app, "0.05", "0").await;
-    let body = json!({
-        "to": [{"type": "phone", "number": "442079460000"}],
-        "from": {"type": "phone", "number": "447700900001"},
-        "ncco": [{"action": "wait", "timeout": 600}],
-        "event_url": [receiver.url("/events")],
-    });
+    let body = prepaid_waiting_call(&app, &receiver, "0.05").await;
     let uuid = app.place(&body).await;
     receiver.wait_status("/events", &uuid, "completed").await;
     let completed = receiver.requests("/events").into_iter().map(|r| r.body).find(|b| b["status"] == "completed").unwrap();
@@ -376,14 +382,7 @@ async fn credit_added_during_a_call_lets_it_run_longer(pool: PgPool) {
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;
     // 0.6 EUR a minute by the second: 0.3 EUR covers 30 s (1.5 s of wall time at 20x).
-    sqlx::query("INSERT INTO rates (prefix, country, network, price_per_minute) VALUES ('4420', 'GB', 'GB-TEST', 0.6)").execute(&app.pool).await.unwrap();
-    fund(&app, "0.3", "0").await;
-    let body = json!({
-        "to": [{"type": "phone", "number": "442079460000"}],
-        "from": {"type": "phone", "number": "447700900001"},
-        "ncco": [{"action": "wait", "timeout": 600}],
-        "event_url": [receiver.url("/events")],
-    });
+    let body = prepaid_waiting_call(&app, &receiver, "0.3").await;
     let uuid = app.place(&body).await;
     app.wait_call_status(&uuid, "answered").await;
     ledger::add_entry(&app.pool, app.account.account_id, dec("0.3"), "credit", Some("top-up during the call")).await.unwrap();
@@ -400,14 +399,7 @@ async fn calls_running_at_once_never_spend_the_same_credit(pool: PgPool) {
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;
     // 0.3 EUR pays for 30 s at 0.6 EUR a minute, for one call or shared: never more in all.
-    sqlx::query("INSERT INTO rates (prefix, country, network, price_per_minute) VALUES ('4420', 'GB', 'GB-TEST', 0.6)").execute(&app.pool).await.unwrap();
-    fund(&app, "0.3", "0").await;
-    let body = json!({
-        "to": [{"type": "phone", "number": "442079460000"}],
-        "from": {"type": "phone", "number": "447700900001"},
-        "ncco": [{"action": "wait", "timeout": 600}],
-        "event_url": [receiver.url("/events")],
-    });
+    let body = prepaid_waiting_call(&app, &receiver, "0.3").await;
     let uuids = vec![app.place(&body).await, app.place(&body).await, app.place(&body).await];
     let mut total = Decimal::ZERO;
     for uuid in &uuids {

@@ -150,8 +150,9 @@ pub async fn page(pool: &PgPool, filter: &Filter, after: Option<Cursor>, limit: 
                   c.to_endpoint->>'number' AS to_number, c.from_endpoint->>'number' AS from_number,
                   c.start_time, c.end_time, c.duration_s, c.rate, c.price, c.network, c.country,
                   CASE WHEN $2 = 'VOICE-CALL' THEN NULL
+                       WHEN c.ending IS NOT NULL THEN c.ending
                        WHEN c.status <> 'completed' THEN c.status
-                       -- A leg that rang out ends `completed`; its ending is the event before that.
+                       -- Legs stored before `ending` was: the status event before `completed`.
                        ELSE COALESCE((SELECT e.kind FROM events e
                                       WHERE e.call_uuid = c.uuid
                                         AND e.kind IN ('busy', 'failed', 'rejected', 'timeout', 'unanswered', 'cancelled')
