@@ -1127,7 +1127,9 @@ struct PgProfile {
 
 fn statement_label(q: &str) -> &'static str {
     let q = q.trim_start();
-    if q.starts_with("WITH own AS") {
+    if q.contains("UPDATE accounts SET reserved") {
+        "billing reserve (credit hold)"
+    } else if q.starts_with("WITH w AS") {
         "engine store::apply (status + events)"
     } else if q.contains("UPDATE events SET locked_until") {
         "dispatcher claim"

@@ -34,6 +34,8 @@ pub struct EngineSettings {
     pub poll_ms: u64,
     pub max_live_legs: usize,
     pub claim_batch: i64,
+    pub write_tasks: usize,
+    pub write_batch_max: usize,
     pub drain_timeout_ms: u64,
     pub machine_detection_s: f64,
 }

@@ -118,16 +118,22 @@ pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, accou
     reserve_on_row(pool, instance, leg, account_id, total).await
 }
 
+/// Commits without waiting for its WAL flush, so the account row (which every call of the
+/// account updates here) is locked only while the statement runs, not through a flush. Safe:
+/// the leg's next write commits durably, and a flush covers all earlier WAL; if the database
+/// crashes first, the hold and the `answered` it precedes are both lost, and a takeover
+/// ends the leg with nothing held.
 async fn reserve_on_row(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
-        "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
+        "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+              own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
               held AS (SELECT credit_reserved FROM calls WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
               a AS (UPDATE accounts SET reserved = reserved + ($4 - (SELECT credit_reserved FROM held))
                     WHERE id = $3 AND EXISTS (SELECT 1 FROM held)
                       AND balance + credit_limit - reserved >= $4 - (SELECT credit_reserved FROM held)
                     RETURNING 1),
               c AS (UPDATE calls SET credit_reserved = $4 WHERE uuid = $1 AND EXISTS (SELECT 1 FROM a))
-         SELECT EXISTS (SELECT 1 FROM a)",
+         SELECT EXISTS (SELECT 1 FROM a) FROM async",
     )
     .bind(leg)
     .bind(instance)

@@ -2,7 +2,7 @@
 //! status written as it happens.
 
 use super::answer::{self, Reply, Target};
-use super::store::{self, Change, Finish, NewEvent, StoreError};
+use super::store::{self, Change, Finish, LegWrite, NewEvent, StoreError};
 use super::EngineCtx;
 use crate::billing;
 use crate::calls::format_time;
@@ -235,7 +235,9 @@ impl Leg {
         }
         let pending = change.events.iter().filter(|e| e.state == "pending").count();
         let hand_off_lock_s = self.ctx.hand_off_lock_s(pending);
-        let written = store::apply(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.seq, &change, hand_off_lock_s).await?;
+        let write = LegWrite { leg: self.row.uuid, last_seq: self.seq, change, hand_off_lock_s };
+        let (change, written) = self.ctx.writer.write(write).await;
+        let written = written?;
         if written.handed_off && pending > 0 {
             let events = change
                 .events

@@ -9,6 +9,7 @@ pub mod instance;
 mod leg;
 mod media;
 mod store;
+mod writer;
 
 use crate::carrier::{Carrier, SimulatedNetwork};
 use crate::clock::Clock;
@@ -30,6 +31,8 @@ use uuid::Uuid;
 /// What every leg of this instance shares.
 pub struct EngineCtx {
     pub pool: PgPool,
+    /// Stores legs' writes, several to a statement.
+    pub writer: writer::LegWriter,
     pub clock: Clock,
     pub carrier: Arc<dyn Carrier>,
     pub client: WebhookClient,
@@ -57,6 +60,7 @@ impl EngineCtx {
         let carrier: Arc<dyn Carrier> = Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone()));
         Arc::new(EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
+            writer: writer::LegWriter::spawn(pool.clone(), instance_id, settings.engine.write_tasks, settings.engine.write_batch_max),
             pool,
             clock,
             carrier,

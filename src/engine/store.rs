@@ -63,92 +63,108 @@ pub struct Written {
     pub handed_off: bool,
 }
 
-/// `hand_off_lock_s`: when this instance delivers webhooks, new pending events with no older
-/// pending event of their call are locked for it for that long, so it can send them straight
-/// from memory while no other dispatcher claims them; after a crash the lock expires and any
-/// dispatcher delivers them.
-pub async fn apply(
-    pool: &PgPool,
-    instance: Uuid,
-    leg: Uuid,
-    last_seq: i32,
-    change: &Change,
-    hand_off_lock_s: Option<i64>,
-) -> Result<Written, StoreError> {
-    let seqs: Vec<i32> = change.events.iter().map(|e| e.seq).collect();
-    let kinds: Vec<&str> = change.events.iter().map(|e| e.kind.as_str()).collect();
-    let payloads: Vec<&Value> = change.events.iter().map(|e| &e.payload).collect();
-    let urls: Vec<Option<&str>> = change.events.iter().map(|e| e.url.as_deref()).collect();
-    let methods: Vec<&str> = change.events.iter().map(|e| e.method.as_str()).collect();
-    let states: Vec<&str> = change.events.iter().map(|e| e.state).collect();
-    let finish = change.finish.as_ref();
-    let row: Option<(Vec<i64>, bool)> = sqlx::query_as(
-        "WITH own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running' FOR UPDATE),
-              -- Read before this statement's update: the credit the leg held while it ran.
-              held AS (SELECT credit_reserved FROM calls WHERE uuid = $1),
-              u AS (UPDATE calls SET status = COALESCE($3, status), detail = COALESCE($4, detail), last_seq = $5,
-                           answered_at = COALESCE($6, answered_at), start_time = COALESCE($6, start_time),
-                           end_time = COALESCE($7, end_time), duration_s = COALESCE($8, duration_s), rate = COALESCE($9, rate),
-                           price = COALESCE($10, price), network = COALESCE($11, network),
-                           country = COALESCE($24, country), billed_s = COALESCE($25, billed_s), ending = COALESCE($26, ending),
-                           disconnected_by = COALESCE($12, disconnected_by), updated_at = now(),
-                           credit_reserved = CASE WHEN $13 THEN 0 ELSE credit_reserved END
-                    WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own) RETURNING account_id),
+/// One leg's write. `hand_off_lock_s`: when this instance delivers webhooks, new pending events
+/// with no older pending event of their call are locked for it for that long, so it can send
+/// them straight from memory while no other dispatcher claims them; after a crash the lock
+/// expires and any dispatcher delivers them.
+pub struct LegWrite {
+    pub leg: Uuid,
+    pub last_seq: i32,
+    pub change: Change,
+    pub hand_off_lock_s: Option<i64>,
+}
+
+/// Stores the writes of several legs (each leg at most once) in one statement, so they share a
+/// round trip, a plan and a commit. Each takes effect only while this instance owns its leg;
+/// the others are answered `LostOwnership`. The statement fails (and stores nothing) if any
+/// write is refused by the database.
+pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result<Vec<Result<Written, StoreError>>, sqlx::Error> {
+    let finishes: Vec<Option<&Finish>> = writes.iter().map(|w| w.change.finish.as_ref()).collect();
+    let events: Vec<(Uuid, &NewEvent)> = writes.iter().flat_map(|w| w.change.events.iter().map(move |e| (w.leg, e))).collect();
+    let commands: Vec<(Uuid, &(i64, &'static str, Option<String>))> =
+        writes.iter().flat_map(|w| w.change.commands.iter().map(move |c| (w.leg, c))).collect();
+    let rows: Vec<(Uuid, Vec<i64>, bool)> = sqlx::query_as(
+        "WITH w AS (SELECT * FROM unnest($1::uuid[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[],
+                                         $8::int[], $9::numeric[], $10::numeric[], $11::text[], $12::text[], $13::bool[],
+                                         $14::text[], $15::int[], $16::text[], $17::float8[])
+                    AS w(leg, status, detail, last_seq, answered_at, end_time, duration_s, rate, price, network,
+                         disconnected_by, finish, country, billed_s, ending, hand_off_s)),
+              -- The legs this instance still owns (a fence against a takeover).
+              own AS (SELECT w.* FROM call_jobs j JOIN w ON w.leg = j.call_uuid
+                      WHERE j.call_uuid = ANY($1) AND j.locked_by = $2 AND j.state = 'running'
+                      ORDER BY j.call_uuid FOR UPDATE OF j),
+              -- Read before this statement's update: the credit each leg held while it ran.
+              held AS (SELECT c.uuid, c.credit_reserved FROM calls c JOIN own ON c.uuid = own.leg),
+              u AS (UPDATE calls c SET status = COALESCE(o.status, c.status), detail = COALESCE(o.detail, c.detail), last_seq = o.last_seq,
+                           answered_at = COALESCE(o.answered_at, c.answered_at), start_time = COALESCE(o.answered_at, c.start_time),
+                           end_time = COALESCE(o.end_time, c.end_time), duration_s = COALESCE(o.duration_s, c.duration_s),
+                           rate = COALESCE(o.rate, c.rate), price = COALESCE(o.price, c.price), network = COALESCE(o.network, c.network),
+                           country = COALESCE(o.country, c.country), billed_s = COALESCE(o.billed_s, c.billed_s),
+                           ending = COALESCE(o.ending, c.ending), disconnected_by = COALESCE(o.disconnected_by, c.disconnected_by),
+                           updated_at = now(), credit_reserved = CASE WHEN o.finish THEN 0 ELSE c.credit_reserved END
+                    FROM own o WHERE c.uuid = o.leg RETURNING c.uuid, c.account_id),
               -- The price is debited in the statement that writes it: both happen or neither.
               d AS (INSERT INTO account_ledger (account_id, amount, kind, call_uuid)
-                    SELECT account_id, -$10, 'call', $1 FROM u WHERE $13 AND $10 > 0
-                    ON CONFLICT (call_uuid) DO NOTHING RETURNING account_id, amount),
+                    SELECT u.account_id, -o.price, 'call', o.leg FROM own o JOIN u ON u.uuid = o.leg WHERE o.finish AND o.price > 0
+                    ON CONFLICT (call_uuid) DO NOTHING RETURNING call_uuid, amount),
               -- The debit and the release of what the leg held reach the account row through
               -- the settler (billing::ledger::settle): no leg waits on its account's row lock.
               b AS (INSERT INTO account_settlements (account_id, amount, released)
-                    SELECT (SELECT account_id FROM u), COALESCE((SELECT amount FROM d), 0), (SELECT credit_reserved FROM held)
-                    WHERE $13 AND EXISTS (SELECT 1 FROM u)
-                      AND (EXISTS (SELECT 1 FROM d) OR (SELECT credit_reserved FROM held) <> 0)),
-              j AS (UPDATE call_jobs SET state = 'done', locked_by = NULL WHERE call_uuid = $1 AND $13 AND EXISTS (SELECT 1 FROM own)),
+                    SELECT u.account_id, COALESCE(d.amount, 0), held.credit_reserved
+                    FROM own o JOIN u ON u.uuid = o.leg JOIN held ON held.uuid = o.leg LEFT JOIN d ON d.call_uuid = o.leg
+                    WHERE o.finish AND (d.call_uuid IS NOT NULL OR held.credit_reserved <> 0)),
+              j AS (UPDATE call_jobs j SET state = 'done', locked_by = NULL FROM own o WHERE j.call_uuid = o.leg AND o.finish),
               m AS (UPDATE call_commands c SET state = r.state, reason = r.reason, applied_at = now()
-                    FROM unnest($21::bigint[], $22::text[], $23::text[]) AS r(id, state, reason)
-                    WHERE c.id = r.id AND EXISTS (SELECT 1 FROM own)),
-              k AS (UPDATE call_commands SET state = 'rejected', reason = 'the call ended', applied_at = now()
-                    WHERE call_uuid = $1 AND state = 'pending' AND $13 AND id <> ALL($21) AND EXISTS (SELECT 1 FROM own)),
-              hand AS (SELECT $20::float8 IS NOT NULL
-                              AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call_uuid = $1 AND p.state = 'pending') AS off),
+                    FROM unnest($25::uuid[], $26::bigint[], $27::text[], $28::text[]) AS r(leg, id, state, reason)
+                    WHERE c.id = r.id AND r.leg IN (SELECT leg FROM own)),
+              k AS (UPDATE call_commands c SET state = 'rejected', reason = 'the call ended', applied_at = now()
+                    FROM own o WHERE c.call_uuid = o.leg AND o.finish AND c.state = 'pending' AND c.id <> ALL($26)),
+              -- A probe per leg (a scalar subquery is never planned as a join over every pending event).
+              hand AS (SELECT o.leg, o.hand_off_s IS NOT NULL
+                              AND (SELECT p.seq FROM events p WHERE p.call_uuid = o.leg AND p.state = 'pending' LIMIT 1) IS NULL AS off
+                       FROM own o),
               e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at, locked_until)
-                    SELECT $1, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END,
-                           CASE WHEN hand.off AND t.state = 'pending' THEN now() + make_interval(secs => $20::float8) END
-                    FROM unnest($14::int[], $15::text[], $16::jsonb[], $17::text[], $18::text[], $19::text[]) AS t(seq, kind, payload, url, method, state), hand
-                    WHERE EXISTS (SELECT 1 FROM own)
-                    RETURNING id, seq)
-         SELECT COALESCE((SELECT array_agg(id ORDER BY seq) FROM e), '{}'), (SELECT off FROM hand) FROM own",
+                    SELECT t.leg, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END,
+                           CASE WHEN hand.off AND t.state = 'pending' THEN now() + make_interval(secs => o.hand_off_s) END
+                    FROM unnest($18::uuid[], $19::int[], $20::text[], $21::jsonb[], $22::text[], $23::text[], $24::text[])
+                         AS t(leg, seq, kind, payload, url, method, state)
+                    JOIN own o ON o.leg = t.leg JOIN hand ON hand.leg = t.leg
+                    RETURNING id, call_uuid, seq)
+         SELECT hand.leg, COALESCE((SELECT array_agg(e.id ORDER BY e.seq) FROM e WHERE e.call_uuid = hand.leg), '{}'), hand.off FROM hand",
     )
-    .bind(leg)
+    .bind(writes.iter().map(|w| w.leg).collect::<Vec<Uuid>>())
     .bind(instance)
-    .bind(&change.status)
-    .bind(&change.detail)
-    .bind(last_seq)
-    .bind(change.answered_at)
-    .bind(finish.map(|f| f.end_time))
-    .bind(finish.map(|f| f.duration_s))
-    .bind(finish.and_then(|f| f.rate))
-    .bind(finish.and_then(|f| f.price))
-    .bind(finish.and_then(|f| f.network.clone()))
-    .bind(finish.and_then(|f| f.disconnected_by.clone()))
-    .bind(finish.is_some())
-    .bind(&seqs)
-    .bind(&kinds)
-    .bind(&payloads)
-    .bind(&urls)
-    .bind(&methods)
-    .bind(&states)
-    .bind(hand_off_lock_s.map(|s| s as f64))
-    .bind(change.commands.iter().map(|c| c.0).collect::<Vec<i64>>())
-    .bind(change.commands.iter().map(|c| c.1).collect::<Vec<&str>>())
-    .bind(change.commands.iter().map(|c| c.2.as_deref()).collect::<Vec<Option<&str>>>())
-    .bind(finish.and_then(|f| f.country.clone()))
-    .bind(finish.and_then(|f| f.billed_s))
-    .bind(finish.and_then(|f| f.ending.clone()))
-    .fetch_optional(pool)
+    .bind(writes.iter().map(|w| w.change.status.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(writes.iter().map(|w| w.change.detail.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(writes.iter().map(|w| w.last_seq).collect::<Vec<i32>>())
+    .bind(writes.iter().map(|w| w.change.answered_at).collect::<Vec<Option<DateTime<Utc>>>>())
+    .bind(finishes.iter().map(|f| f.map(|f| f.end_time)).collect::<Vec<Option<DateTime<Utc>>>>())
+    .bind(finishes.iter().map(|f| f.map(|f| f.duration_s)).collect::<Vec<Option<i32>>>())
+    .bind(finishes.iter().map(|f| f.and_then(|f| f.rate)).collect::<Vec<Option<Decimal>>>())
+    .bind(finishes.iter().map(|f| f.and_then(|f| f.price)).collect::<Vec<Option<Decimal>>>())
+    .bind(finishes.iter().map(|f| f.and_then(|f| f.network.as_deref())).collect::<Vec<Option<&str>>>())
+    .bind(finishes.iter().map(|f| f.and_then(|f| f.disconnected_by.as_deref())).collect::<Vec<Option<&str>>>())
+    .bind(finishes.iter().map(|f| f.is_some()).collect::<Vec<bool>>())
+    .bind(finishes.iter().map(|f| f.and_then(|f| f.country.as_deref())).collect::<Vec<Option<&str>>>())
+    .bind(finishes.iter().map(|f| f.and_then(|f| f.billed_s)).collect::<Vec<Option<i32>>>())
+    .bind(finishes.iter().map(|f| f.and_then(|f| f.ending.as_deref())).collect::<Vec<Option<&str>>>())
+    .bind(writes.iter().map(|w| w.hand_off_lock_s.map(|s| s as f64)).collect::<Vec<Option<f64>>>())
+    .bind(events.iter().map(|(leg, _)| *leg).collect::<Vec<Uuid>>())
+    .bind(events.iter().map(|(_, e)| e.seq).collect::<Vec<i32>>())
+    .bind(events.iter().map(|(_, e)| e.kind.as_str()).collect::<Vec<&str>>())
+    .bind(events.iter().map(|(_, e)| &e.payload).collect::<Vec<&Value>>())
+    .bind(events.iter().map(|(_, e)| e.url.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(events.iter().map(|(_, e)| e.method.as_str()).collect::<Vec<&str>>())
+    .bind(events.iter().map(|(_, e)| e.state).collect::<Vec<&str>>())
+    .bind(commands.iter().map(|(leg, _)| *leg).collect::<Vec<Uuid>>())
+    .bind(commands.iter().map(|(_, c)| c.0).collect::<Vec<i64>>())
+    .bind(commands.iter().map(|(_, c)| c.1).collect::<Vec<&str>>())
+    .bind(commands.iter().map(|(_, c)| c.2.as_deref()).collect::<Vec<Option<&str>>>())
+    .fetch_all(pool)
     .await?;
-    row.map(|(ids, handed_off)| Written { ids, handed_off }).ok_or(StoreError::LostOwnership)
+    let mut written: std::collections::HashMap<Uuid, Written> =
+        rows.into_iter().map(|(leg, ids, handed_off)| (leg, Written { ids, handed_off })).collect();
+    Ok(writes.iter().map(|w| written.remove(&w.leg).ok_or(StoreError::LostOwnership)).collect())
 }
 
 /// Records the attempts of a webhook the leg sent itself (answer_url, input, notify).

@@ -143,7 +143,10 @@ impl Dispatcher {
                     SELECT e.id FROM events e
                     WHERE e.state = 'pending' AND e.next_attempt_at <= now()
                       AND (e.locked_until IS NULL OR e.locked_until < now())
-                      AND NOT EXISTS (SELECT 1 FROM events p WHERE p.call_uuid = e.call_uuid AND p.state = 'pending' AND p.seq < e.seq)
+                      -- The oldest pending event of its call. A scalar subquery, not NOT EXISTS:
+                      -- it runs as one index probe per candidate whatever the statistics say (an
+                      -- anti-join planned on stale ones rescanned every pending event per candidate).
+                      AND e.seq = (SELECT p.seq FROM events p WHERE p.call_uuid = e.call_uuid AND p.state = 'pending' ORDER BY p.seq LIMIT 1)
                     ORDER BY e.next_attempt_at, e.id
                     LIMIT $1
                     FOR UPDATE SKIP LOCKED)
