@@ -71,6 +71,38 @@ async fn a_receiver_that_was_down_gets_every_event_in_order_once_it_is_back(pool
     assert!(events[0]["attempts"][0]["latency_ms"].is_i64());
 }
 
+/// A slow receiver keeps each call's earlier event in flight while the leg writes the next
+/// ones: they queue behind it in this instance's dispatcher (the call's lane) and still arrive
+/// in order; a failure in the lane sends what is queued behind it back to the claim path.
+#[sqlx::test]
+async fn events_written_while_an_earlier_one_is_in_flight_follow_it_in_order(pool: PgPool) {
+    let app = spawn_engine_app(pool.clone()).await;
+    let receiver = Receiver::start().await;
+    receiver.delay("/events", Duration::from_millis(300));
+    let calls = [
+        app.place(&call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await,
+        app.place(&call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await,
+    ];
+    for uuid in &calls {
+        assert_eq!(receiver.wait_status("/events", uuid, "completed").await, ["started", "ringing", "answered", "completed"]);
+    }
+    // The case in question happened: events written while their call's previous one (300 ms
+    // at the receiver) was still out.
+    let written_behind: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events a JOIN events r ON r.call_uuid = a.call_uuid AND r.seq = a.seq - 1
+         WHERE a.kind IN ('ringing', 'answered') AND a.created_at < r.delivered_at",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(written_behind >= 1, "no event was written while its predecessor was in flight");
+
+    // The first delivery fails: everything queued behind it waits for its retry.
+    receiver.respond_once("/events", 503, "");
+    let uuid = app.place(&call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await;
+    assert_eq!(receiver.wait_status("/events", &uuid, "completed").await, ["started", "started", "ringing", "answered", "completed"]);
+}
+
 #[sqlx::test]
 async fn an_unreachable_receiver_is_retried_with_backoff_and_recorded(pool: PgPool) {
     let app = spawn_engine_app(pool.clone()).await;

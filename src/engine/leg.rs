@@ -246,7 +246,8 @@ impl Leg {
                 .filter(|(e, _)| e.state == "pending")
                 .map(|(e, id)| HandedEvent { id: *id, payload: e.payload, url: e.url, method: e.method })
                 .collect();
-            self.ctx.hand_off(HandOff { application_id: self.row.application_id, events }).await;
+            let chain = HandOff { call_uuid: self.row.uuid, application_id: self.row.application_id, after: written.after, events };
+            self.ctx.hand_off(chain).await;
         } else if pending > 0 {
             self.ctx.wake_dispatchers();
         }

@@ -61,12 +61,15 @@ pub enum StoreError {
 pub struct Written {
     pub ids: Vec<i64>,
     pub handed_off: bool,
+    /// The newest older event of the call still pending (in flight, locked) when the new ones
+    /// were handed off: the dispatcher sends them only after it has delivered that one.
+    pub after: Option<i64>,
 }
 
 /// One leg's write. `hand_off_lock_s`: when this instance delivers webhooks, new pending events
-/// with no older pending event of their call are locked for it for that long, so it can send
-/// them straight from memory while no other dispatcher claims them; after a crash the lock
-/// expires and any dispatcher delivers them.
+/// whose call has no older pending event waiting to be claimed (none, or only ones in flight)
+/// are locked for it for that long, so it can send them straight from memory while no other
+/// dispatcher claims them; after a crash the lock expires and any dispatcher delivers them.
 pub struct LegWrite {
     pub leg: Uuid,
     pub last_seq: i32,
@@ -83,7 +86,7 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
     let events: Vec<(Uuid, &NewEvent)> = writes.iter().flat_map(|w| w.change.events.iter().map(move |e| (w.leg, e))).collect();
     let commands: Vec<(Uuid, &(i64, &'static str, Option<String>))> =
         writes.iter().flat_map(|w| w.change.commands.iter().map(move |c| (w.leg, c))).collect();
-    let rows: Vec<(Uuid, Vec<i64>, bool)> = sqlx::query_as(
+    let rows: Vec<(Uuid, Vec<i64>, bool, Option<i64>)> = sqlx::query_as(
         "WITH w AS (SELECT * FROM unnest($1::uuid[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[],
                                          $8::int[], $9::numeric[], $10::numeric[], $11::text[], $12::text[], $13::bool[],
                                          $14::text[], $15::int[], $16::text[], $17::float8[])
@@ -119,9 +122,11 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
                     WHERE c.id = r.id AND r.leg IN (SELECT leg FROM own)),
               k AS (UPDATE call_commands c SET state = 'rejected', reason = 'the call ended', applied_at = now()
                     FROM own o WHERE c.call_uuid = o.leg AND o.finish AND c.state = 'pending' AND c.id <> ALL($26)),
-              -- A probe per leg (a scalar subquery is never planned as a join over every pending event).
+              -- Probes per leg (a scalar subquery is never planned as a join over every pending event).
               hand AS (SELECT o.leg, o.hand_off_s IS NOT NULL
-                              AND (SELECT p.seq FROM events p WHERE p.call_uuid = o.leg AND p.state = 'pending' LIMIT 1) IS NULL AS off
+                              AND (SELECT p.seq FROM events p WHERE p.call_uuid = o.leg AND p.state = 'pending'
+                                     AND (p.locked_until IS NULL OR p.locked_until <= now()) LIMIT 1) IS NULL AS off,
+                              (SELECT max(p.id) FROM events p WHERE p.call_uuid = o.leg AND p.state = 'pending') AS after
                        FROM own o),
               e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at, locked_until)
                     SELECT t.leg, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END,
@@ -130,7 +135,8 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
                          AS t(leg, seq, kind, payload, url, method, state)
                     JOIN own o ON o.leg = t.leg JOIN hand ON hand.leg = t.leg
                     RETURNING id, call_uuid, seq)
-         SELECT hand.leg, COALESCE((SELECT array_agg(e.id ORDER BY e.seq) FROM e WHERE e.call_uuid = hand.leg), '{}'), hand.off FROM hand",
+         SELECT hand.leg, COALESCE((SELECT array_agg(e.id ORDER BY e.seq) FROM e WHERE e.call_uuid = hand.leg), '{}'), hand.off, hand.after
+         FROM hand",
     )
     .bind(writes.iter().map(|w| w.leg).collect::<Vec<Uuid>>())
     .bind(instance)
@@ -163,7 +169,7 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
     .fetch_all(pool)
     .await?;
     let mut written: std::collections::HashMap<Uuid, Written> =
-        rows.into_iter().map(|(leg, ids, handed_off)| (leg, Written { ids, handed_off })).collect();
+        rows.into_iter().map(|(leg, ids, handed_off, after)| (leg, Written { ids, handed_off, after })).collect();
     Ok(writes.iter().map(|w| written.remove(&w.leg).ok_or(StoreError::LostOwnership)).collect())
 }
 

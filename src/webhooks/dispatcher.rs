@@ -2,7 +2,9 @@
 //! backoff and jitter until an event is too old, and records every attempt.
 //!
 //! Ordering: only the oldest pending event of a call can be claimed, so a call's events leave
-//! one after another while different calls' events go out in parallel.
+//! one after another while different calls' events go out in parallel. Events a leg hands over
+//! from memory join their call's lane: one task delivers a call's events here in order, so a
+//! chain written while its predecessor is in flight follows it without waiting for a claim.
 
 use super::client::{Outbound, WebhookClient};
 use super::signing::Signer;
@@ -20,6 +22,7 @@ use uuid::Uuid;
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: i64,
+    call_uuid: Uuid,
     payload: Value,
     url: Option<String>,
     method: String,
@@ -29,6 +32,12 @@ struct Claimed {
     api_key: String,
     signature_secret: String,
     application_id: Uuid,
+}
+
+enum Admission {
+    Start(HandOff),
+    Queued,
+    Refused(HandOff),
 }
 
 struct Outcome {
@@ -42,11 +51,26 @@ struct Outcome {
 }
 
 /// Events a leg of this instance just wrote and locked for this dispatcher, oldest first: sent
-/// from memory at once, without waiting for a claim.
+/// from memory at once, without waiting for a claim; or, when an older event of the call
+/// (`after`) was still in flight, right after this dispatcher has delivered that one.
 pub struct HandOff {
+    pub call_uuid: Uuid,
     pub application_id: Uuid,
+    pub after: Option<i64>,
     pub events: Vec<HandedEvent>,
 }
+
+/// A call's events delivered by this dispatcher: one after another, by one task at a time.
+struct Lane {
+    /// The newest event given to the lane (being delivered, queued, or delivered last).
+    last_id: i64,
+    busy: bool,
+    queue: std::collections::VecDeque<HandOff>,
+    idle_since: Instant,
+}
+
+/// A lane is kept this long after its last delivery, for a chain written meanwhile.
+const IDLE_LANE_TTL: Duration = Duration::from_secs(10);
 
 pub struct HandedEvent {
     pub id: i64,
@@ -71,11 +95,12 @@ pub struct Dispatcher {
     client: WebhookClient,
     wake: Arc<Notify>,
     signing: Mutex<HashMap<Uuid, (Instant, Signing)>>,
+    lanes: Mutex<HashMap<Uuid, Lane>>,
 }
 
 impl Dispatcher {
     pub fn new(pool: PgPool, client: WebhookClient, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher { pool, client, wake, signing: Mutex::new(HashMap::new()) }
+        Dispatcher { pool, client, wake, signing: Mutex::new(HashMap::new()), lanes: Mutex::new(HashMap::new()) }
     }
 
     /// Runs until `shutdown`; woken by `wake` (NOTIFY, new events; or the recorder, a delivered
@@ -113,8 +138,12 @@ impl Dispatcher {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
                 let (dispatcher, finished) = (dispatcher.clone(), finished.clone());
                 tokio::spawn(async move {
-                    let outcome = dispatcher.deliver(event).await;
-                    let _ = finished.send(outcome);
+                    if dispatcher.open_lane(event.call_uuid, event.id) {
+                        dispatcher.run_lane(event.call_uuid, vec![event], &finished).await;
+                    } else {
+                        let outcome = dispatcher.deliver(event).await;
+                        let _ = finished.send(outcome);
+                    }
                     drop(permit);
                 });
             }
@@ -151,7 +180,7 @@ impl Dispatcher {
                     LIMIT $1
                     FOR UPDATE SKIP LOCKED)
                 RETURNING id, call_uuid, payload, url, method, attempts, created_at)
-             SELECT claimed.id, claimed.payload, claimed.url, claimed.method, claimed.attempts, claimed.created_at,
+             SELECT claimed.id, claimed.call_uuid, claimed.payload, claimed.url, claimed.method, claimed.attempts, claimed.created_at,
                     a.signed_callbacks AS signed, acc.api_key, acc.signature_secret, a.id AS application_id
              FROM claimed JOIN calls c ON c.uuid = claimed.call_uuid
                           JOIN applications a ON a.id = c.application_id
@@ -162,7 +191,7 @@ impl Dispatcher {
         .await
     }
 
-    /// Sends each handed-off chain as it comes, its events one after another.
+    /// Sends each handed-off chain as it comes, its events one after another, in its call's lane.
     async fn hand_off_loop(
         self: Arc<Self>,
         mut hand_offs: mpsc::UnboundedReceiver<HandOff>,
@@ -175,30 +204,133 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => return,
                 chain = hand_offs.recv() => match chain { Some(chain) => chain, None => return },
             };
+            let chain = match self.admit(chain) {
+                Admission::Start(chain) => chain,
+                Admission::Queued => continue,
+                Admission::Refused(chain) => {
+                    self.unlock(chain.events.iter().map(|e| e.id).collect()).await;
+                    continue;
+                }
+            };
             let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
             let (dispatcher, finished) = (self.clone(), finished.clone());
             tokio::spawn(async move {
-                dispatcher.deliver_chain(chain, &finished).await;
+                let call = chain.call_uuid;
+                if let Some(events) = dispatcher.claimed_from(chain).await {
+                    dispatcher.run_lane(call, events, &finished).await;
+                }
                 drop(permit);
             });
         }
     }
 
-    /// Delivers a chain in order; after the first event that is not delivered, the rest are
-    /// unlocked for the claim path, which keeps the call's order behind the retried one.
-    async fn deliver_chain(&self, chain: HandOff, finished: &mpsc::UnboundedSender<Outcome>) {
+    /// Where a handed-off chain goes: out now (nothing of its call is pending before it, or
+    /// what was is delivered), behind its call's delivery in flight here, or back to the claim
+    /// path (its predecessor is in flight elsewhere, or was not delivered).
+    fn admit(&self, chain: HandOff) -> Admission {
+        let mut lanes = self.lanes.lock().unwrap();
+        if lanes.len() > 1024 {
+            lanes.retain(|_, lane| lane.busy || lane.idle_since.elapsed() < IDLE_LANE_TTL);
+        }
+        let last_id = chain.events.last().map_or(0, |e| e.id);
+        let lane = lanes.get_mut(&chain.call_uuid);
+        match (chain.after, lane) {
+            (Some(after), Some(lane)) if lane.last_id == after => {
+                lane.last_id = last_id;
+                if lane.busy {
+                    lane.queue.push_back(chain);
+                    return Admission::Queued;
+                }
+                lane.busy = true;
+                Admission::Start(chain)
+            }
+            (None, Some(lane)) if !lane.busy => {
+                lane.last_id = last_id;
+                lane.busy = true;
+                Admission::Start(chain)
+            }
+            (None, None) => {
+                lanes.insert(chain.call_uuid, Lane { last_id, busy: true, queue: Default::default(), idle_since: Instant::now() });
+                Admission::Start(chain)
+            }
+            _ => Admission::Refused(chain),
+        }
+    }
+
+    /// Opens the lane of a claimed event's call; false if the call already has a delivery in
+    /// flight here (then the event goes out on its own).
+    fn open_lane(&self, call: Uuid, event_id: i64) -> bool {
+        let mut lanes = self.lanes.lock().unwrap();
+        if lanes.get(&call).is_some_and(|lane| lane.busy) {
+            return false;
+        }
+        lanes.insert(call, Lane { last_id: event_id, busy: true, queue: Default::default(), idle_since: Instant::now() });
+        true
+    }
+
+    /// Delivers `events`, then each chain queued in the call's lane meanwhile. After the first
+    /// event that is not delivered, the rest (queued chains included) go back to the claim
+    /// path, which keeps the call's order behind the retried one.
+    async fn run_lane(&self, call: Uuid, mut events: Vec<Claimed>, finished: &mpsc::UnboundedSender<Outcome>) {
+        loop {
+            let mut rest = events.into_iter();
+            while let Some(event) = rest.next() {
+                let outcome = self.deliver(event).await;
+                let delivered = outcome.state == "delivered";
+                let _ = finished.send(outcome);
+                if !delivered {
+                    let mut ids: Vec<i64> = rest.map(|e| e.id).collect();
+                    ids.extend(self.close_lane(call));
+                    self.unlock(ids).await;
+                    return;
+                }
+            }
+            let next = {
+                let mut lanes = self.lanes.lock().unwrap();
+                let Some(lane) = lanes.get_mut(&call) else { return };
+                let next = lane.queue.pop_front();
+                if next.is_none() {
+                    lane.busy = false;
+                    lane.idle_since = Instant::now();
+                }
+                next
+            };
+            match next {
+                Some(chain) => match self.claimed_from(chain).await {
+                    Some(claimed) => events = claimed,
+                    // Unlocked, lane closed.
+                    None => return,
+                },
+                None => return,
+            }
+        }
+    }
+
+    /// Removes the call's lane; the ids of the events still queued in it.
+    fn close_lane(&self, call: Uuid) -> Vec<i64> {
+        let lane = self.lanes.lock().unwrap().remove(&call);
+        lane.map(|lane| lane.queue.into_iter().flat_map(|c| c.events.into_iter().map(|e| e.id)).collect()).unwrap_or_default()
+    }
+
+    /// A handed-off chain's events as deliverable ones (with the application's signing); None,
+    /// with the chain unlocked, if the signing settings cannot be read.
+    async fn claimed_from(&self, chain: HandOff) -> Option<Vec<Claimed>> {
         let signing = match self.signing_of(chain.application_id).await {
             Ok(signing) => signing,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook dispatcher: reading the application's signing settings failed");
-                self.unlock(chain.events.iter().map(|e| e.id).collect()).await;
-                return;
+                let mut ids: Vec<i64> = chain.events.iter().map(|e| e.id).collect();
+                ids.extend(self.close_lane(chain.call_uuid));
+                self.unlock(ids).await;
+                return None;
             }
         };
-        let mut events = chain.events.into_iter();
-        while let Some(event) = events.next() {
-            let claimed = Claimed {
+        let events = chain
+            .events
+            .into_iter()
+            .map(|event| Claimed {
                 id: event.id,
+                call_uuid: chain.call_uuid,
                 payload: event.payload,
                 url: event.url,
                 method: event.method,
@@ -208,15 +340,9 @@ impl Dispatcher {
                 api_key: signing.api_key.clone(),
                 signature_secret: signing.signature_secret.clone(),
                 application_id: chain.application_id,
-            };
-            let outcome = self.deliver(claimed).await;
-            let delivered = outcome.state == "delivered";
-            let _ = finished.send(outcome);
-            if !delivered {
-                self.unlock(events.map(|e| e.id).collect()).await;
-                return;
-            }
-        }
+            })
+            .collect();
+        Some(events)
     }
 
     /// Gives events back to the claim path.

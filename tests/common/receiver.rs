@@ -23,6 +23,7 @@ struct State {
     requests: Mutex<Vec<Received>>,
     once: Mutex<HashMap<String, VecDeque<(u16, Vec<u8>)>>>,
     always: Mutex<HashMap<String, (u16, Vec<u8>)>>,
+    delays: Mutex<HashMap<String, Duration>>,
 }
 
 pub struct Receiver {
@@ -44,6 +45,10 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>
     });
     let answer = state.once.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front).or_else(|| state.always.lock().unwrap().get(&path).cloned());
     let (status, body) = answer.unwrap_or((200, Vec::new()));
+    let delay = state.delays.lock().unwrap().get(&path).copied();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).content_type("application/json").body(body)
 }
 
@@ -78,6 +83,11 @@ impl Receiver {
     /// The next request to `path` gets this answer (queued before `respond`'s).
     pub fn respond_once(&self, path: &str, status: u16, body: &str) {
         self.state.once.lock().unwrap().entry(path.to_string()).or_default().push_back((status, body.as_bytes().to_vec()));
+    }
+
+    /// Requests to `path` are recorded on arrival and answered only after `delay`.
+    pub fn delay(&self, path: &str, delay: Duration) {
+        self.state.delays.lock().unwrap().insert(path.to_string(), delay);
     }
 
     pub fn requests(&self, path: &str) -> Vec<Received> {
