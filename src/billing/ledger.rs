@@ -118,11 +118,11 @@ pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, accou
     reserve_on_row(pool, instance, leg, account_id, total).await
 }
 
-/// Commits without waiting for its WAL flush, so the account row (which every call of the
-/// account updates here) is locked only while the statement runs, not through a flush. Safe:
-/// the leg's next write commits durably, and a flush covers all earlier WAL; if the database
-/// crashes first, the hold and the `answered` it precedes are both lost, and a takeover
-/// ends the leg with nothing held.
+/// Commits without waiting for its WAL flush, so the account row (which every answered call of
+/// the account updates here) is locked only while the statement runs, not through a flush.
+/// The books stay right either way: the leg's next write commits durably and a flush covers
+/// all earlier WAL; if the database crashes before that, the hold is lost with its row's
+/// `credit_reserved`, and the leg's end releases what the row says it held (nothing).
 async fn reserve_on_row(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
