@@ -35,7 +35,12 @@ impl AppState {
             started_at: Instant::now(),
             notifier: crate::notify::Notifier::spawn(pool.clone()),
             credit: Default::default(),
-            call_writer: crate::calls::writer::CallWriter::spawn(pool.clone(), settings.calls.insert_writers, settings.calls.insert_batch_max),
+            // Its own connections, one per writer task: a create never waits behind legs' reads.
+            call_writer: crate::calls::writer::CallWriter::spawn(
+                crate::db::pool_like(&pool, "outdial", settings.calls.insert_writers as u32, true),
+                settings.calls.insert_writers,
+                settings.calls.insert_batch_max,
+            ),
             pool,
             settings,
         }

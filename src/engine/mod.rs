@@ -60,7 +60,13 @@ impl EngineCtx {
         let carrier: Arc<dyn Carrier> = Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone()));
         Arc::new(EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
-            writer: writer::LegWriter::spawn(pool.clone(), instance_id, settings.engine.write_tasks, settings.engine.write_batch_max),
+            // Its own connections, one per writer task: a leg's write never waits behind reads.
+            writer: writer::LegWriter::spawn(
+                crate::db::pool_like(&pool, "outdial", settings.engine.write_tasks as u32, true),
+                instance_id,
+                settings.engine.write_tasks,
+                settings.engine.write_batch_max,
+            ),
             pool,
             clock,
             carrier,
