@@ -29,8 +29,11 @@ pub struct Change {
     pub finish: Option<Finish>,
     /// API commands this write reports on: (id, applied | rejected, reason). They commit with
     /// the effects they had (the media log), in the same statement.
-    pub commands: Vec<(i64, &'static str, Option<String>)>,
+    pub commands: Vec<CommandReport>,
 }
+
+/// An API command a write reports on: (id, applied | rejected, reason).
+pub type CommandReport = (i64, &'static str, Option<String>);
 
 #[derive(Debug, Clone, Default)]
 pub struct Finish {
@@ -84,7 +87,7 @@ pub struct LegWrite {
 pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result<Vec<Result<Written, StoreError>>, sqlx::Error> {
     let finishes: Vec<Option<&Finish>> = writes.iter().map(|w| w.change.finish.as_ref()).collect();
     let events: Vec<(Uuid, &NewEvent)> = writes.iter().flat_map(|w| w.change.events.iter().map(move |e| (w.leg, e))).collect();
-    let commands: Vec<(Uuid, &(i64, &'static str, Option<String>))> =
+    let commands: Vec<(Uuid, &CommandReport)> =
         writes.iter().flat_map(|w| w.change.commands.iter().map(move |c| (w.leg, c))).collect();
     let rows: Vec<(Uuid, Vec<i64>, bool, Option<i64>)> = sqlx::query_as(
         "WITH w AS (SELECT * FROM unnest($1::uuid[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[],
