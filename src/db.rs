@@ -33,6 +33,17 @@ pub fn pool_like(pool: &PgPool, application_name: &str, max_connections: u32, du
         .connect_lazy_with(options)
 }
 
+/// Connections for one task each (writers): opened at once and kept, so the first writes do not
+/// wait for a connection to be set up.
+pub fn dedicated_pool(pool: &PgPool, application_name: &str, connections: u32) -> PgPool {
+    let options = (*pool.connect_options()).clone().application_name(application_name);
+    PgPoolOptions::new()
+        .max_connections(connections.max(1))
+        .min_connections(connections.max(1))
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(options)
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

@@ -4,6 +4,7 @@ use crate::accounts::{Bucket, RateLimiter};
 use crate::auth::{AppJwtVerifier, BasicAuthenticator};
 use crate::config::Settings;
 use crate::http::{self, error::ApiError};
+use crate::webhooks::dispatcher::HandOffs;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use rand::seq::SliceRandom;
@@ -27,7 +28,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, settings: Settings) -> AppState {
+    /// `hand_offs`: this instance's dispatcher, which then sends new calls' `started` events
+    /// from memory (empty when it runs none: they go out by the claim path).
+    pub fn new(pool: PgPool, settings: Settings, hand_offs: HandOffs) -> AppState {
         AppState {
             jwt: AppJwtVerifier::new(pool.clone(), settings.auth.jwt_leeway_s, settings.auth.jwt_max_ttl_s),
             basic: BasicAuthenticator::new(pool.clone(), Duration::from_secs(settings.auth.basic_auth_cache_s)),
@@ -37,9 +40,9 @@ impl AppState {
             credit: Default::default(),
             // Its own connections, one per writer task: a create never waits behind legs' reads.
             call_writer: crate::calls::writer::CallWriter::spawn(
-                crate::db::pool_like(&pool, "outdial", settings.calls.insert_writers as u32, true),
-                settings.calls.insert_writers,
-                settings.calls.insert_batch_max,
+                crate::db::dedicated_pool(&pool, "outdial", settings.calls.insert_writers as u32),
+                &settings,
+                hand_offs,
             ),
             pool,
             settings,
@@ -70,11 +73,16 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: Settings, pool: PgPool) -> std::io::Result<Application> {
+        Application::build_with(settings, pool, HandOffs::default())
+    }
+
+    /// As `build`, with new calls' `started` events handed to this instance's dispatcher.
+    pub fn build_with(settings: Settings, pool: PgPool, hand_offs: HandOffs) -> std::io::Result<Application> {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
         let workers = settings.http.workers;
         let max_body = settings.http.max_body_bytes;
-        let state = web::Data::new(AppState::new(pool, settings));
+        let state = web::Data::new(AppState::new(pool, settings, hand_offs));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -118,8 +126,9 @@ impl Instance {
     pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<Instance> {
         let roles = &settings.engine;
         let (mut port, mut server, mut server_task) = (None, None, None);
+        let hand_offs = HandOffs::default();
         if roles.has_role("api") {
-            let app = Application::build(settings.clone(), pool.clone())?;
+            let app = Application::build_with(settings.clone(), pool.clone(), hand_offs.clone())?;
             port = Some(app.port);
             server = Some(app.server.handle());
             server_task = Some(tokio::spawn(app.server));
@@ -138,7 +147,7 @@ impl Instance {
         });
         let engine = if roles.has_role("workers") || roles.has_role("webhooks") {
             let base = public_base_url(&settings, port.unwrap_or(settings.http.port));
-            let ctx = crate::engine::EngineCtx::new(pool, settings, base);
+            let ctx = crate::engine::EngineCtx::new(pool, settings, base, hand_offs);
             Some(crate::engine::Engine::start(ctx).await?)
         } else {
             None

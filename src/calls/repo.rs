@@ -6,6 +6,7 @@ use super::model::{format_time, CallRow, CALL_COLUMNS};
 use super::writer::CallWriter;
 use crate::history::{self, pages::Seek, Window};
 use crate::ncco::Endpoint;
+use crate::webhooks::dispatcher::{HandOff, HandedEvent};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -83,6 +84,25 @@ pub struct CallInsert {
 }
 
 impl CallInsert {
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// Its `started` event (stored as `event_id`) for this instance's dispatcher.
+    pub fn started_hand_off(&self, event_id: i64) -> HandOff {
+        HandOff {
+            call_uuid: self.uuid,
+            application_id: self.application_id,
+            after: None,
+            events: vec![HandedEvent {
+                id: event_id,
+                payload: self.started_event.clone(),
+                url: self.event_url.clone(),
+                method: self.event_method.clone(),
+            }],
+        }
+    }
+
     fn new(account_id: i64, application_id: Uuid, call: &NewCall, from: &Endpoint, p: &Prepared) -> CallInsert {
         CallInsert {
             uuid: p.uuid,
@@ -111,14 +131,16 @@ impl CallInsert {
 
 /// Inserts legs, each with its job and its `started` event, in one statement (one transaction,
 /// one round trip): for every leg either all three rows exist or none does.
-pub async fn insert_calls<'e, E>(executor: E, legs: &[&CallInsert]) -> Result<(), sqlx::Error>
+/// Stores the legs with their jobs and `started` events; `hand_off_lock_s` locks those events
+/// for this instance's dispatcher, which is handed them. Returns (leg, its `started` event id).
+pub async fn insert_calls<'e, E>(executor: E, legs: &[&CallInsert], hand_off_lock_s: Option<i64>) -> Result<Vec<(Uuid, i64)>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
     fn column<'a, T>(legs: &[&'a CallInsert], f: impl Fn(&'a CallInsert) -> T) -> Vec<T> {
         legs.iter().map(|l| f(l)).collect()
     }
-    sqlx::query(
+    sqlx::query_as(
         "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::jsonb[], $6::jsonb[], $7::bool[],
                                           $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
                                           $15::jsonb[], $16::int[], $17::int[], $18::timestamptz[], $19::jsonb[], $20::timestamptz[])
@@ -133,8 +155,10 @@ where
                            machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, created_at
                     FROM t),
               j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, run_at, created_at FROM t)
-         INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
-         SELECT uuid, 1, 'started', started_event, event_url, event_method, created_at FROM t",
+         INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at, locked_until)
+         SELECT uuid, 1, 'started', started_event, event_url, event_method, created_at,
+                now() + make_interval(secs => $21::float8) FROM t
+         RETURNING call_uuid, id",
     )
     .bind(column(legs, |l| l.uuid))
     .bind(column(legs, |l| l.conversation_uuid.as_str()))
@@ -156,9 +180,9 @@ where
     .bind(column(legs, |l| l.created_at))
     .bind(column(legs, |l| &l.started_event))
     .bind(column(legs, |l| l.run_at))
-    .execute(executor)
-    .await?;
-    Ok(())
+    .bind(hand_off_lock_s.map(|s| s as f64))
+    .fetch_all(executor)
+    .await
 }
 
 /// Whether a live Idempotency-Key of the account already created a call: a retry of it is
@@ -221,7 +245,7 @@ pub async fn create(
                 .await?;
         return Ok(if first_hash == request_hash { CreateOutcome::Replayed(first_body) } else { CreateOutcome::KeyReused });
     }
-    insert_calls(&mut *tx, &[&leg]).await?;
+    insert_calls(&mut *tx, &[&leg], None).await?;
     tx.commit().await?;
     Ok(CreateOutcome::Created(prepared.response))
 }

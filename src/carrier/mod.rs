@@ -36,7 +36,8 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CarrierEvent {
     Ringing,
-    Answered { by_machine: bool },
+    /// `at`: when it was answered (the leg may get to the event later: durations count from here).
+    Answered { by_machine: bool, at: tokio::time::Instant },
     /// An answering machine's beep.
     Beep,
     Dtmf(char),

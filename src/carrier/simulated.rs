@@ -158,7 +158,7 @@ impl Callee {
     /// Answered: the callee's timed behaviour starts now.
     fn answer(&mut self) {
         let b = self.behaviour.clone();
-        let _ = self.events.send(CarrierEvent::Answered { by_machine: b.answered_by == Answerer::Machine });
+        let _ = self.events.send(CarrierEvent::Answered { by_machine: b.answered_by == Answerer::Machine, at: tokio::time::Instant::now() });
         if let Some(beep) = b.beep_after_s {
             self.at(beep, Scheduled::Emit(CarrierEvent::Beep));
         }

@@ -335,7 +335,10 @@ impl Leg {
                         rang = true;
                         self.status("ringing", json!({})).await?;
                     }
-                    Some(CarrierEvent::Answered { by_machine }) => return Ok(Some(by_machine)),
+                    Some(CarrierEvent::Answered { by_machine, at }) => {
+                        self.answered_wall = Some(at);
+                        return Ok(Some(by_machine));
+                    }
                     Some(CarrierEvent::Log(line)) => self.log(&line),
                     Some(CarrierEvent::Ended(reason)) => {
                         let (status, detail) = match reason {
@@ -372,7 +375,7 @@ impl Leg {
     pub async fn answer(&mut self) -> Step<()> {
         let now = self.timestamp();
         self.answered_at = Some(now);
-        self.answered_wall = Some(Instant::now());
+        self.answered_wall.get_or_insert_with(Instant::now);
         if !self.grant_credit().await? {
             // Spent since the call was created: it ends at once, costing nothing.
             self.credit_s = Some(0);

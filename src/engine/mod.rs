@@ -15,12 +15,12 @@ use crate::carrier::{Carrier, SimulatedNetwork};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::notify::{Notifier, EVENTS_CHANNEL, JOBS_CHANNEL};
-use crate::webhooks::dispatcher::{Dispatcher, HandOff};
+use crate::webhooks::dispatcher::{Dispatcher, HandOff, HandOffs};
 use crate::webhooks::WebhookClient;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -49,11 +49,11 @@ pub struct EngineCtx {
     pub notifier: Arc<Notifier>,
     pub events_wake: Arc<Notify>,
     /// This instance's dispatcher, when it runs one: legs hand it their new events directly.
-    hand_off: OnceLock<mpsc::UnboundedSender<HandOff>>,
+    hand_offs: HandOffs,
 }
 
 impl EngineCtx {
-    pub fn new(pool: PgPool, settings: Settings, base_url: String) -> Arc<EngineCtx> {
+    pub fn new(pool: PgPool, settings: Settings, base_url: String, hand_offs: HandOffs) -> Arc<EngineCtx> {
         let clock = Clock::new(settings.carrier.time_scale);
         let pool_for_notifier = pool.clone();
         let instance_id = Uuid::new_v4();
@@ -62,7 +62,7 @@ impl EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
             // Its own connections, one per writer task: a leg's write never waits behind reads.
             writer: writer::LegWriter::spawn(
-                crate::db::pool_like(&pool, "outdial", settings.engine.write_tasks as u32, true),
+                crate::db::dedicated_pool(&pool, "outdial", settings.engine.write_tasks as u32),
                 instance_id,
                 settings.engine.write_tasks,
                 settings.engine.write_batch_max,
@@ -78,7 +78,7 @@ impl EngineCtx {
             commands: commands::CommandRouter::default(),
             notifier: Notifier::spawn(pool_for_notifier),
             events_wake: Arc::new(Notify::new()),
-            hand_off: OnceLock::new(),
+            hand_offs,
         })
     }
 
@@ -88,18 +88,16 @@ impl EngineCtx {
         self.notifier.events();
     }
 
-    /// How long a write should lock `pending` new events for this instance's dispatcher: long
-    /// enough to send them one after another (None: no dispatcher here, or nothing to send).
+    /// How long a write should lock `pending` new events for this instance's dispatcher (None:
+    /// no dispatcher here, or nothing to send).
     pub fn hand_off_lock_s(&self, pending: usize) -> Option<i64> {
-        let per_event_s = self.settings.webhooks.event_timeout_ms.div_ceil(1000) as i64;
-        (pending > 0 && self.hand_off.get().is_some()).then(|| pending as i64 * per_event_s + 30)
+        self.hand_offs.lock_s(self.settings.webhooks.event_timeout_ms, pending)
     }
 
     /// Gives freshly written, locked events to this instance's dispatcher; if it has stopped,
     /// unlocks them so any dispatcher can claim them.
     pub async fn hand_off(&self, chain: HandOff) {
-        let Some(sender) = self.hand_off.get() else { return };
-        if let Err(mpsc::error::SendError(chain)) = sender.send(chain) {
+        if let Err(chain) = self.hand_offs.send(chain) {
             let ids: Vec<i64> = chain.events.iter().map(|e| e.id).collect();
             if let Err(e) = crate::webhooks::dispatcher::unlock_events(&self.pool, &ids).await {
                 tracing::warn!(error = %e, "could not unlock events after the dispatcher stopped; they go out when the lock expires");
@@ -143,7 +141,7 @@ impl Engine {
             let pool = crate::db::pool_like(&ctx.pool, "outdial-webhooks", ctx.settings.webhooks.database_connections, false);
             let dispatcher = Dispatcher::new(pool, ctx.client.clone(), events_wake);
             let (hand_off, hand_offs) = mpsc::unbounded_channel();
-            let _ = ctx.hand_off.set(hand_off);
+            ctx.hand_offs.connect(hand_off);
             tasks.push(tokio::spawn(dispatcher.run(hand_offs, poll, shutdown.clone())));
         }
         Ok(Engine { ctx, shutdown, tasks })

@@ -60,6 +60,33 @@ pub struct HandOff {
     pub events: Vec<HandedEvent>,
 }
 
+/// The way to this instance's dispatcher for events written here (by legs, by the API's
+/// creates): empty until the dispatcher runs, and in an instance without the webhooks role.
+#[derive(Clone, Default)]
+pub struct HandOffs(Arc<std::sync::OnceLock<mpsc::UnboundedSender<HandOff>>>);
+
+impl HandOffs {
+    pub fn connect(&self, dispatcher: mpsc::UnboundedSender<HandOff>) {
+        let _ = self.0.set(dispatcher);
+    }
+
+    /// How long to lock `pending` new events for this dispatcher: long enough to send them one
+    /// after another. None: no dispatcher here, or nothing to send.
+    pub fn lock_s(&self, event_timeout_ms: u64, pending: usize) -> Option<i64> {
+        let per_event_s = event_timeout_ms.div_ceil(1000) as i64;
+        (pending > 0 && self.0.get().is_some()).then(|| pending as i64 * per_event_s + 30)
+    }
+
+    /// Gives the chain to the dispatcher; hands it back if the dispatcher has stopped (its
+    /// events are locked: the caller unlocks them for the claim path).
+    pub fn send(&self, chain: HandOff) -> Result<(), HandOff> {
+        match self.0.get() {
+            Some(dispatcher) => dispatcher.send(chain).map_err(|e| e.0),
+            None => Err(chain),
+        }
+    }
+}
+
 /// A call's events delivered by this dispatcher: one after another, by one task at a time.
 struct Lane {
     /// The newest event given to the lane (being delivered, queued, or delivered last).
