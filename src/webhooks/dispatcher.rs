@@ -123,11 +123,13 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     signing: Mutex<HashMap<Uuid, (Instant, Signing)>>,
     lanes: Mutex<HashMap<Uuid, Lane>>,
+    /// When idle lanes were last dropped (at most once a second, not on every hand-off).
+    lanes_pruned_at: Mutex<Instant>,
 }
 
 impl Dispatcher {
     pub fn new(pool: PgPool, client: WebhookClient, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher { pool, client, wake, signing: Mutex::new(HashMap::new()), lanes: Mutex::new(HashMap::new()) }
+        Dispatcher { pool, client, wake, signing: Mutex::new(HashMap::new()), lanes: Mutex::new(HashMap::new()), lanes_pruned_at: Mutex::new(Instant::now()) }
     }
 
     /// Runs until `shutdown`; woken by `wake` (NOTIFY, new events; or the recorder, a delivered
@@ -256,9 +258,12 @@ impl Dispatcher {
     /// path (its predecessor is in flight elsewhere, or was not delivered).
     fn admit(&self, chain: HandOff) -> Admission {
         let mut lanes = self.lanes.lock().unwrap();
-        if lanes.len() > 1024 {
+        let mut pruned_at = self.lanes_pruned_at.lock().unwrap();
+        if pruned_at.elapsed() > Duration::from_secs(1) {
             lanes.retain(|_, lane| lane.busy || lane.idle_since.elapsed() < IDLE_LANE_TTL);
+            *pruned_at = Instant::now();
         }
+        drop(pruned_at);
         let last_id = chain.events.last().map_or(0, |e| e.id);
         let lane = lanes.get_mut(&chain.call_uuid);
         match (chain.after, lane) {
