@@ -1140,7 +1140,7 @@ fn statement_label(q: &str) -> &'static str {
     } else if q.contains("UPDATE call_jobs SET state = 'running'") {
         "engine claim legs"
     } else if q.contains("FROM rates") {
-        "engine rate_for"
+        "engine rate lookup (claim batch, funds)"
     } else if q.contains("UPDATE instances") {
         "engine heartbeat/reap"
     } else if q.contains("record_attempts") || q.contains("INSERT INTO webhook_attempts") {

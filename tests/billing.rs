@@ -471,3 +471,56 @@ async fn a_hold_refused_on_the_account_row_is_asked_again_after_settling(pool: P
     assert!(!ledger::reserve(&app.pool, instance, uuid, id, dec("10.5")).await.unwrap());
     app.stop().await;
 }
+
+/// What the running leg holds on the account (calls.credit_reserved).
+async fn held_by(pool: &PgPool, uuid: &str) -> Decimal {
+    sqlx::query_scalar("SELECT credit_reserved FROM calls WHERE uuid = $1::uuid").bind(uuid).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test]
+async fn a_leg_is_priced_at_the_rate_in_force_when_it_was_dialled(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let body = prepaid_waiting_call(&app, &receiver, "1000").await;
+    let uuid = app.place(&body).await;
+    app.wait_call_status(&uuid, "answered").await;
+    // A dearer entry takes effect during the call: it prices later calls, not this one.
+    sqlx::query("INSERT INTO rates (prefix, country, network, price_per_minute, effective_from) VALUES ('4420', 'GB', 'GB-DEARER', 6, now())")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await.status(), 204);
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let call = app.wait_call_status(&uuid, "completed").await;
+    let seconds: i64 = call["duration"].as_str().unwrap().parse().unwrap();
+    assert_eq!((call["rate"].as_str(), call["network"].as_str()), (Some("0.60000000"), Some("GB-TEST")), "{call}");
+    assert_eq!(dec(call["price"].as_str().unwrap()), dec("0.6") * Decimal::from(seconds) / Decimal::from(60));
+
+    let later = app.place(&body).await;
+    app.wait_call_status(&later, "answered").await;
+    assert_eq!(app.put_json(&format!("/v1/calls/{later}"), &json!({"action": "hangup"})).await.status(), 204);
+    let call = app.wait_call_status(&later, "completed").await;
+    assert_eq!((call["rate"].as_str(), call["network"].as_str()), (Some("6.00000000"), Some("GB-DEARER")), "{call}");
+    assert_ledger_is_balance(&app.pool, app.account.account_id).await;
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_answered_call_holds_its_whole_price_when_the_account_can_pay_ten_such_calls(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    // 0.6 EUR a minute, length_timer 1000 s: the whole call costs 10 EUR.
+    let mut body = prepaid_waiting_call(&app, &receiver, "100").await;
+    body["length_timer"] = json!(1000);
+    let whole = app.place(&body).await;
+    app.wait_call_status(&whole, "answered").await;
+    assert_eq!(held_by(&app.pool, &whole).await, dec("10"), "100 EUR free pays ten whole calls: held at once");
+
+    // 90 free now: a step is what a tenth of it pays for (9 EUR = 900 s), not the whole call.
+    let stepped = app.place(&body).await;
+    app.wait_call_status(&stepped, "answered").await;
+    assert_eq!(held_by(&app.pool, &stepped).await, dec("9"));
+    let funds = ledger::funds(&app.pool, app.account.account_id).await.unwrap().unwrap();
+    assert_eq!(funds.reserved, dec("19"));
+    app.stop().await;
+}

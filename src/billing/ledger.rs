@@ -1,7 +1,7 @@
 //! Balances: an append-only ledger per account, and the balance cached on the account row by
 //! the same statement that appends each entry. Calls debit it (engine::store), credits add to it.
 
-use super::{Rate, RATE_COLUMNS};
+use super::{OptionalRate, Rate, RATE_COLUMNS};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
@@ -69,17 +69,6 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
         #[sqlx(flatten)]
         rate: OptionalRate,
     }
-    #[derive(sqlx::FromRow)]
-    struct OptionalRate {
-        prefix: Option<String>,
-        country: Option<String>,
-        network: Option<String>,
-        price_per_minute: Option<Decimal>,
-        initial_increment_s: Option<i32>,
-        subsequent_increment_s: Option<i32>,
-        connection_fee: Option<Decimal>,
-        effective_from: Option<DateTime<Utc>>,
-    }
     let row: Row = sqlx::query_as(&format!(
         "SELECT {FUNDS_COLUMNS}, r.* FROM accounts a {PENDING_JOIN}
          LEFT JOIN LATERAL (SELECT {RATE_COLUMNS} FROM rates WHERE {prefix} AND effective_from <= $3
@@ -92,13 +81,7 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
     .bind(at)
     .fetch_one(pool)
     .await?;
-    let r = row.rate;
-    let rate = match (r.prefix, r.network, r.price_per_minute, r.initial_increment_s, r.subsequent_increment_s, r.connection_fee) {
-        (Some(prefix), Some(network), Some(price_per_minute), Some(initial_increment_s), Some(subsequent_increment_s), Some(connection_fee)) => {
-            Some(Rate { prefix, country: r.country, network, price_per_minute, initial_increment_s, subsequent_increment_s, connection_fee, effective_from: r.effective_from })
-        }
-        _ => None,
-    };
+    let rate = row.rate.into_rate();
     Ok((Funds { balance: row.balance, credit_limit: row.credit_limit, reserved: row.reserved }, rate))
 }
 
@@ -109,36 +92,50 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
 /// so the row errs on the safe side; when it refuses, pending settlements are applied first and
 /// the row asked again.
 pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
-    if reserve_on_row(pool, instance, leg, account_id, total).await? {
+    let hold = Hold { instance, leg, account_id, total, min_usable: total };
+    if hold_on_row(pool, &hold).await? {
         return Ok(true);
     }
     // Refused on the row alone: settle what is pending (it may free credit) and ask once more,
     // so a call near the limit is not cut off for a settlement not yet applied.
     settle(pool).await?;
-    reserve_on_row(pool, instance, leg, account_id, total).await
+    hold_on_row(pool, &hold).await
 }
 
+/// A leg's credit hold raised to `total`, taken only if what the leg could use in all (the
+/// account row's free credit plus what the leg already holds) is at least `min_usable`.
+pub struct Hold {
+    pub instance: uuid::Uuid,
+    pub leg: uuid::Uuid,
+    pub account_id: i64,
+    pub total: Decimal,
+    pub min_usable: Decimal,
+}
+
+/// Takes the hold on the account row alone (see `reserve`); false when refused.
+///
 /// Commits without waiting for its WAL flush, so the account row (which every answered call of
 /// the account updates here) is locked only while the statement runs, not through a flush.
 /// The books stay right either way: the leg's next write commits durably and a flush covers
 /// all earlier WAL; if the database crashes before that, the hold is lost with its row's
 /// `credit_reserved`, and the leg's end releases what the row says it held (nothing).
-async fn reserve_on_row(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
+pub async fn hold_on_row(pool: &PgPool, hold: &Hold) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
               own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
               held AS (SELECT credit_reserved FROM calls WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
               a AS (UPDATE accounts SET reserved = reserved + ($4 - (SELECT credit_reserved FROM held))
                     WHERE id = $3 AND EXISTS (SELECT 1 FROM held)
-                      AND balance + credit_limit - reserved >= $4 - (SELECT credit_reserved FROM held)
+                      AND balance + credit_limit - reserved >= GREATEST($4, $5) - (SELECT credit_reserved FROM held)
                     RETURNING 1),
               c AS (UPDATE calls SET credit_reserved = $4 WHERE uuid = $1 AND EXISTS (SELECT 1 FROM a))
          SELECT EXISTS (SELECT 1 FROM a) FROM async",
     )
-    .bind(leg)
-    .bind(instance)
-    .bind(account_id)
-    .bind(total)
+    .bind(hold.leg)
+    .bind(hold.instance)
+    .bind(hold.account_id)
+    .bind(hold.total)
+    .bind(hold.min_usable)
     .fetch_one(pool)
     .await
 }

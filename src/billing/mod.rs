@@ -51,6 +51,55 @@ pub async fn rate_for(pool: &PgPool, number: &str, at: DateTime<Utc>) -> Result<
     .await
 }
 
+/// `rate_for` of several numbers at once (one round trip): the rates in the numbers' order.
+pub async fn rates_for(pool: &PgPool, numbers: &[&str], at: DateTime<Utc>) -> Result<Vec<Option<Rate>>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        rate: OptionalRate,
+    }
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT r.* FROM unnest($1::text[]) WITH ORDINALITY AS dialled(number, i)
+         LEFT JOIN LATERAL (SELECT {RATE_COLUMNS} FROM rates WHERE {} AND effective_from <= $2
+                            ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1) r ON true
+         ORDER BY dialled.i",
+        prefix_of("dialled.number")
+    ))
+    .bind(numbers)
+    .bind(at)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.rate.into_rate()).collect())
+}
+
+/// A `Rate` read through a LEFT JOIN: every column NULL when no deck entry matched.
+#[derive(sqlx::FromRow)]
+pub(crate) struct OptionalRate {
+    prefix: Option<String>,
+    country: Option<String>,
+    network: Option<String>,
+    price_per_minute: Option<Decimal>,
+    initial_increment_s: Option<i32>,
+    subsequent_increment_s: Option<i32>,
+    connection_fee: Option<Decimal>,
+    effective_from: Option<DateTime<Utc>>,
+}
+
+impl OptionalRate {
+    pub(crate) fn into_rate(self) -> Option<Rate> {
+        Some(Rate {
+            prefix: self.prefix?,
+            country: self.country,
+            network: self.network?,
+            price_per_minute: self.price_per_minute?,
+            initial_increment_s: self.initial_increment_s?,
+            subsequent_increment_s: self.subsequent_increment_s?,
+            connection_fee: self.connection_fee?,
+            effective_from: self.effective_from,
+        })
+    }
+}
+
 /// Seconds billed for `duration_s` answered seconds: nothing for 0, else the initial increment,
 /// then whole subsequent increments.
 pub fn billed_seconds(duration_s: i64, initial: i32, subsequent: i32) -> i64 {

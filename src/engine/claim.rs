@@ -3,6 +3,8 @@
 
 use super::leg::{self, LegRow};
 use super::EngineCtx;
+use crate::billing::{self, Rate};
+use chrono::Utc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +21,12 @@ pub async fn claim_loop(ctx: Arc<EngineCtx>, wake: Arc<Notify>, poll: Duration, 
         match claimed {
             Ok(legs) => {
                 let full = legs.len() as i64 == ctx.settings.engine.claim_batch;
-                for row in legs {
+                let rates = rates_of(&ctx, &legs).await;
+                for (row, rate) in legs.into_iter().zip(rates) {
                     ctx.live_legs.fetch_add(1, Ordering::Relaxed);
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
-                        leg::drive(ctx.clone(), row).await;
+                        leg::drive(ctx.clone(), row, rate).await;
                         ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -37,6 +40,20 @@ pub async fn claim_loop(ctx: Arc<EngineCtx>, wake: Arc<Notify>, poll: Duration, 
             _ = shutdown.cancelled() => return,
             _ = wake.notified() => {}
             _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// The deck entries of claimed legs, in one query for the batch. If it fails each leg looks its
+/// own up when it needs it.
+async fn rates_of(ctx: &EngineCtx, legs: &[LegRow]) -> Vec<Option<Option<Rate>>> {
+    let numbers: Vec<String> = legs.iter().map(|row| leg::address_of(&row.to_endpoint)).collect();
+    let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    match billing::rates_for(&ctx.pool, &numbers, Utc::now()).await {
+        Ok(rates) => rates.into_iter().map(Some).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "looking up claimed legs' rates failed; each leg looks its own up");
+            vec![None; legs.len()]
         }
     }
 }

@@ -98,6 +98,9 @@ pub struct Leg {
     credit_s: Option<i64>,
     /// What this leg holds on the account for those seconds (their price).
     reserved: rust_decimal::Decimal,
+    /// The deck entry that prices this leg (None inside: no entry matches), looked up once, when
+    /// the leg is dialled (see `rate`): its credit hold and its final price use the same entry.
+    rate: Option<Option<billing::Rate>>,
     /// hangup_at is when the granted credit runs out, not the length_timer.
     ends_for_credit: bool,
     /// Wall-clock instant of answer, to measure simulated duration.
@@ -132,10 +135,12 @@ pub fn address_of(endpoint: &Value) -> String {
     parse_endpoint(endpoint, "", &mut problems).map(|e| e.address().to_string()).unwrap_or_default()
 }
 
-pub async fn drive(ctx: Arc<EngineCtx>, row: LegRow) {
+/// Drives a claimed leg; `rate` is its deck entry when the claim already looked it up.
+pub async fn drive(ctx: Arc<EngineCtx>, row: LegRow, rate: Option<Option<billing::Rate>>) {
     use tracing::Instrument;
     let uuid = row.uuid;
     let mut leg = Leg::new(ctx.clone(), row);
+    leg.rate = rate;
     leg.commands = Some(ctx.commands.register(uuid));
     let result = leg.run().instrument(tracing::info_span!("leg", call_uuid = %uuid)).await;
     ctx.commands.unregister(uuid);
@@ -165,6 +170,7 @@ impl Leg {
             hangup_at: None,
             credit_s: None,
             reserved: rust_decimal::Decimal::ZERO,
+            rate: None,
             ends_for_credit: false,
             answered_wall: None,
             pending_dtmf: VecDeque::new(),
@@ -454,6 +460,15 @@ impl Leg {
         }
     }
 
+    /// The deck entry pricing this leg: the one in force when it was dialled (the claim looks it
+    /// up for a batch of legs; a connect leg's is looked up at its first need).
+    async fn rate(&mut self) -> Result<Option<billing::Rate>, sqlx::Error> {
+        if self.rate.is_none() {
+            self.rate = Some(billing::rate_for(&self.ctx.pool, &self.to, Utc::now()).await?);
+        }
+        Ok(self.rate.clone().flatten())
+    }
+
     /// Grants the leg more answered time and holds its price on the account, so calls running
     /// at the same time never spend the same credit. Steps of at least a minute (or what a tenth
     /// of the free credit pays for, when that is more: one step for a well-funded account), up to
@@ -461,21 +476,47 @@ impl Leg {
     /// more increment is covered.
     async fn grant_credit(&mut self) -> Step<bool> {
         const MIN_STEP_S: i64 = 60;
+        /// A step is what a tenth of the usable credit pays for.
+        const STEP_SHARE: i64 = 10;
         let internal = |e: sqlx::Error| Stop::Internal(e.to_string());
         let length_timer_s = self.row.length_timer_s as i64;
         let granted = self.credit_s.unwrap_or(0);
+        let Some(rate) = self.rate().await.map_err(internal)? else {
+            // Calls to this number are not rated: no limit.
+            self.credit_s = None;
+            return Ok(true);
+        };
+        let hold = |total, min_usable| billing::ledger::Hold {
+            instance: self.ctx.instance_id,
+            leg: self.row.uuid,
+            account_id: self.row.account_id,
+            total,
+            min_usable,
+        };
+        // A first grant to an account whose free credit pays ten times the whole call: the
+        // steps below would grant the whole length_timer at once. Taken without reading the
+        // funds first (one round trip); when refused, the steps decide.
+        let whole_call = rate.price(length_timer_s);
+        if granted == 0 && self.reserved.is_zero() && !whole_call.is_zero() {
+            let ample = whole_call * rust_decimal::Decimal::from(STEP_SHARE);
+            if billing::ledger::hold_on_row(&self.ctx.pool, &hold(whole_call, ample)).await.map_err(internal)? {
+                self.reserved = whole_call;
+                self.credit_s = Some(length_timer_s);
+                return Ok(true);
+            }
+        }
         // A few tries: another call of the account may take the credit between read and hold.
         for _ in 0..3 {
-            let (funds, rate) = billing::ledger::funds_and_rate(&self.ctx.pool, self.row.account_id, &self.to, Utc::now()).await.map_err(internal)?;
+            let funds = billing::ledger::funds(&self.ctx.pool, self.row.account_id).await.map_err(internal)?;
+            let Some(funds) = funds else { return Ok(false) };
             // What this leg could use in all: the free credit and what it already holds.
             let usable = funds.available() + self.reserved;
-            let Some(max_s) = rate.as_ref().and_then(|r| r.affordable_seconds(usable)) else {
-                // No rate, or calls to this number are free: no limit.
+            let Some(max_s) = rate.affordable_seconds(usable) else {
+                // Calls to this number are free: no limit.
                 self.credit_s = None;
                 return Ok(true);
             };
-            let rate = rate.expect("affordable_seconds came from a rate");
-            let step = rate.affordable_seconds(usable / rust_decimal::Decimal::from(10)).map_or(length_timer_s, |s| s.max(MIN_STEP_S));
+            let step = rate.affordable_seconds(usable / rust_decimal::Decimal::from(STEP_SHARE)).map_or(length_timer_s, |s| s.max(MIN_STEP_S));
             let target = (granted + step).min(length_timer_s).min(max_s);
             if target <= granted {
                 return Ok(false);
@@ -516,9 +557,9 @@ impl Leg {
 
     /// The leg's final columns for `duration_s` answered seconds, priced by the deck. Unanswered
     /// legs are rated too (at 0): reports group them by country and network.
-    async fn rated_finish(&self, end_time: DateTime<Utc>, duration_s: i64, disconnected_by: Option<&str>) -> Finish {
+    async fn rated_finish(&mut self, end_time: DateTime<Utc>, duration_s: i64, disconnected_by: Option<&str>) -> Finish {
         let mut finish = Finish { end_time, duration_s: duration_s as i32, disconnected_by: disconnected_by.map(str::to_string), ..Finish::default() };
-        match billing::rate_for(&self.ctx.pool, &self.to, Utc::now()).await {
+        match self.rate().await {
             Ok(Some(rate)) => {
                 finish.billed_s = Some(billing::billed_seconds(duration_s, rate.initial_increment_s, rate.subsequent_increment_s) as i32);
                 finish.price = Some(rate.price(duration_s));
