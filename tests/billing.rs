@@ -6,6 +6,8 @@ mod common;
 
 use common::receiver::Receiver;
 use common::*;
+use outdial::billing::holds::CreditHolds;
+use outdial::billing::ledger::Hold;
 use outdial::billing::{self, deck, ledger};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -464,11 +466,13 @@ async fn a_hold_refused_on_the_account_row_is_asked_again_after_settling(pool: P
     sqlx::query("UPDATE accounts SET reserved = 9 WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
     sqlx::query("INSERT INTO account_settlements (account_id, amount, released) VALUES ($1, 0, 9)").bind(id).execute(&app.pool).await.unwrap();
     // The row alone shows 1 free; in truth 10 are.
-    assert!(ledger::reserve(&app.pool, instance, uuid, id, dec("5")).await.unwrap(), "settled, then held");
+    let holds = CreditHolds::spawn(app.pool.clone(), app.pool.clone(), 64);
+    let hold = |total: &str| Hold { instance, leg: uuid, account_id: id, total: dec(total), min_usable: dec(total) };
+    assert!(holds.reserve(hold("5")).await.unwrap(), "settled, then held");
     let funds = ledger::funds(&app.pool, id).await.unwrap().unwrap();
     assert_eq!((funds.reserved, funds.available()), (dec("5"), dec("5")));
     // And what the credit does not cover is still refused.
-    assert!(!ledger::reserve(&app.pool, instance, uuid, id, dec("10.5")).await.unwrap());
+    assert!(!holds.reserve(hold("10.5")).await.unwrap());
     app.stop().await;
 }
 
@@ -522,5 +526,44 @@ async fn an_answered_call_holds_its_whole_price_when_the_account_can_pay_ten_suc
     assert_eq!(held_by(&app.pool, &stepped).await, dec("9"));
     let funds = ledger::funds(&app.pool, app.account.account_id).await.unwrap().unwrap();
     assert_eq!(funds.reserved, dec("19"));
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn holds_taken_together_never_take_more_than_the_account_has_free(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let id = app.account.account_id;
+    let instance = uuid::Uuid::new_v4();
+    let mut legs = Vec::new();
+    for _ in 0..4 {
+        let uuid: uuid::Uuid = app.place(&minimal_call()).await.parse().unwrap();
+        sqlx::query("UPDATE call_jobs SET state = 'running', locked_by = $2 WHERE call_uuid = $1").bind(uuid).bind(instance).execute(&app.pool).await.unwrap();
+        legs.push(uuid);
+    }
+    fund(&app, "0", "10").await;
+    let hold = |leg, total: &str, min_usable: &str| Hold { instance, leg, account_id: id, total: dec(total), min_usable: dec(min_usable) };
+    // One statement, in order: 4 of 10, 4 of the 6 left, then 4 more do not fit in 2; the
+    // last asks for 4 but only if 20 could be used: refused too.
+    let taken = ledger::take_holds(
+        &app.pool,
+        &[hold(legs[0], "4", "4"), hold(legs[1], "4", "4"), hold(legs[2], "4", "4"), hold(legs[3], "1", "20")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken, vec![true, true, false, false]);
+    let funds = ledger::funds(&app.pool, id).await.unwrap().unwrap();
+    assert_eq!((funds.reserved, funds.available()), (dec("8"), dec("2")));
+    // A leg raising its own hold counts what it already holds: 4 held + 2 free covers 6.
+    assert_eq!(ledger::take_holds(&app.pool, &[hold(legs[0], "6", "6")]).await.unwrap(), vec![true]);
+    // And a leg this instance does not own holds nothing.
+    let foreign = Hold { instance: uuid::Uuid::new_v4(), ..hold(legs[2], "0.5", "0.5") };
+    assert_eq!(ledger::take_holds(&app.pool, &[foreign]).await.unwrap(), vec![false]);
+    let held: Vec<Decimal> = sqlx::query_scalar("SELECT credit_reserved FROM calls WHERE uuid = ANY($1) ORDER BY array_position($1, uuid)")
+        .bind(&legs)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(held, vec![dec("6"), dec("4"), dec("0"), dec("0")]);
+    assert_eq!(ledger::funds(&app.pool, id).await.unwrap().unwrap().reserved, dec("10"));
     app.stop().await;
 }

@@ -85,25 +85,11 @@ pub async fn funds_and_rate(pool: &PgPool, account_id: i64, number: &str, at: Da
     Ok((Funds { balance: row.balance, credit_limit: row.credit_limit, reserved: row.reserved }, rate))
 }
 
-/// Raises what a running leg holds to `total` (the price of all the seconds granted to it), if
-/// the account's free credit covers the increase; false otherwise. Only while `instance` still
-/// owns the leg, so a presumed-dead instance cannot hold credit after a takeover. Reads the
-/// account row alone, not pending settlements: a settlement never frees less than it debits,
-/// so the row errs on the safe side; when it refuses, pending settlements are applied first and
-/// the row asked again.
-pub async fn reserve(pool: &PgPool, instance: uuid::Uuid, leg: uuid::Uuid, account_id: i64, total: Decimal) -> Result<bool, sqlx::Error> {
-    let hold = Hold { instance, leg, account_id, total, min_usable: total };
-    if hold_on_row(pool, &hold).await? {
-        return Ok(true);
-    }
-    // Refused on the row alone: settle what is pending (it may free credit) and ask once more,
-    // so a call near the limit is not cut off for a settlement not yet applied.
-    settle(pool).await?;
-    hold_on_row(pool, &hold).await
-}
-
-/// A leg's credit hold raised to `total`, taken only if what the leg could use in all (the
-/// account row's free credit plus what the leg already holds) is at least `min_usable`.
+/// A leg's credit hold raised to `total` (the price of all the seconds granted to it), taken
+/// only while `instance` still owns the leg (so a presumed-dead instance cannot hold credit
+/// after a takeover) and only if the account's free credit covers the increase and what the leg
+/// could use in all (free credit plus what it holds) is at least `min_usable`.
+#[derive(Debug, Clone)]
 pub struct Hold {
     pub instance: uuid::Uuid,
     pub leg: uuid::Uuid,
@@ -112,32 +98,46 @@ pub struct Hold {
     pub min_usable: Decimal,
 }
 
-/// Takes the hold on the account row alone (see `reserve`); false when refused.
+/// Takes several holds in one statement (see `billing::holds`), each true when taken. Each
+/// account's row is locked once for them all; in order, each hold sees the free credit less
+/// what the holds before it asked for (taken or not: refusing too many is safe, the leg asks
+/// again). Reads the account row alone, not pending settlements: a settlement never frees less
+/// than it debits, so the row errs on the safe side.
 ///
 /// Commits without waiting for its WAL flush, so the account row (which every answered call of
 /// the account updates here) is locked only while the statement runs, not through a flush.
 /// The books stay right either way: the leg's next write commits durably and a flush covers
 /// all earlier WAL; if the database crashes before that, the hold is lost with its row's
 /// `credit_reserved`, and the leg's end releases what the row says it held (nothing).
-pub async fn hold_on_row(pool: &PgPool, hold: &Hold) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
+pub async fn take_holds(pool: &PgPool, holds: &[Hold]) -> Result<Vec<bool>, sqlx::Error> {
+    let taken: Vec<(uuid::Uuid, bool)> = sqlx::query_as(
         "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
-              own AS (SELECT 1 FROM call_jobs WHERE call_uuid = $1 AND locked_by = $2 AND state = 'running'),
-              held AS (SELECT credit_reserved FROM calls WHERE uuid = $1 AND EXISTS (SELECT 1 FROM own)),
-              a AS (UPDATE accounts SET reserved = reserved + ($4 - (SELECT credit_reserved FROM held))
-                    WHERE id = $3 AND EXISTS (SELECT 1 FROM held)
-                      AND balance + credit_limit - reserved >= GREATEST($4, $5) - (SELECT credit_reserved FROM held)
-                    RETURNING 1),
-              c AS (UPDATE calls SET credit_reserved = $4 WHERE uuid = $1 AND EXISTS (SELECT 1 FROM a))
-         SELECT EXISTS (SELECT 1 FROM a) FROM async",
+              req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::numeric[], $5::numeric[]) WITH ORDINALITY
+                      AS r(leg, instance, account_id, total, min_usable, i)),
+              own AS (SELECT req.*, c.credit_reserved AS held FROM req
+                      JOIN call_jobs j ON j.call_uuid = req.leg AND j.locked_by = req.instance AND j.state = 'running'
+                      JOIN calls c ON c.uuid = req.leg AND c.account_id = req.account_id),
+              -- Locked: the free credit read is the latest and stays so until the commit.
+              acc AS (SELECT id, balance + credit_limit - reserved AS free FROM accounts
+                      WHERE id IN (SELECT account_id FROM own) ORDER BY id FOR UPDATE),
+              ranked AS (SELECT own.*, acc.free - COALESCE(sum(own.total - own.held) OVER (PARTITION BY own.account_id ORDER BY own.i
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS free_before
+                         FROM own JOIN acc ON acc.id = own.account_id),
+              taken AS (SELECT * FROM ranked WHERE free_before >= GREATEST(total, min_usable) - held),
+              a AS (UPDATE accounts SET reserved = reserved + t.increase
+                    FROM (SELECT account_id, sum(total - held) AS increase FROM taken GROUP BY account_id) t
+                    WHERE accounts.id = t.account_id),
+              c AS (UPDATE calls SET credit_reserved = taken.total FROM taken WHERE calls.uuid = taken.leg)
+         SELECT req.leg, EXISTS (SELECT 1 FROM taken WHERE taken.leg = req.leg) FROM req, async ORDER BY req.i",
     )
-    .bind(hold.leg)
-    .bind(hold.instance)
-    .bind(hold.account_id)
-    .bind(hold.total)
-    .bind(hold.min_usable)
-    .fetch_one(pool)
-    .await
+    .bind(holds.iter().map(|h| h.leg).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.instance).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.account_id).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.total).collect::<Vec<_>>())
+    .bind(holds.iter().map(|h| h.min_usable).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await?;
+    Ok(taken.into_iter().map(|(_, taken)| taken).collect())
 }
 
 /// Why an account cannot place a call.

@@ -3,6 +3,7 @@
 
 pub mod deck;
 pub mod gate;
+pub mod holds;
 pub mod ledger;
 pub mod routing;
 

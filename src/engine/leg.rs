@@ -499,7 +499,7 @@ impl Leg {
         let whole_call = rate.price(length_timer_s);
         if granted == 0 && self.reserved.is_zero() && !whole_call.is_zero() {
             let ample = whole_call * rust_decimal::Decimal::from(STEP_SHARE);
-            if billing::ledger::hold_on_row(&self.ctx.pool, &hold(whole_call, ample)).await.map_err(internal)? {
+            if self.ctx.holds.take(hold(whole_call, ample)).await.map_err(internal)? {
                 self.reserved = whole_call;
                 self.credit_s = Some(length_timer_s);
                 return Ok(true);
@@ -522,7 +522,7 @@ impl Leg {
                 return Ok(false);
             }
             let total = rate.price(target);
-            if billing::ledger::reserve(&self.ctx.pool, self.ctx.instance_id, self.row.uuid, self.row.account_id, total).await.map_err(internal)? {
+            if self.ctx.holds.reserve(hold(total, total)).await.map_err(internal)? {
                 self.reserved = total;
                 self.credit_s = Some(target);
                 return Ok(true);

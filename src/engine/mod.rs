@@ -33,6 +33,8 @@ pub struct EngineCtx {
     pub pool: PgPool,
     /// Stores legs' writes, several to a statement.
     pub writer: writer::LegWriter,
+    /// Takes legs' credit holds, several to a statement.
+    pub holds: crate::billing::holds::CreditHolds,
     pub clock: Clock,
     pub carrier: Arc<dyn Carrier>,
     pub client: WebhookClient,
@@ -65,6 +67,11 @@ impl EngineCtx {
                 crate::db::dedicated_pool(&pool, "outdial", settings.engine.write_tasks as u32),
                 instance_id,
                 settings.engine.write_tasks,
+                settings.engine.write_batch_max,
+            ),
+            holds: crate::billing::holds::CreditHolds::spawn(
+                pool.clone(),
+                crate::db::dedicated_pool(&pool, "outdial", 1),
                 settings.engine.write_batch_max,
             ),
             pool,
