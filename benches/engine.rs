@@ -1127,7 +1127,8 @@ struct PgProfile {
 
 fn statement_label(q: &str) -> &'static str {
     let q = q.trim_start();
-    if q.contains("UPDATE accounts SET reserved") {
+    // pg_stat_activity keeps the first 1,024 bytes of a statement: match on its start.
+    if q.contains("UPDATE accounts SET reserved") || q.contains("set_config('synchronous_commit', 'off'") {
         "billing reserve (credit hold)"
     } else if q.starts_with("WITH w AS") {
         "engine store::apply (status + events)"

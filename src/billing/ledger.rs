@@ -114,9 +114,13 @@ pub async fn take_holds(pool: &PgPool, holds: &[Hold]) -> Result<Vec<bool>, sqlx
         "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
               req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::numeric[], $5::numeric[]) WITH ORDINALITY
                       AS r(leg, instance, account_id, total, min_usable, i)),
+              -- Probes per leg (LATERAL: a join may be planned on stale statistics as a scan of
+              -- every running leg, or of every call of the account).
               own AS (SELECT req.*, c.credit_reserved AS held FROM req
-                      JOIN call_jobs j ON j.call_uuid = req.leg AND j.locked_by = req.instance AND j.state = 'running'
-                      JOIN calls c ON c.uuid = req.leg AND c.account_id = req.account_id),
+                      CROSS JOIN LATERAL (SELECT 1 FROM call_jobs j WHERE j.call_uuid = req.leg AND j.locked_by = req.instance
+                                          AND j.state = 'running' LIMIT 1) owned
+                      CROSS JOIN LATERAL (SELECT account_id, credit_reserved FROM calls WHERE uuid = req.leg LIMIT 1) c
+                      WHERE c.account_id = req.account_id),
               -- Locked: the free credit read is the latest and stays so until the commit.
               acc AS (SELECT id, balance + credit_limit - reserved AS free FROM accounts
                       WHERE id IN (SELECT account_id FROM own) ORDER BY id FOR UPDATE),

@@ -95,10 +95,12 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
                                          $14::text[], $15::int[], $16::text[], $17::float8[])
                     AS w(leg, status, detail, last_seq, answered_at, end_time, duration_s, rate, price, network,
                          disconnected_by, finish, country, billed_s, ending, hand_off_s)),
-              -- The legs this instance still owns (a fence against a takeover).
-              own AS (SELECT w.* FROM call_jobs j JOIN w ON w.leg = j.call_uuid
-                      WHERE j.call_uuid = ANY($1) AND j.locked_by = $2 AND j.state = 'running'
-                      ORDER BY j.call_uuid FOR UPDATE OF j),
+              -- The legs this instance still owns (a fence against a takeover), each job row
+              -- locked by a probe of its key (a LATERAL per leg: a join was planned, on stale
+              -- statistics, as a scan of every running leg of the instance).
+              own AS (SELECT w.* FROM (SELECT * FROM w ORDER BY leg) w
+                      CROSS JOIN LATERAL (SELECT 1 FROM call_jobs j WHERE j.call_uuid = w.leg AND j.locked_by = $2
+                                          AND j.state = 'running' LIMIT 1 FOR UPDATE) owned),
               -- Read before this statement's update: the credit each leg held while it ran.
               held AS (SELECT c.uuid, c.credit_reserved FROM calls c JOIN own ON c.uuid = own.leg),
               u AS (UPDATE calls c SET status = COALESCE(o.status, c.status), detail = COALESCE(o.detail, c.detail), last_seq = o.last_seq,
