@@ -278,3 +278,17 @@ async fn a_command_too_long_for_a_notification_still_reaches_the_leg(pool: PgPoo
     app.put_json(&path, &json!({"action": "hangup"})).await;
     receiver.wait_status("/events", &uuid, "completed").await;
 }
+
+#[sqlx::test]
+async fn a_hangup_accepted_before_any_worker_claimed_the_call_cancels_it_when_one_does(pool: PgPool) {
+    // API only: the call waits in the queue, and its hangup is stored while no worker has it.
+    let api = spawn_app(pool.clone()).await;
+    let receiver = Receiver::start().await;
+    let uuid = api.place(&call(&receiver, "447700900000", long_wait())).await;
+    assert_eq!(api.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await.status(), 204);
+    let workers = spawn_app_with(pool, Options { roles: vec!["workers", "webhooks"], ..Options::default() }).await;
+    let statuses = receiver.wait_status("/events", &uuid, "completed").await;
+    assert!(statuses.contains(&"cancelled".to_string()) && !statuses.contains(&"answered".to_string()), "{statuses:?}");
+    workers.stop().await;
+    api.stop().await;
+}

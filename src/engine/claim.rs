@@ -1,6 +1,7 @@
 //! Claiming legs: a short transaction with FOR UPDATE SKIP LOCKED; nothing stays open while a
 //! call runs.
 
+use super::commands;
 use super::leg::{self, LegRow};
 use super::EngineCtx;
 use crate::billing::{self, Rate};
@@ -21,12 +22,17 @@ pub async fn claim_loop(ctx: Arc<EngineCtx>, wake: Arc<Notify>, poll: Duration, 
         match claimed {
             Ok(legs) => {
                 let full = legs.len() as i64 == ctx.settings.engine.claim_batch;
+                let lines: Vec<_> = legs.iter().map(|row| ctx.commands.register_quietly(row.uuid)).collect();
+                let uuids: Vec<uuid::Uuid> = legs.iter().map(|row| row.uuid).collect();
+                if !uuids.is_empty() {
+                    commands::wake_legs_with_commands(&ctx, &uuids).await;
+                }
                 let rates = rates_of(&ctx, &legs).await;
-                for (row, rate) in legs.into_iter().zip(rates) {
+                for ((row, rate), line) in legs.into_iter().zip(rates).zip(lines) {
                     ctx.live_legs.fetch_add(1, Ordering::Relaxed);
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
-                        leg::drive(ctx.clone(), row, rate).await;
+                        leg::drive(ctx.clone(), row, rate, line).await;
                         ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -47,6 +53,9 @@ pub async fn claim_loop(ctx: Arc<EngineCtx>, wake: Arc<Notify>, poll: Duration, 
 /// The deck entries of claimed legs, in one query for the batch. If it fails each leg looks its
 /// own up when it needs it.
 async fn rates_of(ctx: &EngineCtx, legs: &[LegRow]) -> Vec<Option<Option<Rate>>> {
+    if legs.is_empty() {
+        return vec![];
+    }
     let numbers: Vec<String> = legs.iter().map(|row| leg::address_of(&row.to_endpoint)).collect();
     let numbers: Vec<&str> = numbers.iter().map(String::as_str).collect();
     match billing::rates_for(&ctx.pool, &numbers, Utc::now()).await {

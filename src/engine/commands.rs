@@ -44,6 +44,9 @@ pub fn parse_notification(payload: &str) -> Option<(Uuid, Wake)> {
     Uuid::parse_str(payload).ok().map(|uuid| (uuid, Wake::Look))
 }
 
+/// Where a leg receives its wake-ups.
+pub type CommandLine = mpsc::UnboundedReceiver<Wake>;
+
 /// The legs this instance drives, by call uuid, each with a wake-up line.
 #[derive(Default)]
 pub struct CommandRouter {
@@ -51,10 +54,17 @@ pub struct CommandRouter {
 }
 
 impl CommandRouter {
-    pub fn register(&self, uuid: Uuid) -> mpsc::UnboundedReceiver<Wake> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn register(&self, uuid: Uuid) -> CommandLine {
+        let rx = self.register_quietly(uuid);
         // A command may have been accepted before the leg was claimed: look once at the start.
-        let _ = tx.send(Wake::Look);
+        self.wake(uuid);
+        rx
+    }
+
+    /// Registers the leg without looking for commands accepted earlier: the caller does (see
+    /// `wake_legs_with_commands`).
+    pub fn register_quietly(&self, uuid: Uuid) -> CommandLine {
+        let (tx, rx) = mpsc::unbounded_channel();
         self.legs.lock().unwrap_or_else(|e| e.into_inner()).insert(uuid, tx);
         rx
     }
@@ -88,6 +98,24 @@ pub async fn sweep(ctx: &super::EngineCtx) -> Result<(), sqlx::Error> {
         ctx.commands.wake(uuid);
     }
     Ok(())
+}
+
+/// Wakes those of just-claimed legs (registered first, so a command accepted after this query
+/// reaches them by NOTIFY) that have commands accepted before: one query for the claim's batch,
+/// not one per leg. If it fails, every leg looks for itself.
+pub async fn wake_legs_with_commands(ctx: &super::EngineCtx, legs: &[Uuid]) {
+    let pending: Result<Vec<Uuid>, sqlx::Error> =
+        sqlx::query_scalar("SELECT DISTINCT call_uuid FROM call_commands WHERE call_uuid = ANY($1) AND state = 'pending'")
+            .bind(legs)
+            .fetch_all(&ctx.pool)
+            .await;
+    let wake: Vec<Uuid> = pending.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "looking up commands of claimed legs failed; each leg looks for itself");
+        legs.to_vec()
+    });
+    for uuid in wake {
+        ctx.commands.wake(uuid);
+    }
 }
 
 /// The commands to apply now: those handed over with `first` and whatever else is already

@@ -119,7 +119,7 @@ pub struct Leg {
     pub last_status: Option<String>,
     pub last_detail: Option<String>,
     /// Wakes the leg when the API sent it a command.
-    pub commands: Option<tokio::sync::mpsc::UnboundedReceiver<super::commands::Wake>>,
+    pub commands: Option<super::commands::CommandLine>,
     /// Commands this leg already applied or rejected (one may reach it twice: see commands).
     pub handled_commands: std::collections::HashSet<i64>,
     /// History lines (what the callee heard…) written with the leg's next change.
@@ -135,13 +135,14 @@ pub fn address_of(endpoint: &Value) -> String {
     parse_endpoint(endpoint, "", &mut problems).map(|e| e.address().to_string()).unwrap_or_default()
 }
 
-/// Drives a claimed leg; `rate` is its deck entry when the claim already looked it up.
-pub async fn drive(ctx: Arc<EngineCtx>, row: LegRow, rate: Option<Option<billing::Rate>>) {
+/// Drives a claimed leg, registered for commands (`commands`); `rate` is its deck entry when
+/// the claim already looked it up.
+pub async fn drive(ctx: Arc<EngineCtx>, row: LegRow, rate: Option<Option<billing::Rate>>, commands: super::commands::CommandLine) {
     use tracing::Instrument;
     let uuid = row.uuid;
     let mut leg = Leg::new(ctx.clone(), row);
     leg.rate = rate;
-    leg.commands = Some(ctx.commands.register(uuid));
+    leg.commands = Some(commands);
     let result = leg.run().instrument(tracing::info_span!("leg", call_uuid = %uuid)).await;
     ctx.commands.unregister(uuid);
     match result {
