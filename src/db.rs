@@ -37,11 +37,25 @@ pub fn pool_like(pool: &PgPool, application_name: &str, max_connections: u32, du
 /// wait for a connection to be set up.
 pub fn dedicated_pool(pool: &PgPool, application_name: &str, connections: u32) -> PgPool {
     let options = (*pool.connect_options()).clone().application_name(application_name);
+    kept_connections(pool, options, connections)
+}
+
+fn kept_connections(pool: &PgPool, options: PgConnectOptions, connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(connections.max(1))
         .min_connections(connections.max(1))
         .acquire_timeout(pool.options().get_acquire_timeout())
         .connect_lazy_with(options)
+}
+
+/// `dedicated_pool` for statements that must only ever probe indexes (a leg's write, a group of
+/// credit holds): sequential scans are off on these connections. Their plans are cached per
+/// connection, and one made while a table was small joined it by a full scan for as long as
+/// the connection lived (a third of the leg writers' CPU under load). Every table they touch
+/// has the index each join needs.
+pub fn probing_pool(pool: &PgPool, application_name: &str, connections: u32) -> PgPool {
+    let options = (*pool.connect_options()).clone().application_name(application_name).options([("enable_seqscan", "off")]);
+    kept_connections(pool, options, connections)
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -64,14 +64,14 @@ impl EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
             // Its own connections, one per writer task: a leg's write never waits behind reads.
             writer: writer::LegWriter::spawn(
-                crate::db::dedicated_pool(&pool, "outdial", settings.engine.write_tasks as u32),
+                crate::db::probing_pool(&pool, "outdial", settings.engine.write_tasks as u32),
                 instance_id,
                 settings.engine.write_tasks,
                 settings.engine.write_batch_max,
             ),
             holds: crate::billing::holds::CreditHolds::spawn(
                 pool.clone(),
-                crate::db::dedicated_pool(&pool, "outdial", 1),
+                crate::db::probing_pool(&pool, "outdial", 1),
                 settings.engine.write_batch_max,
             ),
             pool,
