@@ -65,6 +65,13 @@ async fn prepaid_waiting_call(app: &TestApp, receiver: &Receiver, balance: &str)
     })
 }
 
+/// A call placed and marked as running on `instance` (no engine runs: the test drives it).
+async fn place_leg_owned_by(app: &TestApp, instance: uuid::Uuid) -> uuid::Uuid {
+    let uuid: uuid::Uuid = app.place(&minimal_call()).await.parse().unwrap();
+    sqlx::query("UPDATE call_jobs SET state = 'running', locked_by = $2 WHERE call_uuid = $1").bind(uuid).bind(instance).execute(&app.pool).await.unwrap();
+    uuid
+}
+
 async fn assert_ledger_is_balance(pool: &PgPool, account_id: i64) -> Decimal {
     let funds = ledger::funds(pool, account_id).await.unwrap().unwrap();
     assert_eq!(ledger::ledger_sum(pool, account_id).await.unwrap(), funds.balance, "the ledger sums to the balance");
@@ -458,9 +465,8 @@ async fn finished_calls_settle_into_the_account_row_and_funds_are_exact_meanwhil
 async fn a_hold_refused_on_the_account_row_is_asked_again_after_settling(pool: PgPool) {
     let app = spawn_app(pool).await;
     let id = app.account.account_id;
-    let uuid: uuid::Uuid = app.place(&minimal_call()).await.parse().unwrap();
     let instance = uuid::Uuid::new_v4();
-    sqlx::query("UPDATE call_jobs SET state = 'running', locked_by = $2 WHERE call_uuid = $1").bind(uuid).bind(instance).execute(&app.pool).await.unwrap();
+    let uuid = place_leg_owned_by(&app, instance).await;
     // 10 of credit, 9 still held on the row by a leg that has ended (its release pending).
     fund(&app, "0", "10").await;
     sqlx::query("UPDATE accounts SET reserved = 9 WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
@@ -536,9 +542,7 @@ async fn holds_taken_together_never_take_more_than_the_account_has_free(pool: Pg
     let instance = uuid::Uuid::new_v4();
     let mut legs = Vec::new();
     for _ in 0..4 {
-        let uuid: uuid::Uuid = app.place(&minimal_call()).await.parse().unwrap();
-        sqlx::query("UPDATE call_jobs SET state = 'running', locked_by = $2 WHERE call_uuid = $1").bind(uuid).bind(instance).execute(&app.pool).await.unwrap();
-        legs.push(uuid);
+        legs.push(place_leg_owned_by(&app, instance).await);
     }
     fund(&app, "0", "10").await;
     let hold = |leg, total: &str, min_usable: &str| Hold { instance, leg, account_id: id, total: dec(total), min_usable: dec(min_usable) };
