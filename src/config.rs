@@ -67,6 +67,12 @@ pub struct WebhookSettings {
     pub max_in_flight: usize,
     pub database_connections: u32,
     pub allow_private_addresses: bool,
+    /// Networks (CIDR) allowed even though they are private, e.g. an internal receiver's.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Largest reply body kept (NCCOs from answer_url and events, report callbacks).
+    pub max_reply_bytes: usize,
+    /// Largest audio file fetched (`streamUrl`, `musicOnHoldUrl`).
+    pub max_media_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +142,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("calls.random_from_numbers")
                 .with_list_parse_key("engine.roles")
+                .with_list_parse_key("webhooks.allowed_networks")
                 .try_parsing(true),
         );
         if let Ok(url) = std::env::var("DATABASE_URL") {

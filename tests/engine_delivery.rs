@@ -122,25 +122,6 @@ async fn an_unreachable_receiver_is_retried_with_backoff_and_recorded(pool: PgPo
 }
 
 #[sqlx::test]
-async fn private_addresses_are_refused_unless_allowed(pool: PgPool) {
-    let mut options = Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() };
-    options.time_scale = 20.0;
-    let mut settings = test_settings(&options);
-    settings.webhooks.allow_private_addresses = false;
-    let client = outdial::webhooks::WebhookClient::new(&settings.webhooks);
-    let receiver = Receiver::start().await;
-    for url in [receiver.url("/x"), "http://localhost:1/x".into(), "http://10.1.2.3/x".into(), "http://[::1]:80/x".into()] {
-        let result = client
-            .send(outdial::webhooks::Outbound { url: &url, method: "POST", payload: &json!({}), timeout: Duration::from_secs(1), signer: None })
-            .await;
-        let (error, _) = result.expect_err("refused");
-        assert!(matches!(error, outdial::webhooks::WebhookError::PrivateAddress(_)), "{url}: {error}");
-    }
-    assert!(receiver.requests("/x").is_empty());
-    drop(pool);
-}
-
-#[sqlx::test]
 async fn the_sandbox_validates_and_reports_behaviour(pool: PgPool) {
     let app = spawn_app(pool).await;
     let defaults = app.get_json("/v1/sandbox/numbers/447700900486").await;

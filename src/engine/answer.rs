@@ -61,7 +61,7 @@ pub async fn fetch(
             payload.clone()
         };
         for _ in 0..ATTEMPTS_PER_URL {
-            let result = client.send(Outbound { url: target.url, method: target.method, payload: &body, timeout, signer }).await;
+            let result = client.send(Outbound { url: target.url, method: target.method, payload: &body, timeout, signer, body_limit: client.reply_limit() }).await;
             match result {
                 Ok(response) => {
                     attempts.push(Attempt {

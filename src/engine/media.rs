@@ -53,7 +53,14 @@ pub fn wav_duration(bytes: &[u8]) -> Option<Duration> {
 /// Fetches an audio URL and measures it; files that are not WAV count at 128 kbit/s (MP3).
 pub async fn audio_duration(client: &WebhookClient, url: &str) -> Result<Duration, String> {
     let response = client
-        .send(Outbound { url, method: "GET", payload: &serde_json::Value::Null, timeout: Duration::from_millis(client.settings.answer_timeout_ms), signer: None })
+        .send(Outbound {
+            url,
+            method: "GET",
+            payload: &serde_json::Value::Null,
+            timeout: Duration::from_millis(client.settings.answer_timeout_ms),
+            signer: None,
+            body_limit: client.media_limit(),
+        })
         .await
         .map_err(|(e, _)| e.to_string())?;
     Ok(wav_duration(&response.body).unwrap_or_else(|| Duration::from_secs_f64(response.body.len() as f64 * 8.0 / 128_000.0)))

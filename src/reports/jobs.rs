@@ -357,7 +357,7 @@ async fn callback(ctx: &Ctx, job: &Job) {
     let body = job.to_json(&ctx.base_url);
     let timeout = Duration::from_millis(ctx.settings.reports.callback_timeout_ms);
     for attempt in 1..=3u32 {
-        let out = Outbound { url, method: "POST", payload: &body, timeout, signer: None };
+        let out = Outbound { url, method: "POST", payload: &body, timeout, signer: None, body_limit: ctx.client.discard_reply() };
         match ctx.client.send(out).await {
             Ok(_) => return,
             Err((e, _)) => {

@@ -1,20 +1,28 @@
-//! Outbound HTTP to customers (webhooks, answer_url, audio): timeouts always set, and private
-//! or loopback addresses refused unless configuration allows them.
+//! Outbound HTTP to customers (webhooks, answer_url, audio): timeouts always set, every body
+//! read under a size cap, and private or loopback addresses refused (see `address_guard`) on
+//! the first URL and on every redirect hop, unless configuration allows them. Proxy variables
+//! are ignored: a proxy would resolve names where the guard cannot see them.
 
+use super::address_guard::{AddressGuard, GuardedResolver};
 use super::signing::Signer;
 use crate::config::WebhookSettings;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Redirects followed at most, each checked like the first URL.
+const MAX_REDIRECTS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("invalid URL: {0}")]
     BadUrl(String),
-    #[error("{0} resolves to a private or loopback address, which is not allowed")]
+    #[error("{0} is or resolves to a private, loopback or reserved address, which is not allowed (webhooks.allow_private_addresses, webhooks.allowed_networks)")]
     PrivateAddress(String),
+    #[error("the response body is larger than the {0} bytes allowed")]
+    TooLarge(usize),
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
     #[error("timed out")]
     Timeout,
     #[error("connection failed: {0}")]
@@ -31,7 +39,7 @@ impl WebhookError {
         match self {
             WebhookError::Timeout | WebhookError::Connect(_) | WebhookError::Other(_) => true,
             WebhookError::Status(code) => *code == 429 || *code >= 500,
-            WebhookError::BadUrl(_) | WebhookError::PrivateAddress(_) => false,
+            WebhookError::BadUrl(_) | WebhookError::PrivateAddress(_) | WebhookError::TooLarge(_) | WebhookError::TooManyRedirects => false,
         }
     }
 }
@@ -43,42 +51,20 @@ pub struct WebhookResponse {
     pub latency: Duration,
 }
 
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]) // carrier-grade NAT
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
-}
-
-/// Resolves names and drops private addresses, so a public name pointing inside is refused too.
-struct PublicOnlyResolver;
-
-impl Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::task::spawn_blocking(move || (host.as_str(), 0).to_socket_addrs().map(|a| a.collect()))
-                .await
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)??;
-            let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| !is_private(a.ip())).collect();
-            if public.is_empty() {
-                return Err(Box::new(WebhookError::PrivateAddress(name.as_str().to_string())) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(public.into_iter()) as Addrs)
-        })
-    }
+/// What to do with a response's body.
+#[derive(Debug, Clone, Copy)]
+pub enum BodyLimit {
+    /// Keep it (an NCCO, an audio file): larger than this many bytes is an error.
+    Keep(usize),
+    /// Not needed (a plain event's reply): read up to this many bytes, so the connection can be
+    /// kept alive, then drop it; never an error.
+    Discard(usize),
 }
 
 #[derive(Clone)]
 pub struct WebhookClient {
     http: reqwest::Client,
-    allow_private: bool,
+    guard: Arc<AddressGuard>,
     pub settings: Arc<WebhookSettings>,
 }
 
@@ -90,40 +76,52 @@ pub struct Outbound<'a> {
     pub payload: &'a Value,
     pub timeout: Duration,
     pub signer: Option<&'a Signer>,
+    pub body_limit: BodyLimit,
 }
 
 impl WebhookClient {
     pub fn new(settings: &WebhookSettings) -> WebhookClient {
+        let guard = Arc::new(AddressGuard::new(settings.allow_private_addresses, settings.allowed_networks.clone()));
+        let hop_guard = guard.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error(WebhookError::TooManyRedirects);
+            }
+            match hop_guard.check_url(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(refused) => attempt.error(refused),
+            }
+        });
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
             .pool_max_idle_per_host(settings.max_in_flight)
             .user_agent(concat!("Outdial/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(3));
-        if !settings.allow_private_addresses {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+            .no_proxy()
+            .redirect(redirects);
+        if guard.filters() {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver(guard.clone())));
         }
-        WebhookClient {
-            http: builder.build().expect("HTTP client"),
-            allow_private: settings.allow_private_addresses,
-            settings: Arc::new(settings.clone()),
-        }
+        WebhookClient { http: builder.build().expect("HTTP client"), guard, settings: Arc::new(settings.clone()) }
+    }
+
+    /// The cap for bodies that are kept and parsed (NCCOs, replies).
+    pub fn reply_limit(&self) -> BodyLimit {
+        BodyLimit::Keep(self.settings.max_reply_bytes)
+    }
+
+    /// The cap for audio files (`streamUrl`, music on hold).
+    pub fn media_limit(&self) -> BodyLimit {
+        BodyLimit::Keep(self.settings.max_media_bytes)
+    }
+
+    /// For replies nobody reads (plain events).
+    pub fn discard_reply(&self) -> BodyLimit {
+        BodyLimit::Discard(self.settings.max_reply_bytes)
     }
 
     fn check_url(&self, raw: &str) -> Result<url::Url, WebhookError> {
         let url = url::Url::parse(raw).map_err(|e| WebhookError::BadUrl(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(WebhookError::BadUrl(format!("{} is not http(s)", url.scheme())));
-        }
-        if !self.allow_private {
-            let literal = match url.host() {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if literal.is_some_and(is_private) || url.host_str() == Some("localhost") {
-                return Err(WebhookError::PrivateAddress(url.host_str().unwrap_or_default().to_string()));
-            }
-        }
+        self.guard.check_url(&url)?;
         Ok(url)
     }
 
@@ -154,25 +152,49 @@ impl WebhookClient {
         }
         let response = request.send().await.map_err(|e| (classify(e), started.elapsed()))?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| (classify(e), started.elapsed()))?.to_vec();
-        let latency = started.elapsed();
-        if (200..=299).contains(&status) {
-            Ok(WebhookResponse { status, body, latency })
-        } else {
-            Err((WebhookError::Status(status), latency))
+        if !(200..=299).contains(&status) {
+            return Err((WebhookError::Status(status), started.elapsed()));
+        }
+        let body = read_body(response, out.body_limit).await.map_err(|e| (e, started.elapsed()))?;
+        Ok(WebhookResponse { status, body, latency: started.elapsed() })
+    }
+}
+
+/// Reads a body chunk by chunk, never holding more than the limit.
+async fn read_body(mut response: reqwest::Response, limit: BodyLimit) -> Result<Vec<u8>, WebhookError> {
+    let (max, keep) = match limit {
+        BodyLimit::Keep(max) => (max, true),
+        BodyLimit::Discard(max) => (max, false),
+    };
+    if keep && response.content_length().is_some_and(|declared| declared > max as u64) {
+        return Err(WebhookError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    let mut read = 0usize;
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        read += chunk.len();
+        if read > max {
+            return if keep { Err(WebhookError::TooLarge(max)) } else { Ok(Vec::new()) };
+        }
+        if keep {
+            body.extend_from_slice(&chunk);
         }
     }
+    Ok(body)
 }
 
 fn classify(e: reqwest::Error) -> WebhookError {
     if e.is_timeout() {
         return WebhookError::Timeout;
     }
-    // The resolver's refusal arrives wrapped in a connect error.
+    // The resolver's and the redirect policy's refusals arrive wrapped in reqwest's errors.
     let mut source: Option<&dyn std::error::Error> = Some(&e);
     while let Some(err) = source {
-        if let Some(WebhookError::PrivateAddress(host)) = err.downcast_ref::<WebhookError>() {
-            return WebhookError::PrivateAddress(host.clone());
+        match err.downcast_ref::<WebhookError>() {
+            Some(WebhookError::PrivateAddress(host)) => return WebhookError::PrivateAddress(host.clone()),
+            Some(WebhookError::BadUrl(why)) => return WebhookError::BadUrl(why.clone()),
+            Some(WebhookError::TooManyRedirects) => return WebhookError::TooManyRedirects,
+            _ => {}
         }
         source = err.source();
     }

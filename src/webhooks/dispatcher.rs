@@ -451,6 +451,7 @@ impl Dispatcher {
                 payload: &event.payload,
                 timeout: Duration::from_millis(settings.event_timeout_ms),
                 signer: signer.as_ref(),
+                body_limit: self.client.discard_reply(),
             })
             .await;
         match result {

@@ -35,6 +35,8 @@ pub struct Options {
     pub time_scale: f64,
     /// Which roles the instance runs (api, workers, webhooks).
     pub roles: Vec<&'static str>,
+    /// Any other setting a test needs, applied last.
+    pub settings: fn(&mut Settings),
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             time_scale: 20.0,
             // API tests look at calls as created; engine tests ask for the workers.
             roles: vec!["api"],
+            settings: |_| {},
         }
     }
 }
@@ -71,6 +74,7 @@ pub fn test_settings(options: &Options) -> Settings {
     // Seals once at start (an empty database: nothing); history tests seal when they choose.
     settings.history.seal_interval_s = 3600;
     settings.reports.poll_ms = 50;
+    (options.settings)(&mut settings);
     settings
 }
 

@@ -24,6 +24,7 @@ struct State {
     once: Mutex<HashMap<String, VecDeque<(u16, Vec<u8>)>>>,
     always: Mutex<HashMap<String, (u16, Vec<u8>)>>,
     delays: Mutex<HashMap<String, Duration>>,
+    redirects: Mutex<HashMap<String, String>>,
 }
 
 pub struct Receiver {
@@ -43,6 +44,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw: body.to_vec(),
     });
+    if let Some(location) = state.redirects.lock().unwrap().get(&path).cloned() {
+        return HttpResponse::Found().insert_header(("location", location)).finish();
+    }
     let answer = state.once.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front).or_else(|| state.always.lock().unwrap().get(&path).cloned());
     let (status, body) = answer.unwrap_or((200, Vec::new()));
     let delay = state.delays.lock().unwrap().get(&path).copied();
@@ -54,16 +58,21 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1").await
+    }
+
+    /// A receiver on another loopback address (e.g. 127.0.0.2), or `[::1]`.
+    pub async fn start_on(ip: &str) -> Receiver {
         let state = Arc::new(State::default());
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
             .workers(1)
             .disable_signals()
-            .bind(("127.0.0.1", 0))
+            .bind((ip.trim_matches(|c| c == '[' || c == ']'), 0))
             .unwrap();
         let port = server.addrs()[0].port();
         tokio::spawn(server.run());
-        Receiver { base: format!("http://127.0.0.1:{port}"), state }
+        Receiver { base: format!("http://{ip}:{port}"), state }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -83,6 +92,11 @@ impl Receiver {
     /// The next request to `path` gets this answer (queued before `respond`'s).
     pub fn respond_once(&self, path: &str, status: u16, body: &str) {
         self.state.once.lock().unwrap().entry(path.to_string()).or_default().push_back((status, body.as_bytes().to_vec()));
+    }
+
+    /// Requests to `path` are answered 302 to `location`.
+    pub fn redirect(&self, path: &str, location: &str) {
+        self.state.redirects.lock().unwrap().insert(path.to_string(), location.to_string());
     }
 
     /// Requests to `path` are recorded on arrival and answered only after `delay`.
