@@ -207,3 +207,56 @@ async fn graceful_shutdown_releases_legs_for_another_instance(pool: PgPool) {
     receiver.wait_status("/events", &uuid, "completed").await;
     second.stop().await;
 }
+
+/// While the database refuses the dispatcher's records (2.5 s here; the recorder used to give
+/// up after three tries), deliveries go on; once it takes them again every outcome is recorded:
+/// each event is delivered once, none is left pending for its lock to expire and go out again.
+#[sqlx::test]
+async fn delivery_outcomes_are_recorded_even_after_the_database_refused_them(pool: PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE refuse_records (x int);
+         INSERT INTO refuse_records VALUES (1);
+         CREATE FUNCTION refuse_records() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF current_setting('application_name') = 'outdial-webhooks' AND EXISTS (SELECT 1 FROM refuse_records) THEN
+             RAISE EXCEPTION 'recording refused by the test';
+           END IF;
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER refuse_records BEFORE INSERT ON webhook_attempts FOR EACH STATEMENT EXECUTE FUNCTION refuse_records();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let app = spawn_engine_app(pool.clone()).await;
+    let receiver = Receiver::start().await;
+    let uuid = app.place(&call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await;
+    receiver.wait_status("/events", &uuid, "completed").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sqlx::query("DELETE FROM refuse_records").execute(&pool).await.unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (pending,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE call_uuid = $1::uuid AND state NOT IN ('delivered', 'logged')")
+            .bind(&uuid)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let rows: Vec<(String, String, i32, Option<chrono::DateTime<chrono::Utc>>)> =
+                sqlx::query_as("SELECT kind, state, attempts, locked_until FROM events WHERE call_uuid = $1::uuid ORDER BY seq")
+                    .bind(&uuid)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            panic!("{pending} events still not recorded as delivered: {rows:?}; received {:?}", receiver.statuses("/events", &uuid));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.statuses("/events", &uuid), ["started", "ringing", "answered", "completed"], "each event once");
+    app.stop().await;
+}

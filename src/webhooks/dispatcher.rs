@@ -116,6 +116,10 @@ struct Signing {
 
 const SIGNING_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// Recording outcomes is retried from this interval, doubling up to the maximum.
+const RECORD_RETRY_MIN: Duration = Duration::from_millis(50);
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
+
 pub struct Dispatcher {
     /// Its own small pool, so claiming and recording never queue behind thousands of legs.
     pool: PgPool,
@@ -418,15 +422,13 @@ impl Dispatcher {
                     Err(_) => break,
                 }
             }
-            for attempt in 1..=3 {
-                match self.record(&batch).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        // Unrecorded events stay locked, then are delivered again (at least once).
-                        tracing::warn!(error = %e, attempt, events = batch.len(), "webhook dispatcher: recording outcomes failed");
-                        tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                    }
-                }
+            // Never given up: an outcome not recorded leaves its event pending, and it would be
+            // delivered again once its lock expires, only because our bookkeeping failed.
+            let mut attempt = 0u32;
+            while let Err(e) = self.record(&batch).await {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, events = batch.len(), "webhook dispatcher: recording outcomes failed; retrying");
+                tokio::time::sleep(RECORD_RETRY_MIN.saturating_mul(1 << attempt.min(6)).min(RECORD_RETRY_MAX)).await;
             }
             self.wake.notify_one();
         }
@@ -492,9 +494,11 @@ impl Dispatcher {
                         AS t(id, state, next_attempt_at, status_code, latency_ms, error)),
                   u AS (UPDATE events e SET state = o.state, attempts = e.attempts + 1, next_attempt_at = o.next_attempt_at,
                                locked_until = NULL, delivered_at = CASE WHEN o.state = 'delivered' THEN now() END
-                        FROM o WHERE e.id = o.id)
+                        FROM o WHERE e.id = o.id RETURNING e.id)
+             -- Only events that still exist (an archived call's are gone): the statement cannot
+             -- fail on a row, so retrying it until the database takes it always ends.
              INSERT INTO webhook_attempts (event_id, status_code, latency_ms, error)
-             SELECT id, status_code, latency_ms, error FROM o",
+             SELECT o.id, o.status_code, o.latency_ms, o.error FROM o JOIN u ON u.id = o.id",
         )
         .bind(&ids)
         .bind(&states)
