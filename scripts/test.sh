@@ -5,6 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/db-env.sh outdial_test
 
+# Programs the tests drive: faketime runs an instance whose clock lags (history sealing test).
+if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing faketime with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
+  else
+    echo "test.sh: faketime is missing; install it (sudo apt-get install faketime) or the history clock test fails" >&2
+  fi
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else

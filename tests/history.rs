@@ -416,3 +416,67 @@ async fn the_cli_seals_and_archives(pool: PgPool) {
     std::fs::remove_dir_all(dir).unwrap();
     app.stop().await;
 }
+
+/// An API instance whose clock lags the database's by two hours (run under faketime) creates a
+/// call after history is sealed up to the current hour: the leg is stamped by the database's
+/// clock, in the hour not yet sealed, so sealing will count it (stamped by the instance's clock,
+/// it landed in a sealed hour and never reached the rollup).
+#[sqlx::test]
+async fn a_lagging_instance_writes_no_leg_into_a_sealed_hour(pool: PgPool) {
+    let faketime = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("libfaketime is needed (apt-get install faketime; scripts/test.sh installs it)");
+    let app = spawn_app(pool.clone()).await;
+    let (sealed_until,): (DateTime<Utc>,) =
+        sqlx::query_as("UPDATE call_rollup_state SET sealed_until = date_trunc('hour', now(), 'UTC') RETURNING sealed_until")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(pool.connect_options().get_database().unwrap());
+    let mut lagging = std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
+        .arg("serve")
+        .env("DATABASE_URL", url.to_string())
+        .env("OUTDIAL__HTTP__PORT", port.to_string())
+        .env("OUTDIAL__ENGINE__ROLES", "api")
+        .env("OUTDIAL__HISTORY__SEAL_INTERVAL_S", "3600")
+        .env("RUST_LOG", "warn")
+        .env("LD_PRELOAD", faketime)
+        .env("FAKETIME", "-2h")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while client.get(format!("{base}/health")).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
+        assert!(std::time::Instant::now() < deadline, "the lagging instance did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A token minted on the lagging instance's clock (the server refuses one from its future).
+    let iat = Utc::now().timestamp() - 7200;
+    let claims = serde_json::json!({"application_id": app.app_id, "iat": iat, "exp": iat + 900, "jti": Uuid::new_v4()});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(PRIVATE_KEY.as_bytes()).unwrap();
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key).unwrap();
+    let created = client.post(format!("{base}/v1/calls")).bearer_auth(token).json(&minimal_call()).send().await.unwrap();
+    let status = created.status();
+    let body: Value = created.json().await.unwrap();
+    let _ = lagging.kill();
+    let _ = lagging.wait();
+    assert_eq!(status, 201, "{body}");
+
+    let uuid = Uuid::parse_str(body["uuid"].as_str().unwrap()).unwrap();
+    let (created_at, started): (DateTime<Utc>, Value) = sqlx::query_as(
+        "SELECT c.created_at, e.payload FROM calls c JOIN events e ON e.call_uuid = c.uuid AND e.kind = 'started' WHERE c.uuid = $1",
+    )
+    .bind(uuid)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(created_at >= sealed_until, "the leg was stamped {created_at}, inside history sealed until {sealed_until}");
+    assert_eq!(started["timestamp"], outdial::calls::format_time(created_at), "the started event carries the same moment");
+    app.stop().await;
+}

@@ -88,15 +88,15 @@ impl CallInsert {
         self.uuid
     }
 
-    /// Its `started` event (stored as `event_id`) for this instance's dispatcher.
-    pub fn started_hand_off(&self, event_id: i64) -> HandOff {
+    /// Its `started` event (stored as `event_id`, with `payload`) for this instance's dispatcher.
+    pub fn started_hand_off(&self, event_id: i64, payload: Value) -> HandOff {
         HandOff {
             call_uuid: self.uuid,
             application_id: self.application_id,
             after: None,
             events: vec![HandedEvent {
                 id: event_id,
-                payload: self.started_event.clone(),
+                payload,
                 url: self.event_url.clone(),
                 method: self.event_method.clone(),
             }],
@@ -130,10 +130,13 @@ impl CallInsert {
 }
 
 /// Inserts legs, each with its job and its `started` event, in one statement (one transaction,
-/// one round trip): for every leg either all three rows exist or none does.
-/// Stores the legs with their jobs and `started` events; `hand_off_lock_s` locks those events
-/// for this instance's dispatcher, which is handed them. Returns (leg, its `started` event id).
-pub async fn insert_calls<'e, E>(executor: E, legs: &[&CallInsert], hand_off_lock_s: Option<i64>) -> Result<Vec<(Uuid, i64)>, sqlx::Error>
+/// one round trip): for every leg either all three rows exist or none does. `hand_off_lock_s`
+/// locks the events for this instance's dispatcher, which is handed them. Returns (leg, its
+/// `started` event id and payload).
+///
+/// Stamped with the database's clock, not this instance's: history is sealed by the database's
+/// clock, and a lagging instance would write legs into hours already sealed (never counted).
+pub async fn insert_calls<'e, E>(executor: E, legs: &[&CallInsert], hand_off_lock_s: Option<i64>) -> Result<Vec<(Uuid, i64, Value)>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Postgres>,
 {
@@ -152,13 +155,14 @@ where
                                machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at)
                     SELECT uuid, conversation_uuid, account_id, application_id, 'started', to_endpoint, from_endpoint,
                            random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
-                           machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, created_at
+                           machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, now(), now()
                     FROM t),
-              j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, run_at, created_at FROM t)
+              j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, now() + (run_at - created_at), now() FROM t)
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at, locked_until)
-         SELECT uuid, 1, 'started', started_event, event_url, event_method, created_at,
-                now() + make_interval(secs => $21::float8) FROM t
-         RETURNING call_uuid, id",
+         SELECT uuid, 1, 'started',
+                jsonb_set(started_event, '{timestamp}', to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))),
+                event_url, event_method, now(), now() + make_interval(secs => $21::float8) FROM t
+         RETURNING call_uuid, id, payload",
     )
     .bind(column(legs, |l| l.uuid))
     .bind(column(legs, |l| l.conversation_uuid.as_str()))

@@ -58,11 +58,11 @@ impl CallWriter {
 
 /// Gives the committed `started` events (locked for it) to this instance's dispatcher; if it
 /// has stopped, unlocks them for the claim path.
-async fn hand_over(pool: &PgPool, hand_offs: &HandOffs, legs: &[CallInsert], started: &[(uuid::Uuid, i64)]) {
+async fn hand_over(pool: &PgPool, hand_offs: &HandOffs, legs: &[CallInsert], started: &[(uuid::Uuid, i64, serde_json::Value)]) {
     let mut refused = Vec::new();
     for leg in legs {
-        let Some((_, event_id)) = started.iter().find(|(uuid, _)| *uuid == leg.uuid()) else { continue };
-        if let Err(chain) = hand_offs.send(leg.started_hand_off(*event_id)) {
+        let Some((_, event_id, payload)) = started.iter().find(|(uuid, _, _)| *uuid == leg.uuid()) else { continue };
+        if let Err(chain) = hand_offs.send(leg.started_hand_off(*event_id, payload.clone())) {
             refused.extend(chain.events.iter().map(|e| e.id));
         }
     }
