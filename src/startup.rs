@@ -19,6 +19,8 @@ pub struct AppState {
     pub jwt: AppJwtVerifier,
     pub basic: BasicAuthenticator,
     pub limiter: RateLimiter,
+    /// Each account's call-creation rate, across every instance.
+    pub call_rate: crate::accounts::CallRateLimiter,
     pub started_at: Instant,
     pub notifier: std::sync::Arc<crate::notify::Notifier>,
     /// The 402 check on creates, mostly from memory.
@@ -35,6 +37,7 @@ impl AppState {
             jwt: AppJwtVerifier::new(pool.clone(), settings.auth.jwt_leeway_s, settings.auth.jwt_max_ttl_s),
             basic: BasicAuthenticator::new(pool.clone(), Duration::from_secs(settings.auth.basic_auth_cache_s)),
             limiter: RateLimiter::default(),
+            call_rate: crate::accounts::CallRateLimiter::new(crate::db::pool_like(&pool, "outdial-rates", 2, false)),
             started_at: Instant::now(),
             notifier: crate::notify::Notifier::spawn(pool.clone()),
             credit: Default::default(),
@@ -51,7 +54,6 @@ impl AppState {
 
     pub fn rate_limit(&self, account_id: i64, bucket: Bucket, per_second: u32) -> Result<(), ApiError> {
         let what = match bucket {
-            Bucket::CallCreation => "call creations",
             Bucket::OtherRequests => "requests",
         };
         self.limiter

@@ -231,24 +231,69 @@ async fn creations_over_the_account_rate_get_429_with_retry_after(pool: PgPool) 
     assert_eq!(count as usize, statuses.iter().filter(|s| **s == 201).count(), "a refused call is not stored");
 }
 
+/// Two API instances share one account's rate: calls sent to both alternately are admitted at
+/// the account's rate, not twice it (each instance used to keep its own bucket).
+#[sqlx::test]
+async fn the_call_rate_holds_across_instances(pool: PgPool) {
+    const CPS: f64 = 40.0;
+    let app = spawn_app_with(pool.clone(), Options { calls_per_second: CPS as i32, ..Options::default() }).await;
+    let (second, second_address) = start_instance(&pool, Options::default()).await;
+    let started = std::time::Instant::now();
+    let mut requests = Vec::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
+    for i in 0..200 {
+        tick.tick().await;
+        let base = if i % 2 == 0 { app.address.clone() } else { second_address.clone() };
+        let (client, jwt) = (app.client.clone(), app.jwt());
+        requests.push(tokio::spawn(async move {
+            let response = client.post(format!("{base}/v1/calls")).bearer_auth(jwt).json(&minimal_call()).send().await.unwrap();
+            (i % 2, response.status().as_u16())
+        }));
+    }
+    let mut admitted = [0u32; 2];
+    for request in requests {
+        let (instance, status) = request.await.unwrap();
+        assert!(status == 201 || status == 429, "{status}");
+        admitted[instance] += u32::from(status == 201);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // A second's burst, then the rate: what one instance used to admit on its own.
+    let allowed = CPS + CPS * elapsed;
+    let total = f64::from(admitted[0] + admitted[1]);
+    assert!(total <= allowed + 2.0, "admitted {admitted:?} in {elapsed:.2} s: more than {allowed:.0} at {CPS}/s");
+    assert!(total >= 0.8 * allowed, "admitted {admitted:?} in {elapsed:.2} s: far fewer than {allowed:.0}");
+    assert!(admitted[0] > 0 && admitted[1] > 0, "both instances admit: {admitted:?}");
+    second.stop().await;
+    app.stop().await;
+}
+
+/// A queue-mode account's calls, created through two instances at once, are dialled at the
+/// account's rate: two at once (the bucket holds one second's worth), then one every half
+/// second, as the carrier sees them (the `ringing` webhooks), whichever instance took them.
 #[sqlx::test]
 async fn an_account_set_to_queue_gets_every_call_dialled_at_its_rate(pool: PgPool) {
-    let app = spawn_app(pool.clone()).await;
+    let engine = Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() };
+    let app = spawn_app_with(pool.clone(), Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() }).await;
+    let (second, second_address) = start_instance(&pool, engine).await;
+    let receiver = common::receiver::Receiver::start().await;
     let queued = outdial::accounts::repo::create_with(&pool, "queued", 2, "queue").await.unwrap();
-    let queued_app = create_application(&pool, queued.account_id, Some("http://127.0.0.1:9/e")).await;
-    for _ in 0..6 {
-        let response = app.post_call_as(&app.jwt_for(queued_app), &minimal_call()).await;
+    let queued_app = create_application(&pool, queued.account_id, Some(&receiver.url("/events"))).await;
+    let mut uuids = Vec::new();
+    for i in 0..6 {
+        let base = if i % 2 == 0 { &app.address } else { &second_address };
+        let response = app.client.post(format!("{base}/v1/calls")).bearer_auth(app.jwt_for(queued_app)).json(&minimal_call()).send().await.unwrap();
         assert_eq!(response.status(), 201, "queued, not refused");
+        uuids.push(response.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_string());
     }
-    let run_at: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as("SELECT j.run_at, j.created_at FROM call_jobs j JOIN calls c ON c.uuid = j.call_uuid WHERE c.account_id = $1 ORDER BY j.run_at")
-            .bind(queued.account_id).fetch_all(&pool).await.unwrap();
-    assert_eq!(run_at.len(), 6);
-    // Two at once (the bucket holds one second's worth), then one every half second.
-    let spread = (run_at[5].0 - run_at[0].0).num_milliseconds();
-    assert!((1800..=2300).contains(&spread), "{spread} ms");
-    for pair in run_at[2..].windows(2) {
-        let gap = (pair[1].0 - pair[0].0).num_milliseconds();
-        assert!((400..=600).contains(&gap), "{gap} ms");
+    let ringing = receiver.wait_for("/events", |r| r.iter().filter(|x| x.body["status"] == "ringing").count() == 6).await;
+    let mut dialled: Vec<std::time::Instant> = ringing.iter().filter(|x| x.body["status"] == "ringing").map(|x| x.at).collect();
+    dialled.sort();
+    let spread = (dialled[5] - dialled[0]).as_millis();
+    assert!((1700..=2600).contains(&spread), "first to last dialled: {spread} ms");
+    for pair in dialled[2..].windows(2) {
+        let gap = (pair[1] - pair[0]).as_millis();
+        assert!((300..=750).contains(&gap), "dialled {gap} ms apart");
     }
+    second.stop().await;
+    app.stop().await;
 }

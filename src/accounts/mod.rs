@@ -1,9 +1,11 @@
 //! Accounts: API credentials, the signature secret for signed webhooks, and rate limits.
 
+mod call_rate;
 mod rate_limit;
 pub mod repo;
 mod secrets;
 
+pub use call_rate::CallRateLimiter;
 pub use rate_limit::{Bucket, RateLimited, RateLimiter};
 pub use secrets::{hash_secret, verify_secret};
 

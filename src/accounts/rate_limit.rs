@@ -1,7 +1,6 @@
-//! Per-account token buckets: call creation at the account's CPS, other requests at a fixed rate.
-//!
-//! Buckets live in each instance's memory, so N API instances admit up to N times the rate; a
-//! shared limit would cost a database round trip per request.
+//! Per-account token buckets in this instance's memory, for every request but call creation
+//! (a fixed rate per account and instance, a guard against floods). Call creation is limited
+//! across the cluster by `call_rate`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,7 +8,6 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bucket {
-    CallCreation,
     OtherRequests,
 }
 
@@ -50,14 +48,5 @@ impl RateLimiter {
         b.tokens = (b.tokens + now.duration_since(b.refilled_at).as_secs_f64() * rate).min(rate);
         b.refilled_at = now;
         f(b, rate)
-    }
-
-    /// Takes one token even when none is left, going into debt: returns how long the caller
-    /// must wait for its turn (zero when a token was there). Queued calls are spaced this way.
-    pub fn reserve(&self, account_id: i64, bucket: Bucket, per_second: u32) -> Duration {
-        self.with_refilled(account_id, bucket, per_second, |b, rate| {
-            b.tokens -= 1.0;
-            Duration::from_secs_f64((-b.tokens).max(0.0) / rate)
-        })
     }
 }

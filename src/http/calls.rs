@@ -27,9 +27,9 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
     };
     let cps = caller.0.calls_per_second.max(1) as u32;
     let dial_after = if caller.0.queue_over_rate {
-        state.limiter.reserve(caller.account_id(), Bucket::CallCreation, cps)
+        state.call_rate.reserve(caller.account_id(), cps).await?
     } else {
-        state.rate_limit(caller.account_id(), Bucket::CallCreation, cps)?;
+        state.call_rate.take(caller.account_id(), cps).await?.map_err(|limited| ApiError::RateLimited { retry_after: limited.retry_after, what: "call creations" })?;
         std::time::Duration::ZERO
     };
     // Refused before anything is stored: the account must afford the first increment. A retry

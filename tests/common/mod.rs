@@ -96,6 +96,13 @@ pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
     TestApp { address, instance: Some(instance), pool, client: reqwest::Client::new(), account, app_id }
 }
 
+/// Another instance over the same database (a second node of the cluster), and its base URL.
+pub async fn start_instance(pool: &PgPool, options: Options) -> (Instance, String) {
+    let instance = Instance::start(test_settings(&options), pool.clone()).await.expect("instance starts");
+    let address = format!("http://127.0.0.1:{}", instance.port.unwrap_or(0));
+    (instance, address)
+}
+
 /// An application holding the fixture public key.
 pub async fn create_application(pool: &PgPool, account_id: i64, event_url: Option<&str>) -> Uuid {
     let spec = ApplicationSpec {

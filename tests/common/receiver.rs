@@ -16,6 +16,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     pub raw: Vec<u8>,
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -43,6 +45,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw: body.to_vec(),
+        at: std::time::Instant::now(),
     });
     if let Some(location) = state.redirects.lock().unwrap().get(&path).cloned() {
         return HttpResponse::Found().insert_header(("location", location)).finish();
