@@ -44,6 +44,11 @@ impl CallRateLimiter {
         let want = ((f64::from(per_second) * LEASE_FRACTION).ceil() as i32).max(1);
         let (granted, wait_s) = self.take_tokens(account_id, per_second, want, false).await?;
         if granted == 0 {
+            // Concurrent requests may have leased the last tokens meanwhile: spend them before
+            // refusing, or they would lapse unused.
+            if self.spend_leased(account_id) {
+                return Ok(Ok(()));
+            }
             return Ok(Err(RateLimited { retry_after: Duration::from_secs_f64(wait_s.max(0.0)) }));
         }
         if granted > 1 {
