@@ -126,7 +126,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let ctx = instance.engine.as_ref().ok_or_else(|| anyhow::anyhow!("the instance has no engine"))?.ctx.clone();
     let base = format!("http://127.0.0.1:{port}");
     let token = mint_application_jwt(app.id, &pair.private_pem, 3600)?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let client = common::http_client(settings.http.keep_alive_s, 64)?;
 
     // 3. N live calls.
     let started = Instant::now();

@@ -136,6 +136,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     };
     let max_connections = settings.database.max_connections;
+    let keep_alive_s = settings.http.keep_alive_s;
     let server = outdial::startup::Application::build(settings, pool.clone())?;
     let base = format!("http://127.0.0.1:{}", server.port);
     let handle = server.server.handle();
@@ -146,7 +147,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(o.concurrency * 2).build()?;
+    let client = common::http_client(keep_alive_s, o.concurrency * 2)?;
 
     // Warm up (JWT key cache, connections) and probe the rate to size the token pool.
     let minter = Minter { app_id: app.id, pem: Arc::new(pair.private_pem) };

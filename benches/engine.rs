@@ -263,7 +263,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         o.rate.map_or(" as fast as they can".to_string(), |r| format!(" at {r} calls/s")),
         body.len()
     );
-    let client = reqwest::Client::builder().pool_max_idle_per_host(o.concurrency * 2).build()?;
+    let client = common::http_client(settings.http.keep_alive_s, o.concurrency * 2)?;
 
     // 5. The run: samplers, then the calls.
     tokio::time::sleep(Duration::from_millis(300)).await;

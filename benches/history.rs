@@ -108,7 +108,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let port = instance.port.ok_or_else(|| anyhow::anyhow!("the instance has no API"))?;
     let base = format!("http://127.0.0.1:{port}");
     let token = mint_application_jwt(fixture.app_id, &fixture.private_pem, 3600)?;
-    let client = reqwest::Client::new();
+    let client = common::http_client(settings.http.keep_alive_s, 8)?;
 
     // 3a. Reports over one month (the third, or the last when fewer), every group_by.
     let month_start = first + Days::days(30 * (o.months.min(3) - 1)) + Days::hours(5) + Days::minutes(17);

@@ -42,6 +42,17 @@ where
     }
 }
 
+/// The benchmark's HTTP client to the server: it drops a connection idle for half the server's
+/// keep-alive (`http.keep_alive_s`), so it never sends on one the server is closing. (With the
+/// server closing first, a client busy enough to read the server's FIN late sent the next
+/// request on the closed connection: 3 of 20,000 POSTs failed in an engine run at 500 calls/s.)
+pub fn http_client(server_keep_alive_s: u64, max_idle: usize) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(max_idle)
+        .pool_idle_timeout(std::time::Duration::from_secs(server_keep_alive_s) / 2)
+        .build()
+}
+
 /// DATABASE_URL, a small admin pool on it, and that database's schema dropped and recreated.
 /// Refuses a database whose name lacks "bench": a benchmark must never wipe real data.
 pub async fn reset_bench_database(application_name: &str, db_env_hint: &str) -> anyhow::Result<(String, PgPool, String)> {
