@@ -11,10 +11,12 @@
 //!  3. places N calls (NCCO `wait`, so they stay up) and waits until all N are answered;
 //!  4. sends `--commands` commands from `--concurrency` clients, round-robin over the live calls and
 //!     over mute, unmute, earmuff, unearmuff, dtmf, talk start, talk stop;
-//!  5. waits until every command is applied or rejected, then prints, from `call_commands`:
-//!     accepted (`created_at`, when the API stored it) -> applied (`applied_at`, set by the worker
-//!     after the effect is written to the call's history), p50/p99/max overall and per action, the
-//!     ratio of its p99 to the baseline's, and the PUT round trip seen by the clients;
+//!  5. waits until every command is applied or rejected, then prints accepted (`created_at`, the
+//!     start of the API's storing transaction) -> applied: the commit of the worker's write that
+//!     reports the command with its effect in the call's history, as first seen by a watcher that
+//!     polls the commands outstanding every `--commit-poll-ms` (the stored `applied_at` is that
+//!     write's statement start, before it ran and committed: printed too, not judged); p50/p99/max
+//!     overall and per action, the ratio of its p99 to the baseline's, and the PUT round trip;
 //!  6. hangs every call up.
 //!
 //! The last line is machine-readable: `control_calls=… applied_p50_ms=… applied_p99_ms=… …`.
@@ -30,70 +32,54 @@ use outdial::config::Settings;
 use outdial::startup::Instance;
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use std::collections::BTreeMap;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use tokio_util::sync::CancellationToken;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const USAGE: &str = "\
-usage: cargo bench --bench control -- [options]
-  --calls N          live calls the commands go to (default 1000)
-  --commands K       commands sent (default 7 x calls: each call gets the whole rotation)
-  --concurrency C    concurrent HTTP clients sending commands (default 8)
-  --baseline B       INSERT+NOTIFY round trips measured for the baseline (default 1000)
-  --time-scale S     simulated time runs S times faster (default 10)
-Environment: DATABASE_URL (required), OUTDIAL__SECTION__KEY overrides as for the server.";
+/// Live call control under load: accepted -> applied (committed) latency with N live calls.
+#[derive(clap::Parser, Debug)]
+#[command(name = "control", after_help = "Environment: DATABASE_URL (required), OUTDIAL__SECTION__KEY overrides as for the server.")]
+struct Options {
+    /// Live calls the commands go to
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = common::positive::<usize>)]
+    calls: usize,
+    /// Commands sent [default: 7 x calls: each call gets the whole rotation]
+    #[arg(long, value_name = "K", value_parser = common::positive::<usize>)]
+    commands: Option<usize>,
+    /// Concurrent HTTP clients sending commands
+    #[arg(long, value_name = "C", default_value_t = 8, value_parser = common::positive::<usize>)]
+    concurrency: usize,
+    /// INSERT+NOTIFY round trips measured for the baseline
+    #[arg(long, value_name = "B", default_value_t = 1000, value_parser = common::positive::<usize>)]
+    baseline: usize,
+    /// Simulated time runs S times faster
+    #[arg(long, value_name = "S", default_value_t = 10.0, value_parser = common::positive::<f64>)]
+    time_scale: f64,
+    /// How often the commit watcher looks for newly applied commands, milliseconds: a command's
+    /// commit is seen at most this much (plus one query) after it happened
+    #[arg(long, value_name = "MS", default_value_t = 2, value_parser = common::positive::<u64>)]
+    commit_poll_ms: u64,
+    #[command(flatten)]
+    cargo: common::CargoBench,
+}
+
+impl Options {
+    fn commands(&self) -> usize {
+        self.commands.unwrap_or(self.calls * ROTATION.len())
+    }
+}
 
 const TARGET_P99_MS: f64 = 50.0;
 /// Commands in the order they are sent to each call: every one has an effect a callee notices.
 const ROTATION: [&str; 7] = ["mute", "unmute", "earmuff", "unearmuff", "dtmf", "talk", "talk stop"];
 
-struct Options {
-    calls: usize,
-    commands: usize,
-    concurrency: usize,
-    baseline: usize,
-    time_scale: f64,
-}
-
-fn parse_options() -> Result<Options, String> {
-    let mut o = Options { calls: 1000, commands: 0, concurrency: 8, baseline: 1000, time_scale: 10.0 };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
-        fn num<T: FromStr>(name: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{name}: '{v}' is not a valid number"))
-        }
-        match name.as_str() {
-            // cargo bench passes --bench to every harness = false target.
-            "--bench" => {}
-            "--calls" => o.calls = num(&name, value()?)?,
-            "--commands" => o.commands = num(&name, value()?)?,
-            "--concurrency" => o.concurrency = num(&name, value()?)?,
-            "--baseline" => o.baseline = num(&name, value()?)?,
-            "--time-scale" => o.time_scale = num(&name, value()?)?,
-            "--help" | "-h" => return Err(String::new()),
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    if o.commands == 0 {
-        o.commands = o.calls * ROTATION.len();
-    }
-    if o.calls == 0 || o.concurrency == 0 || o.baseline == 0 || !(o.time_scale > 0.0) {
-        return Err("--calls, --concurrency, --baseline and --time-scale must be positive".into());
-    }
-    Ok(o)
-}
-
 fn main() -> ExitCode {
-    common::main("control", USAGE, parse_options, run)
+    common::main::<Options, _, _>("control", run)
 }
 
 async fn run(o: Options) -> anyhow::Result<ExitCode> {
@@ -140,7 +126,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let ctx = instance.engine.as_ref().ok_or_else(|| anyhow::anyhow!("the instance has no engine"))?.ctx.clone();
     let base = format!("http://127.0.0.1:{port}");
     let token = mint_application_jwt(app.id, &pair.private_pem, 3600)?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let client = common::http_client(settings.http.keep_alive_s, 64)?;
 
     // 3. N live calls.
     let started = Instant::now();
@@ -162,8 +148,10 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         ctx.live_legs()
     );
 
-    // 4. The commands.
-    let sent = send_commands(&client, &base, &token, &calls, o.commands, o.concurrency).await;
+    // 4. The commands, watched until committed.
+    let watch_stop = CancellationToken::new();
+    let watcher = CommitWatcher::start(&url, Duration::from_millis(o.commit_poll_ms), watch_stop.clone()).await?;
+    let sent = send_commands(&client, &base, &token, &calls, o.commands(), o.concurrency).await;
     let live_after = ctx.live_legs();
     println!(
         "commands: {} sent by {} clients in {:.2} s = {:.0}/s; {} not accepted; PUT/DELETE round trip p50 {:.2} ms  p99 {:.2} ms; \
@@ -171,7 +159,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         sent.accepted + sent.refused.values().sum::<usize>(),
         o.concurrency,
         sent.elapsed.as_secs_f64(),
-        o.commands as f64 / sent.elapsed.as_secs_f64(),
+        o.commands() as f64 / sent.elapsed.as_secs_f64(),
         sent.refused.values().sum::<usize>(),
         ms(sent.round_trip.value_at_quantile(0.5)),
         ms(sent.round_trip.value_at_quantile(0.99)),
@@ -180,7 +168,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         println!("  {n} x {status}: {body}");
     }
 
-    // 5. Accepted -> applied, from the database's own clock at both ends.
+    // 5. Accepted -> applied, from the database's own clock at both ends: `created_at` (the
+    // API's transaction start) to the commit of the worker's write, as first seen by the watcher.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (pending,): (i64,) = sqlx::query_as("SELECT count(*) FROM call_commands WHERE state = 'pending'").fetch_one(&admin).await?;
@@ -190,24 +179,56 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(Instant::now() < deadline, "{pending} commands still pending after 60 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT action, state, (EXTRACT(EPOCH FROM applied_at - created_at) * 1000000)::bigint FROM call_commands",
-    )
-    .fetch_all(&admin)
-    .await?;
+    // One more look after the last command left `pending`, then the watcher stops.
+    tokio::time::sleep(Duration::from_millis(o.commit_poll_ms * 5)).await;
+    watch_stop.cancel();
+    let watch = watcher.finish().await?;
+    type Row = (i64, String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+    let rows: Vec<Row> =
+        sqlx::query_as("SELECT id, action, state, created_at, applied_at FROM call_commands").fetch_all(&admin).await?;
     let mut overall = hist();
+    let mut statement = hist();
     let mut by_action: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
-    let mut rejected = 0;
-    for (action, state, us) in &rows {
+    let (mut rejected, mut unwatched) = (0, 0);
+    let micros = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_microseconds().unwrap_or(i64::MAX).max(1) as u64;
+    for (id, action, state, created_at, applied_at) in &rows {
         if state != "applied" {
             rejected += 1;
             continue;
         }
-        let us = (*us).max(1) as u64;
+        if let Some(applied_at) = applied_at {
+            statement.saturating_record(micros(*created_at, *applied_at));
+        }
+        let Some(committed) = watch.seen.get(id) else {
+            unwatched += 1;
+            continue;
+        };
+        let us = micros(*created_at, *committed);
         overall.saturating_record(us);
         by_action.entry(action.clone()).or_insert_with(hist).saturating_record(us);
     }
-    println!("accepted (command stored) -> applied by the worker (effect in the call's history), {} applied, {rejected} rejected:", overall.len());
+    println!(
+        "commit watcher: {} looks, every {} ms at most while commands were outstanding; {} commands learnt of by NOTIFY; \
+         {unwatched} applied commands never seen committed; each commit fell within p50 {:.2} ms, p99 {:.2} ms before the look \
+         that saw it (the figures below count that whole gap: an upper bound)",
+        watch.polls,
+        o.commit_poll_ms,
+        watch.learnt,
+        ms(watch.uncertainty.value_at_quantile(0.5)),
+        ms(watch.uncertainty.value_at_quantile(0.99))
+    );
+    println!(
+        "accepted (created_at: the API's transaction start) -> applied_at as stored (the start of the worker's applying statement, \
+         before it ran and committed): p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(statement.value_at_quantile(0.5)),
+        ms(statement.value_at_quantile(0.99)),
+        ms(statement.max())
+    );
+    println!(
+        "accepted -> applied and committed (the worker's write with the effect in the call's history is visible), {} applied, \
+         {rejected} rejected:",
+        overall.len()
+    );
     println!(
         "  all        p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
         ms(overall.value_at_quantile(0.5)),
@@ -228,7 +249,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let base_p99 = ms(baseline.value_at_quantile(0.99));
     let ratio = p99 / base_p99.max(0.001);
     let live_ok = live_after >= o.calls;
-    let ok = p99 < TARGET_P99_MS && live_ok && rejected == 0 && sent.refused.is_empty() && overall.len() > 0;
+    let ok = p99 < TARGET_P99_MS && live_ok && rejected == 0 && unwatched == 0 && sent.refused.is_empty() && !overall.is_empty();
     println!(
         "ratio: accepted->applied p99 / baseline INSERT+NOTIFY p99 = {ratio:.1}x\n\
          target: p99 < {TARGET_P99_MS} ms with {} live calls: {} ({p99:.2} ms; {live_after} live when the last command was sent)",
@@ -240,10 +261,11 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let _ = hang_up_all(&client, &base, &token, &calls).await;
     instance.stop().await;
     println!(
-        "control_calls={} commands={} applied_p50_ms={p50:.2} applied_p99_ms={p99:.2} baseline_p99_ms={base_p99:.2} ratio={ratio:.2} \
-         put_p99_ms={:.2} target_met={ok}",
+        "control_calls={} commands={} applied_p50_ms={p50:.2} applied_p99_ms={p99:.2} applied_at_statement_p99_ms={:.2} \
+         baseline_p99_ms={base_p99:.2} ratio={ratio:.2} put_p99_ms={:.2} target_met={ok}",
         o.calls,
-        o.commands,
+        o.commands(),
+        ms(statement.value_at_quantile(0.99)),
         ms(sent.round_trip.value_at_quantile(0.99))
     );
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -267,6 +289,109 @@ async fn notify_round_trips(admin: &PgPool, url: &str, n: usize) -> anyhow::Resu
     }
     sqlx::raw_sql("DROP TABLE bench_baseline").execute(admin).await?;
     Ok(h)
+}
+
+/// When each command was first seen committed (applied or rejected): the database's clock at the
+/// watcher's query that first saw it, taken after that query's snapshot, so never before the
+/// commit. The watcher learns each command's id from the API's NOTIFY (sent at the API's commit)
+/// and looks only for those still outstanding.
+struct CommitWatch {
+    seen: HashMap<i64, DateTime<Utc>>,
+    learnt: usize,
+    polls: u64,
+    /// Per command seen: how long before the look that saw it the previous look was, or the
+    /// command was learnt of if later (its commit fell in between): how precise its time is.
+    uncertainty: Histogram<u64>,
+}
+
+/// The watcher on a thread and runtime of its own, with its own connections, so its looks never
+/// wait behind the instance's tasks.
+struct CommitWatcher(std::thread::JoinHandle<anyhow::Result<CommitWatch>>);
+
+impl CommitWatcher {
+    /// Returns once it listens, so every command sent afterwards is learnt of.
+    async fn start(url: &str, every: Duration, stop: CancellationToken) -> anyhow::Result<CommitWatcher> {
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let url = url.to_string();
+        let thread = std::thread::Builder::new().name("commit-watcher".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await?;
+                let mut listener = PgListener::connect(&url).await?;
+                listener.listen(outdial::engine::commands::COMMANDS_CHANNEL).await?;
+                let _ = ready_tx.send(());
+                watch_commits(pool, listener, every, stop).await
+            })
+        })?;
+        if ready.await.is_err() {
+            // The thread ended before listening: its error says why.
+            return Err(thread.join().map_err(|_| anyhow::anyhow!("the commit watcher panicked"))?.err().unwrap_or_else(|| anyhow::anyhow!("the commit watcher stopped")));
+        }
+        Ok(CommitWatcher(thread))
+    }
+
+    async fn finish(self) -> anyhow::Result<CommitWatch> {
+        tokio::task::spawn_blocking(move || self.0.join()).await?.map_err(|_| anyhow::anyhow!("the commit watcher panicked"))?
+    }
+}
+
+async fn watch_commits(admin: PgPool, mut listener: PgListener, every: Duration, stop: CancellationToken) -> anyhow::Result<CommitWatch> {
+    #[derive(serde::Deserialize)]
+    struct Carried {
+        id: i64,
+    }
+    // recv is read in a task of its own: a select! must not drop a notification half-read.
+    let (ids_tx, mut ids) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Ok(n) = listener.recv().await {
+            if let Ok(c) = serde_json::from_str::<Carried>(n.payload()) {
+                let _ = ids_tx.send(c.id);
+            }
+        }
+    });
+    let mut watch = CommitWatch { seen: HashMap::new(), learnt: 0, polls: 0, uncertainty: hist() };
+    let mut previous_look: Option<DateTime<Utc>> = None;
+    // (id, when its NOTIFY arrived)
+    let mut outstanding: Vec<(i64, DateTime<Utc>)> = Vec::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            Some(id) = ids.recv() => {
+                watch.learnt += 1;
+                outstanding.push((id, Utc::now()));
+                continue;
+            }
+            _ = tick.tick() => {}
+            _ = stop.cancelled(), if !stopping => stopping = true,
+        }
+        while let Ok(id) = ids.try_recv() {
+            watch.learnt += 1;
+            outstanding.push((id, Utc::now()));
+        }
+        if !outstanding.is_empty() {
+            let (at, done): (DateTime<Utc>, Vec<i64>) = sqlx::query_as(
+                "SELECT clock_timestamp(), ARRAY(SELECT id FROM call_commands WHERE id = ANY($1) AND state <> 'pending')",
+            )
+            .bind(outstanding.iter().map(|(id, _)| *id).collect::<Vec<i64>>())
+            .fetch_one(&admin)
+            .await?;
+            watch.polls += 1;
+            for (id, learnt) in outstanding.iter().filter(|(id, _)| done.contains(id)) {
+                watch.seen.entry(*id).or_insert(at);
+                let since = previous_look.map_or(*learnt, |p| p.max(*learnt));
+                watch.uncertainty.saturating_record((at - since).num_microseconds().unwrap_or(i64::MAX).max(1) as u64);
+            }
+            previous_look = Some(at);
+            outstanding.retain(|(id, _)| !done.contains(id));
+        }
+        if stopping {
+            break;
+        }
+    }
+    reader.abort();
+    Ok(watch)
 }
 
 async fn place_calls(client: &reqwest::Client, base: &str, token: &str, n: usize) -> anyhow::Result<Vec<Uuid>> {

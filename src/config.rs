@@ -97,6 +97,7 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub max_rates_body_bytes: usize,
     pub workers: usize,
+    pub keep_alive_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -83,6 +83,7 @@ impl Application {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
         let workers = settings.http.workers;
+        let keep_alive = std::time::Duration::from_secs(settings.http.keep_alive_s);
         let max_body = settings.http.max_body_bytes;
         let state = web::Data::new(AppState::new(pool, settings, hand_offs));
         let mut server = HttpServer::new(move || {
@@ -94,6 +95,7 @@ impl Application {
                 .configure(http::routes)
                 .default_service(web::to(http::unknown_route))
         })
+        .keep_alive(keep_alive)
         .listen(listener)?;
         if workers > 0 {
             server = server.workers(workers);

@@ -310,3 +310,32 @@ async fn an_account_set_to_queue_gets_every_call_dialled_at_its_rate(pool: PgPoo
     second.stop().await;
     app.stop().await;
 }
+
+/// One POST /v1/calls on a raw keep-alive connection; the status code, or None when the server
+/// had closed the connection.
+async fn post_call_on(connection: &mut tokio::net::TcpStream, app: &TestApp) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = minimal_call().to_string();
+    let request = format!(
+        "POST /v1/calls HTTP/1.1\r\nhost: outdial\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        app.jwt(),
+        body.len()
+    );
+    connection.write_all(request.as_bytes()).await.ok()?;
+    let mut response = vec![0u8; 16 * 1024];
+    let n = connection.read(&mut response).await.ok().filter(|n| *n > 0)?;
+    let head = String::from_utf8_lossy(&response[..n]);
+    head.split(' ').nth(1)?.parse().ok()
+}
+
+/// An SDK client keeps idle connections for a few seconds (Node's global agent: 5 s) and sends
+/// its next call on one: the server must not close it first, or that POST fails on the client
+/// side (actix's default closed it after 4.5-5 s).
+#[sqlx::test]
+async fn a_connection_idle_for_six_seconds_still_takes_the_next_call(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut connection = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    assert_eq!(post_call_on(&mut connection, &app).await, Some(201));
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(post_call_on(&mut connection, &app).await, Some(201), "the server closed the idle connection");
+}

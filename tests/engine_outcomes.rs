@@ -159,3 +159,48 @@ async fn a_callee_hanging_up_is_disconnected_by_user(pool: PgPool) {
     let duration: i64 = completed["duration"].as_str().unwrap().parse().unwrap();
     assert!((2..=3).contains(&duration), "hung up 2 s after answer: {duration}");
 }
+
+fn stamp(event: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).unwrap().into()
+}
+
+/// Webhooks carry the moment the network reported each change, and the call's duration ends
+/// when the callee hung up, however late the leg gets to them: here the answered leg waits for
+/// its credit hold (a test transaction holds the account row) while the callee answers and,
+/// a quarter of a second later, hangs up.
+#[sqlx::test]
+async fn events_are_stamped_when_the_network_reported_them_not_when_the_leg_got_to_them(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    // At time_scale 20: rings 0.5 s of wall time, hangs up 0.25 s after answering.
+    let sandbox = app.put_json("/v1/sandbox/numbers/447700900124", &json!({"ring_s": 10.0, "hangup_after_s": 5.0})).await;
+    assert_eq!(sandbox.status(), 200);
+    let mut body = call_to("447700900124", &receiver);
+    body["ncco"] = json!([{"action": "wait", "timeout": 60}]);
+    let uuid = app.place(&body).await;
+    let mut hold_blocker = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(app.account.account_id)
+        .execute(&mut *hold_blocker)
+        .await
+        .unwrap();
+    receiver.wait_status("/events", &uuid, "ringing").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (held_until,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as("SELECT clock_timestamp()").fetch_one(&mut *hold_blocker).await.unwrap();
+    hold_blocker.commit().await.unwrap();
+
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let events: Vec<Value> = receiver.requests("/events").into_iter().map(|r| r.body).collect();
+    let by_status = |s: &str| events.iter().find(|e| e["status"] == s).unwrap_or_else(|| panic!("no {s} in {events:?}")).clone();
+    let (ringing, answered, completed) = (by_status("ringing"), by_status("answered"), by_status("completed"));
+    let rang_ms = (stamp(&answered) - stamp(&ringing)).num_milliseconds();
+    assert!((450..1200).contains(&rang_ms), "answered {rang_ms} ms after ringing (rings 500 ms; the hold was blocked 2 s)");
+    assert!(stamp(&answered) < held_until, "answered is stamped before the hold was taken");
+    let talked_ms = (stamp(&completed) - stamp(&answered)).num_milliseconds();
+    assert!((200..1000).contains(&talked_ms), "completed {talked_ms} ms after answered (the callee hung up after 250 ms)");
+    assert_eq!(completed["disconnected_by"], "user");
+    let duration: i64 = completed["duration"].as_str().unwrap().parse().unwrap();
+    assert!((5..=6).contains(&duration), "the callee hung up 5 simulated s after answering: {duration}");
+    assert_eq!(completed["start_time"], answered["timestamp"]);
+    assert_eq!(completed["end_time"], completed["timestamp"]);
+}

@@ -8,8 +8,10 @@ pub use behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome, Timed};
 pub use simulated::SimulatedNetwork;
 
 use crate::ncco::Endpoint;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -36,8 +38,7 @@ pub enum EndReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CarrierEvent {
     Ringing,
-    /// `at`: when it was answered (the leg may get to the event later: durations count from here).
-    Answered { by_machine: bool, at: tokio::time::Instant },
+    Answered { by_machine: bool },
     /// An answering machine's beep.
     Beep,
     Dtmf(char),
@@ -67,8 +68,36 @@ pub enum MediaCommand {
     Hangup,
 }
 
+/// A network event and the moment the network reported it. The leg may get to it later (while
+/// it writes an earlier change, or holds credit at answer): the webhook's `timestamp`, the
+/// call's start and end times and its duration count from this moment, not from the leg's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported {
+    pub event: CarrierEvent,
+    /// Wall clock, for timestamps.
+    pub wall: DateTime<Utc>,
+    /// Monotonic clock, for durations.
+    pub at: Instant,
+}
+
+/// The carrier's end of a leg's event line: stamps each event as it is reported.
+#[derive(Clone)]
+pub struct Reporter(mpsc::UnboundedSender<Reported>);
+
+impl Reporter {
+    pub fn channel() -> (Reporter, mpsc::UnboundedReceiver<Reported>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Reporter(tx), rx)
+    }
+
+    /// False when the leg no longer listens.
+    pub fn report(&self, event: CarrierEvent) -> bool {
+        self.0.send(Reported { event, wall: Utc::now(), at: Instant::now() }).is_ok()
+    }
+}
+
 pub struct LegHandle {
-    pub events: mpsc::UnboundedReceiver<CarrierEvent>,
+    pub events: mpsc::UnboundedReceiver<Reported>,
     pub control: mpsc::UnboundedSender<MediaCommand>,
 }
 

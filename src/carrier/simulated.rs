@@ -2,7 +2,7 @@
 //! doubles as a local emulator for voice apps.
 
 use super::behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome};
-use super::{Carrier, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand};
+use super::{Carrier, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand, Reporter};
 use crate::clock::Clock;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +22,7 @@ impl SimulatedNetwork {
 
 impl Carrier for SimulatedNetwork {
     fn dial(&self, request: DialRequest) -> LegHandle {
-        let (event_tx, events) = mpsc::unbounded_channel();
+        let (event_tx, events) = Reporter::channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         let behaviour = request.behaviour.unwrap_or_else(|| self.table.for_address(request.to.address()));
         let callee = Callee {
@@ -49,7 +49,7 @@ const REFUSAL_S: f64 = 0.5;
 struct Callee {
     clock: Clock,
     behaviour: CalleeBehaviour,
-    events: mpsc::UnboundedSender<CarrierEvent>,
+    events: Reporter,
     /// Things that will happen, (when, what); not sorted.
     schedule: Vec<(Instant, Scheduled)>,
     /// The callee's audio is not sent into the call.
@@ -79,18 +79,18 @@ impl Callee {
             Outcome::OutOfService => self.at(REFUSAL_S, Scheduled::End(EndReason::OutOfService)),
             Outcome::Decline => self.at(REFUSAL_S, Scheduled::End(EndReason::Declined)),
             Outcome::Busy => {
-                let _ = self.events.send(CarrierEvent::Ringing);
+                let _ = self.events.report(CarrierEvent::Ringing);
                 self.at(REFUSAL_S.max(b.ring_s.min(1.0)), Scheduled::End(EndReason::Busy));
             }
             Outcome::Unavailable => {
-                let _ = self.events.send(CarrierEvent::Ringing);
+                let _ = self.events.report(CarrierEvent::Ringing);
                 self.at(b.ring_s, Scheduled::End(EndReason::Unavailable));
             }
             Outcome::RingForever => {
-                let _ = self.events.send(CarrierEvent::Ringing);
+                let _ = self.events.report(CarrierEvent::Ringing);
             }
             Outcome::Answer => {
-                let _ = self.events.send(CarrierEvent::Ringing);
+                let _ = self.events.report(CarrierEvent::Ringing);
                 self.at(b.ring_s, Scheduled::Answer);
             }
         }
@@ -138,11 +138,11 @@ impl Callee {
                             if let CarrierEvent::PlaybackFinished(id) = event {
                                 self.playing.remove(&id);
                             }
-                            let _ = self.events.send(event);
+                            let _ = self.events.report(event);
                         }
                         Scheduled::Answer => self.answer(),
                         Scheduled::End(reason) => {
-                            let _ = self.events.send(CarrierEvent::Ended(reason));
+                            let _ = self.events.report(CarrierEvent::Ended(reason));
                             return;
                         }
                     }
@@ -152,13 +152,13 @@ impl Callee {
     }
 
     fn log(&self, line: String) {
-        let _ = self.events.send(CarrierEvent::Log(line));
+        let _ = self.events.report(CarrierEvent::Log(line));
     }
 
     /// Answered: the callee's timed behaviour starts now.
     fn answer(&mut self) {
         let b = self.behaviour.clone();
-        let _ = self.events.send(CarrierEvent::Answered { by_machine: b.answered_by == Answerer::Machine, at: tokio::time::Instant::now() });
+        let _ = self.events.report(CarrierEvent::Answered { by_machine: b.answered_by == Answerer::Machine });
         if let Some(beep) = b.beep_after_s {
             self.at(beep, Scheduled::Emit(CarrierEvent::Beep));
         }

@@ -6,7 +6,7 @@ use super::store::{self, Change, Finish, LegWrite, NewEvent, StoreError};
 use super::EngineCtx;
 use crate::billing;
 use crate::calls::format_time;
-use crate::carrier::{CalleeBehaviour, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand};
+use crate::carrier::{CalleeBehaviour, CarrierEvent, DialRequest, EndReason, LegHandle, MediaCommand, Reported};
 use crate::ncco::{parse_endpoint, Endpoint, Ncco};
 use crate::validation::Problems;
 use crate::webhooks::dispatcher::{HandOff, HandedEvent};
@@ -103,9 +103,12 @@ pub struct Leg {
     rate: Option<Option<billing::Rate>>,
     /// hangup_at is when the granted credit runs out, not the length_timer.
     ends_for_credit: bool,
-    /// Wall-clock instant of answer, to measure simulated duration.
+    /// When the carrier reported the answer (monotonic), to measure simulated duration.
     answered_wall: Option<Instant>,
     pub answered_at: Option<DateTime<Utc>>,
+    /// When the carrier reported that the callee hung up (wall and monotonic): the call's end,
+    /// however late the leg gets to it.
+    pub callee_hung_up: Option<(DateTime<Utc>, Instant)>,
     /// DTMF the callee pressed that no input has consumed yet (bargeIn, early keys).
     pub pending_dtmf: VecDeque<char>,
     pub beeped: bool,
@@ -174,6 +177,7 @@ impl Leg {
             rate: None,
             ends_for_credit: false,
             answered_wall: None,
+            callee_hung_up: None,
             pending_dtmf: VecDeque::new(),
             beeped: false,
             next_play_id: 1,
@@ -198,16 +202,26 @@ impl Leg {
         })
     }
 
-    /// Timestamps strictly increase within a leg, even within one clock tick.
+    /// Now, as a timestamp of this leg.
     fn timestamp(&mut self) -> DateTime<Utc> {
-        let now = Utc::now().max(self.last_timestamp + chrono::Duration::milliseconds(1));
-        self.last_timestamp = now;
-        now
+        self.timestamp_at(Utc::now())
     }
 
-    /// The fields every status event carries.
+    /// `moment` (when it happened: a carrier's report, or now) as a timestamp of this leg.
+    /// Timestamps strictly increase within a leg, even within one clock tick.
+    fn timestamp_at(&mut self, moment: DateTime<Utc>) -> DateTime<Utc> {
+        let ts = moment.max(self.last_timestamp + chrono::Duration::milliseconds(1));
+        self.last_timestamp = ts;
+        ts
+    }
+
+    /// The fields every status event carries, stamped now.
     pub fn base_payload(&mut self, status: &str) -> Value {
         let ts = self.timestamp();
+        self.payload_stamped(status, ts)
+    }
+
+    fn payload_stamped(&self, status: &str, ts: DateTime<Utc>) -> Value {
         json!({
             "from": self.from, "to": self.to, "uuid": self.row.uuid,
             "conversation_uuid": self.row.conversation_uuid, "status": status,
@@ -261,17 +275,28 @@ impl Leg {
         Ok(written.ids.into_iter().skip(logged).collect())
     }
 
-    /// A line of the call's history that is not a webhook (what the callee heard, …).
+    /// A line of the call's history that is not a webhook (what the callee heard, …), now.
     pub fn log(&mut self, what: &str) {
-        let ts = self.timestamp();
+        self.log_at(what, Utc::now());
+    }
+
+    /// A line of the call's history, as the carrier reported it at `moment`.
+    pub fn log_at(&mut self, what: &str, moment: DateTime<Utc>) {
+        let ts = self.timestamp_at(moment);
         let payload = json!({"uuid": self.row.uuid, "what": what, "timestamp": format_time(ts)});
         self.seq += 1;
         self.pending_log.push(NewEvent { seq: self.seq, kind: "media".into(), payload, url: None, method: "POST".into(), state: "logged" });
     }
 
-    /// A status change with its one event.
+    /// A status change with its one event, happening now.
     pub async fn status(&mut self, status: &str, extra: Value) -> Step<()> {
-        let mut payload = self.base_payload(status);
+        self.status_at(status, extra, Utc::now()).await
+    }
+
+    /// A status change that happened at `moment` (the carrier's report), with its one event.
+    pub async fn status_at(&mut self, status: &str, extra: Value, moment: DateTime<Utc>) -> Step<()> {
+        let ts = self.timestamp_at(moment);
+        let mut payload = self.payload_stamped(status, ts);
         merge(&mut payload, extra);
         let event = self.event(status, payload);
         self.write(Change { status: Some(status.into()), events: vec![event], ..Default::default() }).await?;
@@ -338,23 +363,24 @@ impl Leg {
             let handle = self.handle.as_mut().expect("dialled");
             tokio::select! {
                 event = handle.events.recv() => match event {
-                    Some(CarrierEvent::Ringing) if !rang => {
+                    Some(Reported { event: CarrierEvent::Ringing, wall, .. }) if !rang => {
                         rang = true;
-                        self.status("ringing", json!({})).await?;
+                        self.status_at("ringing", json!({}), wall).await?;
                     }
-                    Some(CarrierEvent::Answered { by_machine, at }) => {
+                    Some(Reported { event: CarrierEvent::Answered { by_machine }, wall, at }) => {
                         self.answered_wall = Some(at);
+                        self.answered_at = Some(self.timestamp_at(wall));
                         return Ok(Some(by_machine));
                     }
-                    Some(CarrierEvent::Log(line)) => self.log(&line),
-                    Some(CarrierEvent::Ended(reason)) => {
+                    Some(Reported { event: CarrierEvent::Log(line), wall, .. }) => self.log_at(&line, wall),
+                    Some(Reported { event: CarrierEvent::Ended(reason), wall, .. }) => {
                         let (status, detail) = match reason {
                             EndReason::Busy => ("busy", None),
                             EndReason::Declined => ("rejected", Some("declined")),
                             EndReason::OutOfService => ("failed", Some("number_out_of_service")),
                             EndReason::Unavailable | EndReason::RemoteHangup => ("unanswered", Some("unavailable")),
                         };
-                        self.end_unanswered(status, detail).await?;
+                        self.end_unanswered_at(status, detail, wall).await?;
                         return Ok(None);
                     }
                     Some(_) => {}
@@ -379,19 +405,24 @@ impl Leg {
         }
     }
 
+    /// The answered leg takes its credit and writes `answered`, stamped when the carrier
+    /// reported the answer (set by `dial_and_ring`), not after the credit hold.
     pub async fn answer(&mut self) -> Step<()> {
-        let now = self.timestamp();
-        self.answered_at = Some(now);
+        let answered_at = match self.answered_at {
+            Some(t) => t,
+            None => self.timestamp(),
+        };
+        self.answered_at = Some(answered_at);
         self.answered_wall.get_or_insert_with(Instant::now);
         if !self.grant_credit().await? {
             // Spent since the call was created: it ends at once, costing nothing.
             self.credit_s = Some(0);
         }
         self.schedule_hangup();
-        let mut payload = self.base_payload("answered");
+        let mut payload = self.payload_stamped("answered", answered_at);
         merge(&mut payload, json!({"start_time": null, "rate": null, "network": null}));
         let event = self.event("answered", payload);
-        self.write(Change { status: Some("answered".into()), answered_at: Some(now), events: vec![event], ..Default::default() }).await?;
+        self.write(Change { status: Some("answered".into()), answered_at: Some(answered_at), events: vec![event], ..Default::default() }).await?;
         Ok(())
     }
 
@@ -551,9 +582,9 @@ impl Leg {
         Ok(true)
     }
 
-    /// Simulated seconds since answer.
-    fn answered_seconds(&self) -> i64 {
-        self.answered_wall.map_or(0, |t| self.ctx.clock.simulated(t.elapsed()).as_secs_f64().round() as i64)
+    /// Simulated seconds from answer to `end`.
+    fn answered_seconds(&self, end: Instant) -> i64 {
+        self.answered_wall.map_or(0, |t| self.ctx.clock.simulated(end.saturating_duration_since(t)).as_secs_f64().round() as i64)
     }
 
     /// The leg's final columns for `duration_s` answered seconds, priced by the deck. Unanswered
@@ -579,15 +610,15 @@ impl Leg {
         Finish { end_time: Utc::now(), ..Finish::default() }
     }
 
-    /// completed's payload and the leg's final columns.
-    async fn completion(&mut self, duration_s: i64, disconnected_by: Option<&str>) -> (Value, Finish) {
-        self.completion_with(duration_s, disconnected_by, None).await
+    /// completed's payload and the leg's final columns, for a leg that ended at `end`.
+    async fn completion(&mut self, end: DateTime<Utc>, duration_s: i64, disconnected_by: Option<&str>) -> (Value, Finish) {
+        self.completion_with(end, duration_s, disconnected_by, None).await
     }
 
-    async fn completion_with(&mut self, duration_s: i64, disconnected_by: Option<&str>, detail: Option<&str>) -> (Value, Finish) {
-        let end = self.timestamp();
+    async fn completion_with(&mut self, end: DateTime<Utc>, duration_s: i64, disconnected_by: Option<&str>, detail: Option<&str>) -> (Value, Finish) {
+        let end = self.timestamp_at(end);
         let finish = self.rated_finish(end, duration_s, disconnected_by).await;
-        let mut payload = self.base_payload("completed");
+        let mut payload = self.payload_stamped("completed", end);
         merge(
             &mut payload,
             json!({
@@ -606,20 +637,26 @@ impl Leg {
         (payload, finish)
     }
 
-    /// A leg that never connected: its ending status, then `completed` (except `rejected`).
+    /// A leg that never connected, now: its ending status, then `completed` (except `rejected`).
     pub async fn end_unanswered(&mut self, status: &str, detail: Option<&str>) -> Step<()> {
+        self.end_unanswered_at(status, detail, Utc::now()).await
+    }
+
+    /// A leg that never connected, as the carrier reported at `moment`.
+    pub async fn end_unanswered_at(&mut self, status: &str, detail: Option<&str>, moment: DateTime<Utc>) -> Step<()> {
         self.last_status = Some(status.to_string());
         self.last_detail = detail.map(str::to_string);
-        let mut payload = self.base_payload(status);
+        let ts = self.timestamp_at(moment);
+        let mut payload = self.payload_stamped(status, ts);
         if let Some(d) = detail {
             payload["detail"] = json!(d);
         }
         let mut events = vec![self.event(status, payload)];
         let (final_status, mut finish) = if status == "rejected" {
-            let end = self.timestamp();
+            let end = self.timestamp_at(moment);
             ("rejected", self.rated_finish(end, 0, None).await)
         } else {
-            let (completed, finish) = self.completion(0, None).await;
+            let (completed, finish) = self.completion(moment, 0, None).await;
             events.push(self.event("completed", completed));
             ("completed", finish)
         };
@@ -628,14 +665,16 @@ impl Leg {
         Ok(())
     }
 
-    /// An answered leg ends: hang up, then `completed` with its duration and price.
+    /// An answered leg ends: hang up, then `completed` with its duration and price. It ended
+    /// when the callee hung up (the carrier's report), or now when we hang up.
     pub async fn hang_up(&mut self, by: &str) -> Step<()> {
         self.control(MediaCommand::Hangup);
+        let (end, end_at) = self.callee_hung_up.take().unwrap_or_else(|| (Utc::now(), Instant::now()));
         let mut duration = if self.answered_wall.is_some() {
-            self.answered_seconds()
+            self.answered_seconds(end_at)
         } else {
             // Taken over from a dead instance: measured from the answer time it recorded.
-            self.answered_at.map_or(0, |t| (Utc::now() - t).num_seconds().max(0))
+            self.answered_at.map_or(0, |t| (end - t).num_seconds().max(0))
         };
         // Never bill past what the credit covered (the hang-up lands a moment after its timer).
         if let Some(limit) = self.credit_s {
@@ -643,7 +682,7 @@ impl Leg {
         }
         let out_of_credit = self.ends_for_credit && self.hangup_at.is_some_and(|t| Instant::now() >= t);
         let detail = out_of_credit.then_some(INSUFFICIENT_CREDIT);
-        let (payload, mut finish) = self.completion_with(duration, Some(by), detail).await;
+        let (payload, mut finish) = self.completion_with(end, duration, Some(by), detail).await;
         finish.ending = Some("completed".into());
         let event = self.event("completed", payload);
         let change = Change { status: Some("completed".into()), detail: detail.map(str::to_string), events: vec![event], finish: Some(finish), ..Default::default() };

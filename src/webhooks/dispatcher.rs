@@ -120,6 +120,29 @@ const SIGNING_CACHE_TTL: Duration = Duration::from_secs(30);
 const RECORD_RETRY_MIN: Duration = Duration::from_millis(50);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// Claims up to $1 deliverable events: due, not locked by another delivery, and the oldest
+/// pending event of their call (so a call's events leave in order). Public for the engine
+/// benchmark, which watches how PostgreSQL plans it.
+pub const CLAIM_SQL: &str = "WITH claimed AS (
+        UPDATE events SET locked_until = now() + interval '60 seconds'
+        WHERE id IN (
+            SELECT e.id FROM events e
+            WHERE e.state = 'pending' AND e.next_attempt_at <= now()
+              AND (e.locked_until IS NULL OR e.locked_until < now())
+              -- The oldest pending event of its call. A scalar subquery, not NOT EXISTS:
+              -- it runs as one index probe per candidate whatever the statistics say (an
+              -- anti-join planned on stale ones rescanned every pending event per candidate).
+              AND e.seq = (SELECT p.seq FROM events p WHERE p.call_uuid = e.call_uuid AND p.state = 'pending' ORDER BY p.seq LIMIT 1)
+            ORDER BY e.next_attempt_at, e.id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED)
+        RETURNING id, call_uuid, payload, url, method, attempts, created_at)
+     SELECT claimed.id, claimed.call_uuid, claimed.payload, claimed.url, claimed.method, claimed.attempts, claimed.created_at,
+            a.signed_callbacks AS signed, acc.api_key, acc.signature_secret, a.id AS application_id
+     FROM claimed JOIN calls c ON c.uuid = claimed.call_uuid
+                  JOIN applications a ON a.id = c.application_id
+                  JOIN accounts acc ON acc.id = c.account_id";
+
 pub struct Dispatcher {
     /// Its own small pool, so claiming and recording never queue behind thousands of legs.
     pool: PgPool,
@@ -199,25 +222,7 @@ impl Dispatcher {
     /// oldest pending event of their call (so a call's events leave in order).
     async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
         sqlx::query_as(
-            "WITH claimed AS (
-                UPDATE events SET locked_until = now() + interval '60 seconds'
-                WHERE id IN (
-                    SELECT e.id FROM events e
-                    WHERE e.state = 'pending' AND e.next_attempt_at <= now()
-                      AND (e.locked_until IS NULL OR e.locked_until < now())
-                      -- The oldest pending event of its call. A scalar subquery, not NOT EXISTS:
-                      -- it runs as one index probe per candidate whatever the statistics say (an
-                      -- anti-join planned on stale ones rescanned every pending event per candidate).
-                      AND e.seq = (SELECT p.seq FROM events p WHERE p.call_uuid = e.call_uuid AND p.state = 'pending' ORDER BY p.seq LIMIT 1)
-                    ORDER BY e.next_attempt_at, e.id
-                    LIMIT $1
-                    FOR UPDATE SKIP LOCKED)
-                RETURNING id, call_uuid, payload, url, method, attempts, created_at)
-             SELECT claimed.id, claimed.call_uuid, claimed.payload, claimed.url, claimed.method, claimed.attempts, claimed.created_at,
-                    a.signed_callbacks AS signed, acc.api_key, acc.signature_secret, a.id AS application_id
-             FROM claimed JOIN calls c ON c.uuid = claimed.call_uuid
-                          JOIN applications a ON a.id = c.application_id
-                          JOIN accounts acc ON acc.id = c.account_id",
+            CLAIM_SQL,
         )
         .bind(limit)
         .fetch_all(&self.pool)

@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Every key the callee presses passes here: it stops bargeIn prompts, waits for the next
-/// input, and streams to an asynchronous input's eventUrl.
-pub async fn on_key(leg: &mut Leg, key: char) -> Step<()> {
+/// input, and streams to an asynchronous input's eventUrl, stamped when it was pressed.
+pub async fn on_key(leg: &mut Leg, key: char, pressed: chrono::DateTime<chrono::Utc>) -> Step<()> {
     stop_background_playback(leg);
     leg.pending_dtmf.push_back(key);
     if let Some((url, method)) = leg.async_dtmf.clone() {
         leg.pending_dtmf.clear();
-        let ts = format_time(chrono::Utc::now());
+        let ts = format_time(pressed);
         let payload = json!({
             "from": leg.from, "to": leg.to, "uuid": leg.row.uuid, "conversation_uuid": leg.row.conversation_uuid,
             "timestamp": ts, "dtmf": {"digit": key.to_string(), "digits": key.to_string()}, "mode": "asynchronous",

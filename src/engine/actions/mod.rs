@@ -14,7 +14,7 @@ pub use conversation::Rooms;
 pub use record::BackgroundRecording;
 
 use super::leg::{recv_command, Leg, Step, Stop};
-use crate::carrier::{CarrierEvent, MediaCommand};
+use crate::carrier::{CarrierEvent, MediaCommand, Reported};
 use crate::ncco::{Action, Ncco};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -77,9 +77,9 @@ pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
         let Some(handle) = leg.handle.as_mut() else { return Err(Stop::Internal("no carrier leg".into())) };
         tokio::select! {
             event = handle.events.recv() => match event {
-                Some(CarrierEvent::Log(line)) => {
+                Some(Reported { event: CarrierEvent::Log(line), wall, .. }) => {
                     // Written at once, so the history shows an effect as soon as it happens.
-                    leg.log(&line);
+                    leg.log_at(&line, wall);
                     leg.write(crate::engine::store::Change::default()).await?;
                 }
                 other => break other,
@@ -94,17 +94,22 @@ pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
             Some(wake) = recv_command(&mut leg.commands) => crate::engine::commands::apply_pending(leg, wake).await?,
         }
     };
+    let Some(Reported { event, wall, at }) = event else { return Err(Stop::Remote) };
     match event {
-        None | Some(CarrierEvent::Ended(_)) => Err(Stop::Remote),
-        Some(CarrierEvent::Beep) => {
+        CarrierEvent::Ended(_) => {
+            // The call ended then, however late the leg got to it.
+            leg.callee_hung_up = Some((wall, at));
+            Err(Stop::Remote)
+        }
+        CarrierEvent::Beep => {
             leg.beeped = true;
             Ok(Signal::Event(CarrierEvent::Beep))
         }
-        Some(CarrierEvent::Dtmf(key)) => {
-            input::on_key(leg, key).await?;
+        CarrierEvent::Dtmf(key) => {
+            input::on_key(leg, key, wall).await?;
             Ok(Signal::Event(CarrierEvent::Dtmf(key)))
         }
-        Some(other) => Ok(Signal::Event(other)),
+        other => Ok(Signal::Event(other)),
     }
 }
 
