@@ -7,7 +7,7 @@ use crate::startup::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use base64::Engine;
+use actix_web_httpauth::headers::authorization::{Basic, Scheme};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -107,11 +107,15 @@ impl FromRequest for KeySecretCaller {
     }
 }
 
+/// api_key and api_secret from `Authorization: Basic`; None when absent or unreadable.
 fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
-    authorization(req, "Basic")
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(k, s)| (k.to_string(), s.to_string())))
+    // The crate matches the scheme name case-sensitively, RFC 7235 does not: found here, then
+    // handed over in the spelling it expects.
+    let encoded = authorization(req, "Basic")?;
+    let value = header::HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    let basic = Basic::parse(&value).ok()?;
+    // "key:" (an empty secret) is a wrong secret, not missing credentials.
+    Some((basic.user_id().to_string(), basic.password().unwrap_or_default().to_string()))
 }
 
 async fn verify_account(state: &AppState, credentials: Option<(String, String)>) -> Result<Account, ApiError> {
