@@ -1,7 +1,7 @@
 //! Building and running the server.
 
 use crate::accounts::{Bucket, RateLimiter};
-use crate::auth::{AppJwtVerifier, BasicAuthenticator};
+use crate::auth::{AppJwtVerifier, BasicAuthenticator, LoginThrottle};
 use crate::cache::Invalidations;
 use crate::config::Settings;
 use crate::http::{self, error::ApiError};
@@ -37,9 +37,11 @@ impl AppState {
     /// Its caches are registered with `invalidations`.
     pub fn new(pool: PgPool, settings: Settings, hand_offs: HandOffs, invalidations: Arc<Invalidations>) -> AppState {
         let auth = &settings.auth;
+        // One budget per client for both schemes: alternating them buys no more tries.
+        let throttle = Arc::new(LoginThrottle::new(auth.failed_logins_burst, Duration::from_millis(auth.failed_login_interval_ms)));
         AppState {
-            jwt: AppJwtVerifier::new(pool.clone(), auth.jwt_leeway_s, auth.jwt_max_ttl_s, &invalidations),
-            basic: BasicAuthenticator::new(pool.clone(), Duration::from_secs(auth.basic_auth_cache_s), &invalidations),
+            jwt: AppJwtVerifier::new(pool.clone(), auth.jwt_leeway_s, auth.jwt_max_ttl_s, &invalidations, throttle.clone()),
+            basic: BasicAuthenticator::new(pool.clone(), Duration::from_secs(auth.basic_auth_cache_s), &invalidations, throttle),
             invalidations,
             limiter: RateLimiter::default(),
             started_at: Instant::now(),

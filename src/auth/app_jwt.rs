@@ -2,11 +2,13 @@
 
 use crate::accounts;
 use crate::applications::{self, Application};
+use super::throttle::{LoginKey, LoginThrottle};
 use crate::cache::{Changed, Invalidations, SharedCache};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -45,6 +47,8 @@ pub enum JwtError {
     IssuedInFuture,
     #[error("the token lives longer than the {0} s allowed")]
     TooLong(i64),
+    #[error("too many failed logins; retry after {0:?}")]
+    Throttled(Duration),
     #[error("database error while checking the token")]
     Database(#[from] sqlx::Error),
 }
@@ -72,13 +76,14 @@ pub struct AppJwtVerifier {
     cache: Arc<SharedCache<Uuid, CachedKey>>,
     leeway_s: u64,
     max_ttl_s: i64,
+    throttle: Arc<LoginThrottle>,
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(30);
 
 impl AppJwtVerifier {
-    pub fn new(pool: PgPool, leeway_s: u64, max_ttl_s: i64, invalidations: &Invalidations) -> Self {
-        AppJwtVerifier { pool, cache: SharedCache::registered(CACHE_TTL, invalidations), leeway_s, max_ttl_s }
+    pub fn new(pool: PgPool, leeway_s: u64, max_ttl_s: i64, invalidations: &Invalidations, throttle: Arc<LoginThrottle>) -> Self {
+        AppJwtVerifier { pool, cache: SharedCache::registered(CACHE_TTL, invalidations), leeway_s, max_ttl_s, throttle }
     }
 
     async fn key_for(&self, id: Uuid) -> Result<(AuthenticatedApp, Arc<DecodingKey>), JwtError> {
@@ -100,7 +105,21 @@ impl AppJwtVerifier {
         Ok((app, key))
     }
 
-    pub async fn verify(&self, token: &str) -> Result<AuthenticatedApp, JwtError> {
+    /// Checks the token `client` sent, unless it or the application it names failed too often
+    /// lately.
+    pub async fn verify(&self, token: &str, client: IpAddr) -> Result<AuthenticatedApp, JwtError> {
+        let key = claimed_application(token).map(LoginKey::Application);
+        self.throttle.check(client, key).map_err(|t| JwtError::Throttled(t.0))?;
+        let verified = self.check(token).await;
+        match &verified {
+            Ok(app) => self.throttle.succeeded(client, LoginKey::Application(app.application.id)),
+            Err(JwtError::Database(_)) => {}
+            Err(_) => self.throttle.failed(client, key),
+        }
+        verified
+    }
+
+    async fn check(&self, token: &str) -> Result<AuthenticatedApp, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
         if header.alg != Algorithm::RS256 {
             return Err(JwtError::WrongAlgorithm(format!("{:?}", header.alg)));
@@ -140,6 +159,12 @@ impl AppJwtVerifier {
         }
         Ok(authenticated)
     }
+}
+
+/// The application a token says it is for, before anything is checked.
+fn claimed_application(token: &str) -> Option<Uuid> {
+    let claims = unverified_claims(token).ok()?;
+    Uuid::parse_str(claims.get("application_id")?.as_str()?).ok()
 }
 
 fn unverified_claims(token: &str) -> Result<serde_json::Value, JwtError> {
