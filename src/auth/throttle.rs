@@ -103,7 +103,7 @@ impl LoginThrottle {
         let now = Instant::now();
         let subjects = std::iter::once(Subject::Client(client)).chain(key.map(|k| Subject::Key(k.into())));
         for subject in subjects {
-            if !state.debts.contains_key(&subject) && !self.make_room(&mut *state, now) {
+            if !state.debts.contains_key(&subject) && !self.make_room(&mut state, now) {
                 continue;
             }
             let forgiven = self.forgiven_since(state.debts.get(&subject), now);
