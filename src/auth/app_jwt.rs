@@ -1,8 +1,8 @@
 //! RS256 application JWTs: minted like the Vonage SDKs do, verified against the application's key.
 
+use super::throttle::{LoginKey, LoginThrottle};
 use crate::accounts;
 use crate::applications::{self, Application};
-use super::throttle::{LoginKey, LoginThrottle};
 use crate::cache::{Changed, Invalidations, SharedCache};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
