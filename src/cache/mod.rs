@@ -42,6 +42,8 @@ impl Changed {
 }
 
 /// Tells every instance's caches that `changed` changed; run it in the changing transaction.
+/// (NOTIFY serialises commits while it is in flight, see `notify`: harmless for these rare
+/// administrative changes, never to be used on hot paths.)
 pub async fn announce(conn: &mut PgConnection, changed: Changed) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(changed.payload()).execute(conn).await?;
     Ok(())
