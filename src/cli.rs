@@ -95,6 +95,16 @@ enum AccountCommand {
         #[arg(long)]
         rates_admin: Option<bool>,
     },
+    /// Replace an account's api_secret and/or signature secret (both when neither flag is given);
+    /// prints the new ones (shown only this once). The old ones stop working on every instance.
+    RotateSecrets {
+        #[arg(long)]
+        api_key: String,
+        #[arg(long)]
+        api_secret: bool,
+        #[arg(long)]
+        signature_secret: bool,
+    },
     /// Add money to an account's balance (a ledger entry); prints the new balance. A negative
     /// amount with --kind adjustment corrects a mistake.
     Credit {
@@ -233,6 +243,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                                "balance": account.balance.normalize().to_string(), "credit_limit": account.credit_limit.normalize().to_string(),
                                "rates_admin": account.rates_admin});
             println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        Command::Account { command: AccountCommand::RotateSecrets { api_key, api_secret, signature_secret } } => {
+            let both = !api_secret && !signature_secret;
+            let secrets = accounts::repo::replace_secrets(&pool, &api_key, api_secret || both, signature_secret || both)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account has api_key {api_key}"))?;
+            println!("{}", serde_json::to_string_pretty(&secrets)?);
         }
         Command::Account { command: AccountCommand::Credit { api_key, amount, kind, note } } => {
             anyhow::ensure!(kind == "adjustment" || amount > Decimal::ZERO, "--amount must be positive (use --kind adjustment to take money off)");

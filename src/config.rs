@@ -113,6 +113,9 @@ pub struct AuthSettings {
     pub jwt_leeway_s: u64,
     pub jwt_max_ttl_s: i64,
     pub basic_auth_cache_s: u64,
+    pub failed_logins_burst: u32,
+    pub failed_login_interval_ms: u64,
+    pub client_address_from_forwarded: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod applications;
 pub mod auth;
 pub mod billing;
+pub mod cache;
 pub mod calls;
 pub mod carrier;
 pub mod clock;

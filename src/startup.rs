@@ -1,7 +1,8 @@
 //! Building and running the server.
 
 use crate::accounts::{Bucket, RateLimiter};
-use crate::auth::{AppJwtVerifier, BasicAuthenticator};
+use crate::auth::{AppJwtVerifier, BasicAuthenticator, LoginThrottle};
+use crate::cache::Invalidations;
 use crate::config::Settings;
 use crate::http::{self, error::ApiError};
 use crate::webhooks::dispatcher::HandOffs;
@@ -10,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use rand::seq::SliceRandom;
 use sqlx::PgPool;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Everything a request handler may need, shared by all workers of one instance.
@@ -23,6 +25,8 @@ pub struct AppState {
     pub call_rate: crate::accounts::CallRateLimiter,
     pub started_at: Instant,
     pub notifier: std::sync::Arc<crate::notify::Notifier>,
+    /// This instance's caches of applications and accounts (see `cache`).
+    pub invalidations: Arc<Invalidations>,
     /// The 402 check on creates, mostly from memory.
     pub credit: crate::billing::gate::CreditGate,
     /// Stores new calls, committing concurrent creates together.
@@ -32,10 +36,15 @@ pub struct AppState {
 impl AppState {
     /// `hand_offs`: this instance's dispatcher, which then sends new calls' `started` events
     /// from memory (empty when it runs none: they go out by the claim path).
-    pub fn new(pool: PgPool, settings: Settings, hand_offs: HandOffs) -> AppState {
+    /// Its caches are registered with `invalidations`.
+    pub fn new(pool: PgPool, settings: Settings, hand_offs: HandOffs, invalidations: Arc<Invalidations>) -> AppState {
+        let auth = &settings.auth;
+        // One budget per client for both schemes: alternating them buys no more tries.
+        let throttle = Arc::new(LoginThrottle::new(auth.failed_logins_burst, Duration::from_millis(auth.failed_login_interval_ms)));
         AppState {
-            jwt: AppJwtVerifier::new(pool.clone(), settings.auth.jwt_leeway_s, settings.auth.jwt_max_ttl_s),
-            basic: BasicAuthenticator::new(pool.clone(), Duration::from_secs(settings.auth.basic_auth_cache_s)),
+            jwt: AppJwtVerifier::new(pool.clone(), auth.jwt_leeway_s, auth.jwt_max_ttl_s, &invalidations, throttle.clone()),
+            basic: BasicAuthenticator::new(pool.clone(), Duration::from_secs(auth.basic_auth_cache_s), &invalidations, throttle),
+            invalidations,
             limiter: RateLimiter::default(),
             call_rate: crate::accounts::CallRateLimiter::new(crate::db::pool_like(&pool, "outdial-rates", 2, false)),
             started_at: Instant::now(),
@@ -74,18 +83,20 @@ pub struct Application {
 }
 
 impl Application {
+    /// The API alone: its caches hear of no other instance's changes (run an `Instance` for that).
     pub fn build(settings: Settings, pool: PgPool) -> std::io::Result<Application> {
-        Application::build_with(settings, pool, HandOffs::default())
+        Application::build_with(settings, pool, HandOffs::default(), Arc::default())
     }
 
-    /// As `build`, with new calls' `started` events handed to this instance's dispatcher.
-    pub fn build_with(settings: Settings, pool: PgPool, hand_offs: HandOffs) -> std::io::Result<Application> {
+    /// As `build`, with new calls' `started` events handed to this instance's dispatcher, and its
+    /// caches registered with `invalidations`.
+    pub fn build_with(settings: Settings, pool: PgPool, hand_offs: HandOffs, invalidations: Arc<Invalidations>) -> std::io::Result<Application> {
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))?;
         let port = listener.local_addr()?.port();
         let workers = settings.http.workers;
         let keep_alive = std::time::Duration::from_secs(settings.http.keep_alive_s);
         let max_body = settings.http.max_body_bytes;
-        let state = web::Data::new(AppState::new(pool, settings, hand_offs));
+        let state = web::Data::new(AppState::new(pool, settings, hand_offs, invalidations));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -131,18 +142,21 @@ impl Instance {
         let roles = &settings.engine;
         let (mut port, mut server, mut server_task) = (None, None, None);
         let hand_offs = HandOffs::default();
+        let invalidations = Arc::new(Invalidations::default());
+        let cache_listener = crate::cache::start_listener(&pool, invalidations.clone()).await?;
         if roles.has_role("api") {
-            let app = Application::build_with(settings.clone(), pool.clone(), hand_offs.clone())?;
+            let app = Application::build_with(settings.clone(), pool.clone(), hand_offs.clone(), invalidations.clone())?;
             port = Some(app.port);
             server = Some(app.server.handle());
             server_task = Some(tokio::spawn(app.server));
         }
         let history = &settings.history;
-        let mut background = vec![crate::history::rollup::spawn_sealer(
+        let mut background = vec![cache_listener];
+        background.push(crate::history::rollup::spawn_sealer(
             pool.clone(),
             std::time::Duration::from_secs(history.seal_interval_s.max(1)),
             std::time::Duration::from_secs(history.seal_grace_s),
-        )];
+        ));
         // Finished calls' debits reach their account rows within this long (balances read
         // exact before that: see billing::ledger::funds).
         background.push(crate::billing::ledger::spawn_settler(pool.clone(), std::time::Duration::from_millis(200)));
@@ -152,7 +166,7 @@ impl Instance {
         let engine = if roles.has_role("workers") || roles.has_role("webhooks") {
             let base = public_base_url(&settings, port.unwrap_or(settings.http.port));
             let ctx = crate::engine::EngineCtx::new(pool, settings, base, hand_offs);
-            Some(crate::engine::Engine::start(ctx).await?)
+            Some(crate::engine::Engine::start(ctx, &invalidations).await?)
         } else {
             None
         };

@@ -118,3 +118,22 @@ async fn accounts_cannot_touch_each_others_applications(pool: PgPool) {
     let list: Value = as_other(reqwest::Method::GET, "/v2/applications".into()).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["total_items"], 0);
 }
+
+#[sqlx::test]
+async fn basic_credentials_are_read_as_rfc_7617_says(pool: PgPool) {
+    use base64::Engine;
+    let app = spawn_app(pool).await;
+    let encode = |pair: &str| base64::engine::general_purpose::STANDARD.encode(pair);
+    let with = |value: String| app.client.get(app.url("/v2/applications")).header("Authorization", value).send();
+    let pair = format!("{}:{}", app.account.api_key, app.account.api_secret);
+    // The scheme name is case-insensitive and surrounding blanks do not matter.
+    assert_eq!(with(format!("basic {}", encode(&pair))).await.unwrap().status(), 200);
+    assert_eq!(with(format!("  BASIC   {}  ", encode(&pair))).await.unwrap().status(), 200);
+    // An empty secret is a wrong one; no colon, bad base64 or bad UTF-8 are no credentials at all.
+    let empty_secret = assert_problem(with(format!("Basic {}", encode(&format!("{}:", app.account.api_key)))).await.unwrap(), 401).await;
+    assert!(empty_secret["detail"].as_str().unwrap().contains("wrong"), "{empty_secret}");
+    for unreadable in [format!("Basic {}", encode(&app.account.api_key)), "Basic %%%".to_string(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode([0xff, b':', 0xfe]))] {
+        let body = assert_problem(with(unreadable).await.unwrap(), 401).await;
+        assert!(body["detail"].as_str().unwrap().contains("no Basic credentials"), "{body}");
+    }
+}

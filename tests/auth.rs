@@ -118,6 +118,9 @@ async fn unknown_and_deleted_applications_are_refused(pool: PgPool) {
     assert_unauthorized(&app, Some(&sign(claims, Algorithm::RS256, &rsa_key(PRIVATE_KEY)))).await;
 
     let second = create_application(&pool, app.account.account_id, None).await;
+    // Used first, so its key is cached: the delete must drop it, not just miss an empty cache.
+    let used = app.client.get(app.url("/v1/calls")).bearer_auth(app.jwt_for(second)).send().await.unwrap();
+    assert_eq!(used.status(), 200);
     let deleted = app.client.delete(app.url(&format!("/v2/applications/{second}")))
         .basic_auth(&app.account.api_key, Some(&app.account.api_secret)).send().await.unwrap();
     assert_eq!(deleted.status(), 204);

@@ -7,7 +7,7 @@ mod secrets;
 
 pub use call_rate::CallRateLimiter;
 pub use rate_limit::{Bucket, RateLimited, RateLimiter};
-pub use secrets::{hash_secret, verify_secret};
+pub use secrets::{decoy_hash, hash_secret, verify_secret};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Account {

@@ -2,6 +2,7 @@
 
 use super::secrets::{hash_secret, new_api_key, random_alphanumeric};
 use super::{Account, NewAccountCredentials};
+use crate::cache::{self, Changed};
 use sqlx::PgPool;
 
 const ACCOUNT_COLUMNS: &str = "id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate, balance, credit_limit, rates_admin";
@@ -77,8 +78,10 @@ pub struct AccountChanges<'a> {
 }
 
 /// Changes an account's limits: call rate, what happens above it, credit limit, deck rights.
+/// Every instance's caches of the account are told.
 pub async fn update_limits(pool: &PgPool, api_key: &str, changes: &AccountChanges<'_>) -> Result<Option<Account>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let mut tx = pool.begin().await?;
+    let account: Option<Account> = sqlx::query_as(&format!(
         "UPDATE accounts SET calls_per_second = COALESCE($2, calls_per_second), over_rate = COALESCE($3, over_rate),
                 credit_limit = COALESCE($4, credit_limit), rates_admin = COALESCE($5, rates_admin)
          WHERE api_key = $1 RETURNING {ACCOUNT_COLUMNS}"
@@ -88,6 +91,46 @@ pub async fn update_limits(pool: &PgPool, api_key: &str, changes: &AccountChange
     .bind(changes.over_rate)
     .bind(changes.credit_limit)
     .bind(changes.rates_admin)
-    .fetch_optional(pool)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    announced(tx, account).await
+}
+
+/// New secrets for an account, shown only this once.
+#[derive(Debug, serde::Serialize)]
+pub struct NewSecrets {
+    pub api_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_secret: Option<String>,
+}
+
+/// Replaces the account's api_secret, its signature secret, or both. The old ones stop working
+/// on every instance (their caches are told).
+pub async fn replace_secrets(pool: &PgPool, api_key: &str, api_secret: bool, signature_secret: bool) -> Result<Option<NewSecrets>, sqlx::Error> {
+    let api_secret = api_secret.then(|| random_alphanumeric(16));
+    let signature_secret = signature_secret.then(|| random_alphanumeric(32));
+    let secret_hash = api_secret.as_deref().map(hash_secret);
+    let mut tx = pool.begin().await?;
+    let account: Option<Account> = sqlx::query_as(&format!(
+        "UPDATE accounts SET api_secret_hash = COALESCE($2, api_secret_hash), signature_secret = COALESCE($3, signature_secret)
+         WHERE api_key = $1 RETURNING {ACCOUNT_COLUMNS}"
+    ))
+    .bind(api_key)
+    .bind(secret_hash)
+    .bind(&signature_secret)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let account = announced(tx, account).await?;
+    Ok(account.map(|account| NewSecrets { api_key: account.api_key, api_secret, signature_secret }))
+}
+
+/// Commits a change to `account` (None: nothing matched), telling every instance's caches.
+async fn announced(mut tx: sqlx::Transaction<'_, sqlx::Postgres>, account: Option<Account>) -> Result<Option<Account>, sqlx::Error> {
+    if let Some(account) = &account {
+        cache::announce(&mut tx, Changed::Account(account.id)).await?;
+    }
+    tx.commit().await?;
+    Ok(account)
 }

@@ -1,6 +1,7 @@
 //! SQL for applications.
 
 use super::{Application, ApplicationSpec};
+use crate::cache::{self, Changed};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -38,12 +39,14 @@ pub async fn insert(pool: &PgPool, account_id: i64, spec: &ApplicationSpec, publ
     .await
 }
 
-/// Replaces the application's settings; the key stays unless a new public key is given.
+/// Replaces the application's settings; the key stays unless a new public key is given. Every
+/// instance's caches of it are told.
 pub async fn update(pool: &PgPool, account_id: i64, id: Uuid, spec: &ApplicationSpec) -> Result<Option<Application>, sqlx::Error> {
     let (answer_url, answer_method) = split(&spec.answer, "GET");
     let (event_url, event_method) = split(&spec.event, "POST");
     let (fallback_url, fallback_method) = split(&spec.fallback_answer, "GET");
-    sqlx::query_as(&format!(
+    let mut tx = pool.begin().await?;
+    let updated: Option<Application> = sqlx::query_as(&format!(
         "UPDATE applications SET name = $3, public_key_pem = COALESCE($4, public_key_pem), answer_url = $5, answer_method = $6,
                 event_url = $7, event_method = $8, fallback_answer_url = $9, fallback_answer_method = $10,
                 signed_callbacks = $11, updated_at = now()
@@ -60,8 +63,13 @@ pub async fn update(pool: &PgPool, account_id: i64, id: Uuid, spec: &Application
     .bind(fallback_url)
     .bind(fallback_method)
     .bind(spec.signed_callbacks)
-    .fetch_optional(pool)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    if updated.is_some() {
+        cache::announce(&mut tx, Changed::Application(id)).await?;
+    }
+    tx.commit().await?;
+    Ok(updated)
 }
 
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Application>, sqlx::Error> {
@@ -93,12 +101,19 @@ pub async fn page(pool: &PgPool, account_id: i64, page: i64, page_size: i64) -> 
     Ok((items, total))
 }
 
-/// Deletes the application for its owner: its JWTs stop working; its calls keep their history.
+/// Deletes the application for its owner: its JWTs stop working (every instance's caches are
+/// told); its calls keep their history.
 pub async fn delete(pool: &PgPool, account_id: i64, id: Uuid) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let done = sqlx::query("UPDATE applications SET deleted_at = now() WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL")
         .bind(id)
         .bind(account_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(done.rows_affected() == 1)
+    let deleted = done.rows_affected() == 1;
+    if deleted {
+        cache::announce(&mut tx, Changed::Application(id)).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }

@@ -1,14 +1,16 @@
 //! RS256 application JWTs: minted like the Vonage SDKs do, verified against the application's key.
 
+use super::throttle::{LoginKey, LoginThrottle};
 use crate::accounts;
 use crate::applications::{self, Application};
+use crate::cache::{Changed, Invalidations, SharedCache};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +47,8 @@ pub enum JwtError {
     IssuedInFuture,
     #[error("the token lives longer than the {0} s allowed")]
     TooLong(i64),
+    #[error("too many failed logins; retry after {0:?}")]
+    Throttled(Duration),
     #[error("database error while checking the token")]
     Database(#[from] sqlx::Error),
 }
@@ -58,63 +62,64 @@ pub struct AuthenticatedApp {
     pub queue_over_rate: bool,
 }
 
+#[derive(Clone)]
 struct CachedKey {
-    application: Arc<Application>,
-    calls_per_second: i32,
-    queue_over_rate: bool,
+    app: AuthenticatedApp,
     key: Arc<DecodingKey>,
-    loaded_at: Instant,
 }
 
-/// Verifies tokens; parsed keys are cached for `CACHE_TTL` (the Python SDK mints a token per
-/// request, so parsing PEM each time would dominate) and dropped at once when this instance
-/// changes the application.
+/// Verifies tokens; parsed keys are cached (the Python SDK mints a token per request, so
+/// parsing PEM each time would dominate) until the application or its account changes on any
+/// instance (see `cache`), or for `CACHE_TTL` at most.
 pub struct AppJwtVerifier {
     pool: PgPool,
-    cache: RwLock<HashMap<Uuid, CachedKey>>,
+    cache: Arc<SharedCache<Uuid, CachedKey>>,
     leeway_s: u64,
     max_ttl_s: i64,
+    throttle: Arc<LoginThrottle>,
 }
 
 const CACHE_TTL: Duration = Duration::from_secs(30);
 
 impl AppJwtVerifier {
-    pub fn new(pool: PgPool, leeway_s: u64, max_ttl_s: i64) -> Self {
-        AppJwtVerifier { pool, cache: RwLock::new(HashMap::new()), leeway_s, max_ttl_s }
-    }
-
-    pub fn forget(&self, application_id: Uuid) {
-        self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(&application_id);
+    pub fn new(pool: PgPool, leeway_s: u64, max_ttl_s: i64, invalidations: &Invalidations, throttle: Arc<LoginThrottle>) -> Self {
+        AppJwtVerifier { pool, cache: SharedCache::registered(CACHE_TTL, invalidations), leeway_s, max_ttl_s, throttle }
     }
 
     async fn key_for(&self, id: Uuid) -> Result<(AuthenticatedApp, Arc<DecodingKey>), JwtError> {
-        if let Some(hit) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            if hit.loaded_at.elapsed() < CACHE_TTL {
-                let app = AuthenticatedApp {
-                    application: hit.application.clone(),
-                    calls_per_second: hit.calls_per_second,
-                    queue_over_rate: hit.queue_over_rate,
-                };
-                return Ok((app, hit.key.clone()));
-            }
+        if let Some(hit) = self.cache.get(&id) {
+            return Ok((hit.app, hit.key));
         }
+        let read_at = self.cache.generation();
         let app = applications::repo::find(&self.pool, id).await?.ok_or(JwtError::UnknownApplication)?;
         let account = accounts::repo::find(&self.pool, app.account_id).await?.ok_or(JwtError::UnknownApplication)?;
         let key = DecodingKey::from_rsa_pem(app.public_key_pem.as_bytes()).map_err(|_| JwtError::UnknownApplication)?;
-        let (app, key) = (Arc::new(app), Arc::new(key));
-        let queue_over_rate = account.over_rate == "queue";
-        let entry = CachedKey {
-            application: app.clone(),
+        let read_from = vec![Changed::Application(id), Changed::Account(account.id)];
+        let app = AuthenticatedApp {
+            application: Arc::new(app),
             calls_per_second: account.calls_per_second,
-            queue_over_rate,
-            key: key.clone(),
-            loaded_at: Instant::now(),
+            queue_over_rate: account.over_rate == "queue",
         };
-        self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
-        Ok((AuthenticatedApp { application: app, calls_per_second: account.calls_per_second, queue_over_rate }, key))
+        let key = Arc::new(key);
+        self.cache.insert(id, CachedKey { app: app.clone(), key: key.clone() }, read_from, read_at);
+        Ok((app, key))
     }
 
-    pub async fn verify(&self, token: &str) -> Result<AuthenticatedApp, JwtError> {
+    /// Checks the token `client` sent, unless it or the application it names failed too often
+    /// lately.
+    pub async fn verify(&self, token: &str, client: IpAddr) -> Result<AuthenticatedApp, JwtError> {
+        let key = claimed_application(token).map(LoginKey::Application);
+        self.throttle.check(client, key).map_err(|t| JwtError::Throttled(t.0))?;
+        let verified = self.check(token).await;
+        match &verified {
+            Ok(app) => self.throttle.succeeded(client, LoginKey::Application(app.application.id)),
+            Err(JwtError::Database(_)) => {}
+            Err(_) => self.throttle.failed(client, key),
+        }
+        verified
+    }
+
+    async fn check(&self, token: &str) -> Result<AuthenticatedApp, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| JwtError::Malformed)?;
         if header.alg != Algorithm::RS256 {
             return Err(JwtError::WrongAlgorithm(format!("{:?}", header.alg)));
@@ -154,6 +159,12 @@ impl AppJwtVerifier {
         }
         Ok(authenticated)
     }
+}
+
+/// The application a token says it is for, before anything is checked.
+fn claimed_application(token: &str) -> Option<Uuid> {
+    let claims = unverified_claims(token).ok()?;
+    Uuid::parse_str(claims.get("application_id")?.as_str()?).ok()
 }
 
 fn unverified_claims(token: &str) -> Result<serde_json::Value, JwtError> {

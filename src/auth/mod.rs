@@ -2,6 +2,8 @@
 
 mod app_jwt;
 mod basic;
+mod throttle;
 
 pub use app_jwt::{mint_application_jwt, AppJwtVerifier, AuthenticatedApp, JwtError};
 pub use basic::{BasicAuthError, BasicAuthenticator};
+pub use throttle::LoginThrottle;

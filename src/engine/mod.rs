@@ -11,6 +11,7 @@ mod media;
 mod store;
 mod writer;
 
+use crate::cache::Invalidations;
 use crate::carrier::{Carrier, SimulatedNetwork};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -127,7 +128,8 @@ pub struct Engine {
 
 impl Engine {
     /// Registers this instance and starts the roles configured (workers, webhooks).
-    pub async fn start(ctx: Arc<EngineCtx>) -> Result<Engine, sqlx::Error> {
+    /// The dispatcher's caches are registered with `invalidations`.
+    pub async fn start(ctx: Arc<EngineCtx>, invalidations: &Invalidations) -> Result<Engine, sqlx::Error> {
         let shutdown = CancellationToken::new();
         let engine_settings = &ctx.settings.engine;
         instance::register(&ctx.pool, ctx.instance_id, &engine_settings.roles.join(",")).await?;
@@ -146,7 +148,7 @@ impl Engine {
             // flushes: one lost in a database crash means an event is delivered again, which
             // at-least-once delivery allows. Events themselves are written by legs, durably.
             let pool = crate::db::pool_like(&ctx.pool, "outdial-webhooks", ctx.settings.webhooks.database_connections, false);
-            let dispatcher = Dispatcher::new(pool, ctx.client.clone(), events_wake);
+            let dispatcher = Dispatcher::new(pool, ctx.client.clone(), events_wake, invalidations);
             let (hand_off, hand_offs) = mpsc::unbounded_channel();
             ctx.hand_offs.connect(hand_off);
             tasks.push(tokio::spawn(dispatcher.run(hand_offs, poll, shutdown.clone())));

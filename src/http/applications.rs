@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::extract::{base_url, json_body, AccountCaller};
 use crate::applications::{self, keys, ApplicationSpec};
+use crate::cache::Changed;
 use crate::startup::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -40,7 +41,8 @@ pub async fn update(req: HttpRequest, state: web::Data<AppState>, caller: Accoun
     let app = applications::repo::update(&state.pool, caller.0.id, id, &spec)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Application {id} does not exist")))?;
-    state.jwt.forget(id);
+    // Other instances hear of it by NOTIFY; this one must not wait for its own.
+    state.invalidations.invalidate(Changed::Application(id));
     Ok(HttpResponse::Ok().json(app.to_json(&base_url(&req, &state), None)))
 }
 
@@ -49,7 +51,7 @@ pub async fn delete(state: web::Data<AppState>, caller: AccountCaller, path: web
     if !applications::repo::delete(&state.pool, caller.0.id, id).await? {
         return Err(ApiError::NotFound(format!("Application {id} does not exist")));
     }
-    state.jwt.forget(id);
+    state.invalidations.invalidate(Changed::Application(id));
     Ok(HttpResponse::NoContent().finish())
 }
 

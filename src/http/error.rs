@@ -39,6 +39,9 @@ pub enum ApiError {
     LowBalance(String),
     #[error("too many requests")]
     RateLimited { retry_after: Duration, what: &'static str },
+    /// The client address, or the key it tries, failed to log in too often lately.
+    #[error("too many failed logins")]
+    LoginsThrottled { retry_after: Duration },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -63,7 +66,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => ("unprocessable-entity", "Unprocessable Entity"),
             ApiError::InvalidRows { .. } => ("invalid-rows", "Unprocessable Entity"),
             ApiError::LowBalance(_) => ("low-balance", "Low balance"),
-            ApiError::RateLimited { .. } => ("rate-limit", "Too Many Requests"),
+            ApiError::RateLimited { .. } | ApiError::LoginsThrottled { .. } => ("rate-limit", "Too Many Requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service Unavailable"),
             ApiError::Internal(_) => ("internal-error", "Internal Server Error"),
         }
@@ -73,6 +76,10 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after, what } => format!(
                 "Too many {what} for this account; retry after {} s",
+                retry_after.as_secs_f64().ceil().max(1.0)
+            ),
+            ApiError::LoginsThrottled { retry_after } => format!(
+                "Too many failed logins from this address or with these credentials; retry after {} s",
                 retry_after.as_secs_f64().ceil().max(1.0)
             ),
             // The cause is logged, never shown.
@@ -126,7 +133,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) | ApiError::InvalidRows { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::LowBalance(_) => StatusCode::PAYMENT_REQUIRED,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::LoginsThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -150,7 +157,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { challenge, .. } => {
                 headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(challenge));
             }
-            ApiError::RateLimited { retry_after, .. } => {
+            ApiError::RateLimited { retry_after, .. } | ApiError::LoginsThrottled { retry_after } => {
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 headers.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
             }

@@ -7,9 +7,10 @@ use crate::startup::AppState;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
-use base64::Engine;
+use actix_web_httpauth::headers::authorization::{Basic, Scheme};
 use serde_json::Value;
 use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 
 fn state(req: &HttpRequest) -> web::Data<AppState> {
@@ -38,16 +39,33 @@ impl FromRequest for AppCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state(req);
         let token = authorization(req, "Bearer");
+        let client = client_address(req, &state);
         Box::pin(async move {
             let token = token.ok_or(JwtError::Missing).map_err(unauthorized_jwt)?;
-            state.jwt.verify(&token).await.map(AppCaller).map_err(unauthorized_jwt)
+            state.jwt.verify(&token, client).await.map(AppCaller).map_err(unauthorized_jwt)
         })
     }
+}
+
+/// Where a login attempt comes from, for throttling failures: the peer, or behind a proxy
+/// (`auth.client_address_from_forwarded`) the address it appended to X-Forwarded-For. The last
+/// one: earlier entries are whatever the client sent.
+fn client_address(req: &HttpRequest, state: &AppState) -> IpAddr {
+    let peer = req.peer_addr().map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |a| a.ip());
+    if !state.settings.auth.client_address_from_forwarded {
+        return peer;
+    }
+    let appended = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).last();
+    appended
+        .map(str::trim)
+        .and_then(|a| a.parse().ok().or_else(|| a.parse::<SocketAddr>().ok().map(|a| a.ip())))
+        .unwrap_or(peer)
 }
 
 fn unauthorized_jwt(e: JwtError) -> ApiError {
     match e {
         JwtError::Database(db) => db.into(),
+        JwtError::Throttled(retry_after) => ApiError::LoginsThrottled { retry_after },
         other => ApiError::Unauthorized {
             detail: format!(
                 "You did not provide correct credentials: {other}. Send Authorization: Bearer <JWT signed RS256 with your application's private key>."
@@ -67,7 +85,8 @@ impl FromRequest for AccountCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = state(req);
         let credentials = basic_credentials(req);
-        Box::pin(async move { verify_account(&state, credentials).await.map(AccountCaller) })
+        let client = client_address(req, &state);
+        Box::pin(async move { verify_account(&state, credentials, client).await.map(AccountCaller) })
     }
 }
 
@@ -103,20 +122,25 @@ impl FromRequest for KeySecretCaller {
         let query = web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string()).ok();
         let in_query = query.and_then(|q| Some((q.get("api_key")?.clone(), q.get("api_secret")?.clone())));
         let credentials = in_query.or_else(|| basic_credentials(req));
-        Box::pin(async move { verify_account(&state, credentials).await.map(KeySecretCaller) })
+        let client = client_address(req, &state);
+        Box::pin(async move { verify_account(&state, credentials, client).await.map(KeySecretCaller) })
     }
 }
 
+/// api_key and api_secret from `Authorization: Basic`; None when absent or unreadable.
 fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
-    authorization(req, "Basic")
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(k, s)| (k.to_string(), s.to_string())))
+    // The crate matches the scheme name case-sensitively, RFC 7235 does not: found here, then
+    // handed over in the spelling it expects.
+    let encoded = authorization(req, "Basic")?;
+    let value = header::HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
+    let basic = Basic::parse(&value).ok()?;
+    // "key:" (an empty secret) is a wrong secret, not missing credentials.
+    Some((basic.user_id().to_string(), basic.password().unwrap_or_default().to_string()))
 }
 
-async fn verify_account(state: &AppState, credentials: Option<(String, String)>) -> Result<Account, ApiError> {
+async fn verify_account(state: &AppState, credentials: Option<(String, String)>, client: IpAddr) -> Result<Account, ApiError> {
     let (key, secret) = credentials.ok_or(BasicAuthError::Missing).map_err(unauthorized_basic)?;
-    let account = state.basic.verify(&key, &secret).await.map_err(unauthorized_basic)?;
+    let account = state.basic.verify(&key, &secret, client).await.map_err(unauthorized_basic)?;
     state.rate_limit(account.id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
     Ok(account)
 }
@@ -124,6 +148,7 @@ async fn verify_account(state: &AppState, credentials: Option<(String, String)>)
 fn unauthorized_basic(e: BasicAuthError) -> ApiError {
     match e {
         BasicAuthError::Database(db) => db.into(),
+        BasicAuthError::Throttled(retry_after) => ApiError::LoginsThrottled { retry_after },
         other => ApiError::Unauthorized {
             detail: format!("You did not provide correct credentials: {other}. Send Authorization: Basic base64(api_key:api_secret)."),
             challenge: "Basic realm=\"outdial\"",

@@ -8,6 +8,7 @@
 
 use super::client::{Outbound, WebhookClient};
 use super::signing::Signer;
+use crate::cache::{Changed, Invalidations, SharedCache};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde_json::Value;
@@ -106,9 +107,11 @@ pub struct HandedEvent {
     pub method: String,
 }
 
-/// How an application's webhooks are signed; cached briefly for handed-off events.
+/// How an application's webhooks are signed; cached for handed-off events until the application
+/// or its account changes (see `cache`).
 #[derive(Clone, sqlx::FromRow)]
 struct Signing {
+    account_id: i64,
     signed: bool,
     api_key: String,
     signature_secret: String,
@@ -148,15 +151,16 @@ pub struct Dispatcher {
     pool: PgPool,
     client: WebhookClient,
     wake: Arc<Notify>,
-    signing: Mutex<HashMap<Uuid, (Instant, Signing)>>,
+    signing: Arc<SharedCache<Uuid, Signing>>,
     lanes: Mutex<HashMap<Uuid, Lane>>,
     /// When idle lanes were last dropped (at most once a second, not on every hand-off).
     lanes_pruned_at: Mutex<Instant>,
 }
 
 impl Dispatcher {
-    pub fn new(pool: PgPool, client: WebhookClient, wake: Arc<Notify>) -> Dispatcher {
-        Dispatcher { pool, client, wake, signing: Mutex::new(HashMap::new()), lanes: Mutex::new(HashMap::new()), lanes_pruned_at: Mutex::new(Instant::now()) }
+    pub fn new(pool: PgPool, client: WebhookClient, wake: Arc<Notify>, invalidations: &Invalidations) -> Dispatcher {
+        let signing = SharedCache::registered(SIGNING_CACHE_TTL, invalidations);
+        Dispatcher { pool, client, wake, signing, lanes: Mutex::new(HashMap::new()), lanes_pruned_at: Mutex::new(Instant::now()) }
     }
 
     /// Runs until `shutdown`; woken by `wake` (NOTIFY, new events; or the recorder, a delivered
@@ -399,19 +403,19 @@ impl Dispatcher {
     }
 
     async fn signing_of(&self, application_id: Uuid) -> Result<Signing, sqlx::Error> {
-        if let Some((at, signing)) = self.signing.lock().unwrap().get(&application_id) {
-            if at.elapsed() < SIGNING_CACHE_TTL {
-                return Ok(signing.clone());
-            }
+        if let Some(signing) = self.signing.get(&application_id) {
+            return Ok(signing);
         }
+        let read_at = self.signing.generation();
         let signing: Signing = sqlx::query_as(
-            "SELECT a.signed_callbacks AS signed, acc.api_key, acc.signature_secret
+            "SELECT acc.id AS account_id, a.signed_callbacks AS signed, acc.api_key, acc.signature_secret
              FROM applications a JOIN accounts acc ON acc.id = a.account_id WHERE a.id = $1",
         )
         .bind(application_id)
         .fetch_one(&self.pool)
         .await?;
-        self.signing.lock().unwrap().insert(application_id, (Instant::now(), signing.clone()));
+        let read_from = vec![Changed::Application(application_id), Changed::Account(signing.account_id)];
+        self.signing.insert(application_id, signing.clone(), read_from, read_at);
         Ok(signing)
     }
 

@@ -88,10 +88,14 @@ pub async fn spawn_engine_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
-    let settings = test_settings(&options);
+    spawn_app_from(pool, test_settings(&options), options.calls_per_second).await
+}
+
+/// As `spawn_app_with`, from settings the test adjusted.
+pub async fn spawn_app_from(pool: PgPool, settings: Settings, calls_per_second: i32) -> TestApp {
     let instance = Instance::start(settings, pool.clone()).await.expect("instance starts");
     let address = format!("http://127.0.0.1:{}", instance.port.unwrap_or(0));
-    let account = accounts::repo::create(&pool, "test", options.calls_per_second).await.unwrap();
+    let account = accounts::repo::create(&pool, "test", calls_per_second).await.unwrap();
     let app_id = create_application(&pool, account.account_id, Some("http://127.0.0.1:9/events")).await;
     TestApp { address, instance: Some(instance), pool, client: reqwest::Client::new(), account, app_id }
 }
