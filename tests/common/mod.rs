@@ -84,10 +84,14 @@ pub async fn spawn_engine_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
-    let settings = test_settings(&options);
+    spawn_app_with_settings(pool, test_settings(&options), options.calls_per_second).await
+}
+
+/// The app with settings a test adjusted (start from `test_settings`).
+pub async fn spawn_app_with_settings(pool: PgPool, settings: Settings, calls_per_second: i32) -> TestApp {
     let instance = Instance::start(settings, pool.clone()).await.expect("instance starts");
     let address = format!("http://127.0.0.1:{}", instance.port.unwrap_or(0));
-    let account = accounts::repo::create(&pool, "test", options.calls_per_second).await.unwrap();
+    let account = accounts::repo::create(&pool, "test", calls_per_second).await.unwrap();
     let app_id = create_application(&pool, account.account_id, Some("http://127.0.0.1:9/events")).await;
     TestApp { address, instance: Some(instance), pool, client: reqwest::Client::new(), account, app_id }
 }
@@ -169,6 +173,28 @@ impl TestApp {
         let response = self.post_call(&minimal_call()).await;
         assert_eq!(response.status(), 201);
         response.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_string()
+    }
+}
+
+/// The call's history lines written by the simulated network (what the callee heard…).
+pub async fn media_log(app: &TestApp, uuid: &str) -> Vec<String> {
+    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+    history["_embedded"]["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "media").map(|e| e["payload"]["what"].as_str().unwrap().to_string()).collect()
+}
+
+pub async fn wait_log(app: &TestApp, uuid: &str, line: &str) -> Vec<String> {
+    wait_log_within(app, uuid, line, std::time::Duration::from_secs(15)).await
+}
+
+pub async fn wait_log_within(app: &TestApp, uuid: &str, line: &str, within: std::time::Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let log = media_log(app, uuid).await;
+        if log.iter().any(|l| l.contains(line)) {
+            return log;
+        }
+        assert!(std::time::Instant::now() < deadline, "no '{line}' in {log:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
