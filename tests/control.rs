@@ -21,24 +21,6 @@ fn long_wait() -> Value {
     json!([{"action": "wait", "timeout": 600}])
 }
 
-/// The call's history lines written by the simulated network (what the callee heard…).
-async fn media_log(app: &TestApp, uuid: &str) -> Vec<String> {
-    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
-    history["_embedded"]["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "media").map(|e| e["payload"]["what"].as_str().unwrap().to_string()).collect()
-}
-
-async fn wait_log(app: &TestApp, uuid: &str, line: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let log = media_log(app, uuid).await;
-        if log.iter().any(|l| l.contains(line)) {
-            return log;
-        }
-        assert!(std::time::Instant::now() < deadline, "no '{line}' in {log:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[sqlx::test]
 async fn bad_requests_unknown_and_foreign_calls(pool: PgPool) {
     let app = spawn_app(pool.clone()).await;
@@ -190,19 +172,28 @@ async fn a_dtmf_subscription_gets_each_key_the_callee_presses(pool: PgPool) {
 }
 
 #[sqlx::test]
-async fn commands_reach_the_leg_on_another_instance(pool: PgPool) {
-    // The API here; the leg on a workers-only instance sharing the database.
-    let app = spawn_app_with(pool.clone(), Options { roles: vec!["api", "webhooks"], ..Options::default() }).await;
+async fn commands_reach_the_leg_on_another_instance_by_notify(pool: PgPool) {
+    // The API here; the leg on a workers-only instance sharing the database. The worker's
+    // sweep for missed notifications runs with its heartbeat: once at start, then every 30 s,
+    // so within the 2 s below only NOTIFY can bring the command. Instances time out after a
+    // minute, so neither takes the other's legs meanwhile.
+    let sweep = std::time::Duration::from_secs(30);
+    let mut api_settings = test_settings(&Options { roles: vec!["api", "webhooks"], ..Options::default() });
+    api_settings.engine.instance_timeout_ms = 60_000;
+    let app = spawn_app_with_settings(pool.clone(), api_settings, Options::default().calls_per_second).await;
     let mut settings = test_settings(&Options::default());
     settings.engine.roles = vec!["workers".into()];
+    settings.engine.heartbeat_ms = sweep.as_millis() as u64;
+    settings.engine.instance_timeout_ms = 60_000;
     let worker = outdial::startup::Instance::start(settings, pool.clone()).await.unwrap();
     let receiver = Receiver::start().await;
     let uuid = app.place(&call(&receiver, "447700900000", long_wait())).await;
     receiver.wait_status("/events", &uuid, "answered").await;
     let started = std::time::Instant::now();
     assert_eq!(app.put_json(&format!("/v1/calls/{uuid}/dtmf"), &json!({"digits": "9"})).await.status(), 200);
-    wait_log(&app, &uuid, "heard DTMF 9").await;
-    assert!(started.elapsed() < std::time::Duration::from_secs(2), "woken by NOTIFY, not a slow poll");
+    let bound = std::time::Duration::from_secs(2);
+    wait_log_within(&app, &uuid, "heard DTMF 9", bound).await;
+    assert!(started.elapsed() < bound, "woken by NOTIFY, not by the sweep");
     assert_eq!(app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await.status(), 204);
     receiver.wait_status("/events", &uuid, "completed").await;
     let (state,): (String,) = sqlx::query_as("SELECT state FROM call_commands WHERE call_uuid = $1::uuid AND action = 'hangup'").bind(&uuid).fetch_one(&pool).await.unwrap();

@@ -104,21 +104,56 @@ async fn events_written_while_an_earlier_one_is_in_flight_follow_it_in_order(poo
 }
 
 #[sqlx::test]
-async fn an_unreachable_receiver_is_retried_with_backoff_and_recorded(pool: PgPool) {
-    let app = spawn_engine_app(pool.clone()).await;
+async fn an_unreachable_receiver_is_retried_with_growing_backoff_and_recorded(pool: PgPool) {
+    // Retries from 100 ms, doubling: the n-th wait is between half of 100·2^(n-1) ms and all
+    // of it (jitter), plus up to a dispatcher poll (100 ms) and a busy machine's delays.
+    let base_ms = 100;
+    let mut settings = test_settings(&Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() });
+    settings.webhooks.retry_base_ms = base_ms;
+    settings.webhooks.retry_max_ms = 60_000;
+    let app = spawn_app_with_settings(pool, settings, Options::default().calls_per_second).await;
     // Nothing listens on port 9 (discard); connections are refused.
     let body = json!({"to": [{"type": "phone", "number": "447700900603"}], "from": {"type": "phone", "number": "447700900001"},
                       "ncco": [{"action": "talk", "text": "x"}], "event_url": ["http://127.0.0.1:9/events"]});
     let uuid = app.place(&body).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let history = loop {
+        let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+        if history["_embedded"]["events"][0]["attempts"].as_array().unwrap().len() >= 6 {
+            break history;
+        }
+        assert!(std::time::Instant::now() < deadline, "fewer than 6 attempts: {history}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let started = &history["_embedded"]["events"][0];
     assert_eq!(started["state"], "pending");
     let attempts = started["attempts"].as_array().unwrap();
-    assert!(attempts.len() >= 3, "{attempts:?}");
     assert!(attempts.iter().all(|a| a["error"].as_str().unwrap().contains("connect")));
+    let at: Vec<chrono::DateTime<chrono::Utc>> = attempts.iter().map(|a| a["attempted_at"].as_str().unwrap().parse().unwrap()).collect();
+    let waits_ms: Vec<i64> = at.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).collect();
+    // Attempts are stamped when recorded, and the first recording may also open the dispatcher's
+    // connection: the first wait can look shorter than it was. The next four are judged; their
+    // bounds leave no constant wait possible (the first at most 700 ms, the last at least 750).
+    for (n, &wait) in waits_ms.iter().enumerate().take(5).skip(1) {
+        let full = (base_ms << n) as i64;
+        assert!((full / 2 - 50..=full + 500).contains(&wait), "wait {}: {wait} ms, not within {}..={full} ms: {waits_ms:?}", n + 1, full / 2);
+    }
     // In order: the next event waits behind the first.
     assert!(history["_embedded"]["events"][1]["attempts"].as_array().unwrap().is_empty());
+    app.stop().await;
+}
+
+#[test]
+fn the_retry_schedule_doubles_within_its_jitter_up_to_the_cap() {
+    use outdial::webhooks::dispatcher::backoff;
+    for attempt in 1..=10 {
+        let full = (100u64 << (attempt - 1)).min(10_000);
+        let waits: Vec<u64> = (0..200).map(|_| backoff(100, 10_000, attempt).as_millis() as u64).collect();
+        let (shortest, longest) = (*waits.iter().min().unwrap(), *waits.iter().max().unwrap());
+        assert!(shortest >= full / 2 && longest <= full, "attempt {attempt}: {shortest}..={longest} ms, not within {}..={full}", full / 2);
+        // Jittered: spread over the range, not one value.
+        assert!(shortest < longest, "attempt {attempt}: no jitter");
+    }
 }
 
 #[sqlx::test]

@@ -245,14 +245,27 @@ async fn a_moderator_leaving_with_end_on_exit_ends_the_conversation(pool: PgPool
 async fn the_transfer_action_sends_a_transfer_event_and_joins_the_conversation(pool: PgPool) {
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;
-    let sandbox = json!({"ring_s": 1.0, "hangup_after_s": 2.0});
-    assert_eq!(app.put_json("/v1/sandbox/numbers/447700900559", &sandbox).await.status(), 200);
-    let uuid = app.place(&call(&receiver, "447700900559", json!([{"action": "transfer", "conversationId": "CON-target"}]))).await;
-    receiver.wait_status("/events", &uuid, "completed").await;
-    let transfer = receiver.requests("/events").into_iter().find(|r| r.body["type"] == "transfer").expect("a transfer event");
+    // The attendee waits on hold in CON-target until someone starts it, and ends it on leaving.
+    let music = receiver.url("/hold.wav");
+    receiver.respond_bytes("/hold.wav", 200, &wav(60));
+    let hold = json!([{"action": "conversation", "name": "CON-target", "startOnEnter": false, "endOnExit": true, "musicOnHoldUrl": [music]}]);
+    let attendee = app.place(&call(&receiver, "447700900000", hold)).await;
+    wait_log(&app, &attendee, &format!("heard stream {music}")).await;
+
+    let uuid = app.place(&call(&receiver, "447700900000", json!([{"action": "transfer", "conversationId": "CON-target"}]))).await;
+    let events = receiver.wait_for("/events", |r| r.iter().any(|x| x.body["type"] == "transfer")).await;
+    let transfer = events.into_iter().find(|r| r.body["type"] == "transfer").unwrap();
+    assert_eq!(transfer.body["uuid"], uuid.as_str());
     assert_eq!(transfer.body["conversation_uuid_to"], "CON-target");
     assert!(transfer.body["conversation_uuid_from"].as_str().unwrap().starts_with("CON-"));
-    assert_eq!(receiver.requests("/events").last().unwrap().body["disconnected_by"], "user");
+    // Joining started the conversation: the attendee's music stops, and the call stays in it…
+    wait_log(&app, &attendee, &format!("stopped stream {music}")).await;
+    assert_eq!(app.get_json(&format!("/v1/calls/{uuid}")).await["status"], "answered");
+    // …until the attendee leaves and the conversation ends under it.
+    assert_eq!(app.put_json(&format!("/v1/calls/{attendee}"), &json!({"action": "hangup"})).await.status(), 204);
+    receiver.wait_status("/events", &uuid, "completed").await;
+    let completed = receiver.requests("/events").into_iter().rev().find(|r| r.body["uuid"] == uuid.as_str()).unwrap();
+    assert_eq!(completed.body["disconnected_by"], "platform", "the conversation ended under the transferred call");
 }
 
 #[sqlx::test]

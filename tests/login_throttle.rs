@@ -53,7 +53,7 @@ fn foreign_token(app: &TestApp) -> String {
 
 #[sqlx::test]
 async fn failures_from_one_address_are_throttled_whatever_they_try(pool: PgPool) {
-    let app = spawn_app_from(pool, throttled_settings(), 1000).await;
+    let app = spawn_app_with_settings(pool, throttled_settings(), 1000).await;
     let attacker = "203.0.113.7";
     // Unknown keys, a wrong secret in get-balance's query, a bad token: one budget for all.
     assert_eq!(status(app.basic_from(attacker, "nobody01", "guess")).await, 401);
@@ -72,7 +72,7 @@ async fn failures_from_one_address_are_throttled_whatever_they_try(pool: PgPool)
 
 #[sqlx::test]
 async fn an_api_key_failed_from_many_addresses_is_throttled_for_strangers_not_its_owner(pool: PgPool) {
-    let app = spawn_app_from(pool, throttled_settings(), 1000).await;
+    let app = spawn_app_with_settings(pool, throttled_settings(), 1000).await;
     let owner = "198.51.100.20";
     assert_eq!(status(app.own_basic_from(owner)).await, 200);
     for i in 0..BURST {
@@ -91,7 +91,7 @@ async fn an_api_key_failed_from_many_addresses_is_throttled_for_strangers_not_it
 
 #[sqlx::test]
 async fn jwt_failures_are_throttled_per_application_too(pool: PgPool) {
-    let app = spawn_app_from(pool, throttled_settings(), 1000).await;
+    let app = spawn_app_with_settings(pool, throttled_settings(), 1000).await;
     let owner = "198.51.100.30";
     assert_eq!(status(app.bearer_from(owner, &app.jwt())).await, 200);
     for i in 0..BURST {
@@ -114,7 +114,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 async fn an_unknown_api_key_costs_as_much_as_a_wrong_secret(pool: PgPool) {
     let mut settings = test_settings(&Options::default());
     settings.auth.failed_logins_burst = 10_000;
-    let app = spawn_app_from(pool, settings, 1000).await;
+    let app = spawn_app_with_settings(pool, settings, 1000).await;
     let timed = |api_key: String, api_secret: String| {
         let request = app.client.get(app.url("/v2/applications")).basic_auth(api_key, Some(api_secret));
         async move {
@@ -144,7 +144,7 @@ async fn an_unknown_api_key_costs_as_much_as_a_wrong_secret(pool: PgPool) {
 
 #[sqlx::test]
 async fn throttling_is_off_the_path_of_successful_logins(pool: PgPool) {
-    let app = spawn_app_from(pool, throttled_settings(), 1000).await;
+    let app = spawn_app_with_settings(pool, throttled_settings(), 1000).await;
     let client = "198.51.100.40";
     // Fewer failures than the burst, then successes: none refused, and successes spend nothing.
     for _ in 0..BURST - 1 {

@@ -26,28 +26,21 @@ fn strip_tags(text: &str) -> String {
     out
 }
 
-/// The length of a WAV file from its header (data size / byte rate).
+/// The length of a WAV file (PCM or float samples: what hound reads), from its header. A header
+/// that promises more than arrived (a live stream's) counts the samples that arrived.
 pub fn wav_duration(bytes: &[u8]) -> Option<Duration> {
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+    let mut file = std::io::Cursor::new(bytes);
+    let reader = hound::WavReader::new(&mut file).ok()?;
+    let spec = reader.spec();
+    let declared = u64::from(reader.duration());
+    // The reader stops at the start of the samples.
+    let arrived_bytes = bytes.len() as u64 - reader.into_inner().position();
+    let frame_bytes = u64::from(spec.channels) * u64::from(spec.bits_per_sample.div_ceil(8));
+    if frame_bytes == 0 || spec.sample_rate == 0 {
         return None;
     }
-    let mut pos = 12;
-    let mut byte_rate = None;
-    while pos + 8 <= bytes.len() {
-        let id = &bytes[pos..pos + 4];
-        let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().ok()?) as usize;
-        let body = pos + 8;
-        if id == b"fmt " && body + 12 <= bytes.len() {
-            byte_rate = Some(u32::from_le_bytes(bytes[body + 8..body + 12].try_into().ok()?));
-        }
-        if id == b"data" {
-            let rate = byte_rate.filter(|r| *r > 0)?;
-            let size = size.min(bytes.len() - body);
-            return Some(Duration::from_secs_f64(size as f64 / f64::from(rate)));
-        }
-        pos = body + size + (size & 1);
-    }
-    None
+    let frames = declared.min(arrived_bytes / frame_bytes);
+    Some(Duration::from_secs_f64(frames as f64 / f64::from(spec.sample_rate)))
 }
 
 /// Fetches an audio URL and measures it; files that are not WAV count at 128 kbit/s (MP3).
@@ -69,23 +62,18 @@ pub async fn audio_duration(client: &WebhookClient, url: &str) -> Result<Duratio
 /// A WAV file (16 kHz, 16-bit mono) of silence lasting `duration`, as the simulated network records.
 pub fn silent_wav(duration: Duration) -> Vec<u8> {
     const RATE: u32 = 16_000;
+    let spec = hound::WavSpec { channels: 1, sample_rate: RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let samples = (duration.as_secs_f64() * f64::from(RATE)) as u32;
-    let data_len = samples * 2;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&RATE.to_le_bytes());
-    wav.extend_from_slice(&(RATE * 2).to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    wav.resize(44 + data_len as usize, 0);
-    wav
+    let mut wav = std::io::Cursor::new(Vec::with_capacity(44 + samples as usize * 2));
+    // Writing to memory fails only on a sample count hound cannot frame (none here).
+    let mut writer = hound::WavWriter::new(&mut wav, spec).expect("a WAV header in memory");
+    let mut silence = writer.get_i16_writer(samples);
+    for _ in 0..samples {
+        silence.write_sample(0i16);
+    }
+    silence.flush().expect("WAV samples in memory");
+    writer.finalize().expect("a WAV file in memory");
+    wav.into_inner()
 }
 
 #[cfg(test)]
@@ -95,7 +83,21 @@ mod tests {
     #[test]
     fn a_written_wav_measures_its_own_length() {
         let wav = silent_wav(Duration::from_millis(1500));
+        assert_eq!(&wav[..4], b"RIFF");
+        assert_eq!(wav.len(), 44 + 1500 * 32);
         assert_eq!(wav_duration(&wav), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn a_wav_cut_short_counts_what_arrived() {
+        let wav = silent_wav(Duration::from_secs(2));
+        assert_eq!(wav_duration(&wav[..44 + 16_000]), Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn what_is_not_a_wav_has_no_wav_length() {
+        assert_eq!(wav_duration(b"ID3\x04 an mp3"), None);
+        assert_eq!(wav_duration(b""), None);
     }
 
     #[test]

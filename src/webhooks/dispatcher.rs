@@ -10,7 +10,6 @@ use super::client::{Outbound, WebhookClient};
 use super::signing::Signer;
 use crate::cache::{Changed, Invalidations, SharedCache};
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -527,9 +526,19 @@ pub async fn unlock_events(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error
     Ok(())
 }
 
-/// Exponential backoff with full jitter in its upper half: base·2^(attempt-1), capped.
+/// The wait before retry `attempt` (1 after the first failure): exponential backoff with jitter
+/// in its upper half, between half of base·2^(attempt-1) and all of it, capped at max. backon's
+/// jitter adds up to one more delay, so its schedule runs at half; it has no formula for the
+/// n-th delay, so each call walks a fresh schedule (past 30 doublings every wait is capped).
 pub fn backoff(base_ms: u64, max_ms: u64, attempt: i32) -> Duration {
-    let exp = base_ms.saturating_mul(1u64 << (attempt.clamp(1, 30) - 1) as u32).min(max_ms);
-    let jittered = rand::thread_rng().gen_range(exp / 2..=exp.max(1));
-    Duration::from_millis(jittered)
+    use backon::{BackoffBuilder, ExponentialBuilder};
+    let cap = Duration::from_millis(max_ms);
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(base_ms).min(cap) / 2)
+        .with_max_delay(cap / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt.clamp(1, 30) as usize - 1)
+        .unwrap_or(cap)
 }

@@ -88,11 +88,11 @@ pub async fn spawn_engine_app(pool: PgPool) -> TestApp {
 }
 
 pub async fn spawn_app_with(pool: PgPool, options: Options) -> TestApp {
-    spawn_app_from(pool, test_settings(&options), options.calls_per_second).await
+    spawn_app_with_settings(pool, test_settings(&options), options.calls_per_second).await
 }
 
-/// As `spawn_app_with`, from settings the test adjusted.
-pub async fn spawn_app_from(pool: PgPool, settings: Settings, calls_per_second: i32) -> TestApp {
+/// The app with settings a test adjusted (start from `test_settings`).
+pub async fn spawn_app_with_settings(pool: PgPool, settings: Settings, calls_per_second: i32) -> TestApp {
     let instance = Instance::start(settings, pool.clone()).await.expect("instance starts");
     let address = format!("http://127.0.0.1:{}", instance.port.unwrap_or(0));
     let account = accounts::repo::create(&pool, "test", calls_per_second).await.unwrap();
@@ -187,6 +187,28 @@ impl TestApp {
     }
 }
 
+/// The call's history lines written by the simulated network (what the callee heard…).
+pub async fn media_log(app: &TestApp, uuid: &str) -> Vec<String> {
+    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+    history["_embedded"]["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "media").map(|e| e["payload"]["what"].as_str().unwrap().to_string()).collect()
+}
+
+pub async fn wait_log(app: &TestApp, uuid: &str, line: &str) -> Vec<String> {
+    wait_log_within(app, uuid, line, std::time::Duration::from_secs(15)).await
+}
+
+pub async fn wait_log_within(app: &TestApp, uuid: &str, line: &str, within: std::time::Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let log = media_log(app, uuid).await;
+        if log.iter().any(|l| l.contains(line)) {
+            return log;
+        }
+        assert!(std::time::Instant::now() < deadline, "no '{line}' in {log:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub fn minimal_call() -> Value {
     json!({
         "to": [{"type": "phone", "number": "447700900000"}],
@@ -221,20 +243,12 @@ pub async fn invalid_names(response: reqwest::Response) -> Vec<String> {
 /// A WAV file of silence, 16 kHz 16-bit mono, lasting `seconds`. At 32 kB/s its length differs
 /// from the 128 kbit/s guess used for files that are not WAV, so a test can tell them apart.
 pub fn wav(seconds: u32) -> Vec<u8> {
-    let data_len = seconds * 32_000;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&16_000u32.to_le_bytes());
-    wav.extend_from_slice(&32_000u32.to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    wav.resize(44 + data_len as usize, 0);
-    wav
+    let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut wav = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut wav, spec).unwrap();
+    for _ in 0..seconds * 16_000 {
+        writer.write_sample(0i16).unwrap();
+    }
+    writer.finalize().unwrap();
+    wav.into_inner()
 }

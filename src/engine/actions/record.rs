@@ -67,7 +67,9 @@ pub async fn finish_background(leg: &mut Leg) -> Step<()> {
 async fn save(leg: &mut Leg, record: &Record, started_at: DateTime<Utc>, started_wall: Instant) -> Step<()> {
     let simulated = leg.ctx.clock.simulated(started_wall.elapsed()).min(Duration::from_secs(u64::from(record.time_out_s)));
     let end_time = started_at + chrono::Duration::from_std(simulated).unwrap_or_default();
-    let wav = silent_wav(Duration::from_secs_f64(simulated.as_secs_f64().min(MAX_STORED_S)));
+    // Up to 19 MB of samples (600 s, some 20 ms to write): off the runtime's threads.
+    let stored = Duration::from_secs_f64(simulated.as_secs_f64().min(MAX_STORED_S));
+    let wav = tokio::task::spawn_blocking(move || silent_wav(stored)).await.map_err(|e| Stop::Internal(e.to_string()))?;
     let (file_id, recording_uuid) = (Uuid::new_v4(), Uuid::new_v4());
     sqlx::query(
         "INSERT INTO recordings (id, recording_uuid, call_uuid, application_id, content_type, content, size, start_time, end_time)
