@@ -295,3 +295,87 @@ async fn delivery_outcomes_are_recorded_even_after_the_database_refused_them(poo
     assert_eq!(receiver.statuses("/events", &uuid), ["started", "ringing", "answered", "completed"], "each event once");
     app.stop().await;
 }
+
+/// The log of this test process, as `outdial serve` would write it (warn and above).
+fn captured_log() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        #[derive(Clone)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let capture = Capture(log.clone());
+        tracing_subscriber::fmt().with_writer(move || capture.clone()).with_ansi(false).with_max_level(tracing::Level::WARN).init();
+        log
+    })
+    .clone()
+}
+
+/// The captured log lines that mention `uuid`.
+fn log_lines_of(log: &std::sync::Mutex<Vec<u8>>, uuid: &str) -> Vec<String> {
+    String::from_utf8_lossy(&log.lock().unwrap()).lines().filter(|l| l.contains(uuid)).map(str::to_string).collect()
+}
+
+async fn wait_until_events_settle(pool: &PgPool, uuid: &str, attempts_at_least: i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (attempts, completed): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM webhook_attempts a JOIN events e ON e.id = a.event_id WHERE e.call_uuid = $1::uuid),
+                    (SELECT count(*) FROM events WHERE call_uuid = $1::uuid AND kind = 'completed')",
+        )
+        .bind(uuid)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if attempts >= attempts_at_least && completed > 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "call {uuid}: {attempts} attempts so far");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test]
+async fn a_refused_webhook_is_logged_at_warn_once_per_call_with_the_reason(pool: PgPool) {
+    let log = captured_log();
+    let mut settings = test_settings(&Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() });
+    // As `outdial serve` runs by default: webhooks to loopback are refused.
+    settings.webhooks.allow_private_addresses = false;
+    let app = spawn_app_with_settings(pool.clone(), settings, 1000).await;
+    let body = json!({"to": [{"type": "phone", "number": "447700900000"}], "from": {"type": "phone", "number": "447700900001"},
+                      "ncco": [{"action": "talk", "text": "hi"}], "event_url": ["http://127.0.0.1:8000/events?token=secret"]});
+    let uuid = app.place(&body).await;
+    // Every event of the call is refused (started, ringing, answered, completed): one line.
+    wait_until_events_settle(&pool, &uuid, 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = log_lines_of(&log, &uuid);
+    assert_eq!(lines.len(), 1, "one warning for the call: {lines:#?}");
+    let line = &lines[0];
+    assert!(line.contains("WARN") && line.contains("webhook refused"), "{line}");
+    assert!(line.contains("loopback") && line.contains("allow_private_addresses"), "the reason and the way out: {line}");
+    assert!(line.contains("http://127.0.0.1:8000/events") && !line.contains("secret"), "the URL without its query: {line}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_failing_receiver_is_logged_at_warn_once_per_call_not_once_per_retry(pool: PgPool) {
+    let log = captured_log();
+    let app = spawn_engine_app(pool.clone()).await;
+    let receiver = Receiver::start().await;
+    receiver.respond("/events", 500, "");
+    let uuid = app.place(&call(&receiver, json!([{"action": "talk", "text": "hi"}]))).await;
+    // `started` is retried (50 ms backoff, doubling to 400 ms) while the rest wait behind it.
+    receiver.wait_for("/events", |r| r.len() >= 4).await;
+    let lines = log_lines_of(&log, &uuid);
+    assert_eq!(lines.len(), 1, "one warning for four failed attempts: {lines:#?}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("HTTP 500") && lines[0].contains("retrying"), "{}", lines[0]);
+    app.stop().await;
+}

@@ -484,6 +484,7 @@ impl Dispatcher {
                 let too_old = (next - event.created_at).num_seconds() > settings.max_age_s;
                 let state = if error.is_retryable() && !too_old { "pending" } else { "failed" };
                 tracing::debug!(event = event.id, %error, state, "webhook delivery failed");
+                super::failures::delivery_failed(event.call_uuid, url, &error, state == "pending");
                 Outcome { id: event.id, state, next_attempt_at: next, status_code, latency_ms: latency.as_millis() as i32, error: Some(error.to_string()) }
             }
         }

@@ -4,6 +4,7 @@
 pub mod address_guard;
 mod client;
 pub mod dispatcher;
+mod failures;
 pub mod signing;
 
 pub use client::{BodyLimit, Outbound, WebhookClient, WebhookError, WebhookResponse};
