@@ -54,15 +54,24 @@ enum Command {
         /// The application's private key (PEM).
         #[arg(long)]
         private_key: PathBuf,
-        /// Lifetime in seconds.
+        /// Lifetime in seconds, at most auth.jwt_max_ttl_s (86400, as Vonage): the server refuses longer-lived tokens.
         #[arg(long, default_value_t = 900)]
         ttl: i64,
     },
-    /// Create the demo account and application once; print their credentials and a curl line.
+    /// Create the demo account and application, once per database (later runs print them
+    /// again); print their credentials, how to receive their events, and a curl line.
     Demo {
-        /// Where the demo application's private key is kept.
+        /// Where the demo application's private key is written (its secrets beside it, in .json).
         #[arg(long, default_value = ".outdial/demo-private.key")]
         key_file: PathBuf,
+        /// The demo application's event_url (scripts/demo-receiver.py listens at the same
+        /// address, read from the same variable).
+        #[arg(long, env = "OUTDIAL_DEMO_EVENT_URL", default_value = crate::demo::DEFAULT_EVENT_URL)]
+        event_url: String,
+        /// Print only shell `export` lines (API_KEY, API_SECRET, APPLICATION_ID, PRIVATE_KEY,
+        /// JWT), for `eval "$(outdial demo --env)"`.
+        #[arg(long)]
+        env: bool,
     },
 }
 
@@ -140,9 +149,11 @@ enum HistoryCommand {
 
 #[derive(Subcommand)]
 enum RatesCommand {
-    /// Import a CSV deck (header: prefix,country,network,price_per_minute,initial_increment_s,
-    /// subsequent_increment_s,connection_fee,effective_from). A bad file is refused whole, with
-    /// every bad row listed; otherwise all its rows are stored in one transaction.
+    /// Import a CSV deck. A bad file is refused whole, with every bad row listed; otherwise all
+    /// its rows are stored in one transaction. Its header is exactly:
+    ///
+    /// prefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from
+    #[command(verbatim_doc_comment)]
     Import {
         file: PathBuf,
         /// The file becomes the whole deck (default: its rows are added, replacing rows with the
@@ -160,21 +171,24 @@ enum AppCommand {
     Create(AppCreate),
 }
 
+/// The key is required: give the application's public key, or have a pair generated.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["public_key_file", "private_key_out"])))]
 struct AppCreate {
     /// The owning account's api_key.
     #[arg(long)]
     api_key: String,
     #[arg(long)]
     name: String,
-    /// Default answer_url for calls of this application.
+    /// The application's answer_url (voice.webhooks.answer_url): fetched for inbound calls to
+    /// its numbers. Outbound calls (POST /v1/calls) give their own `ncco` or `answer_url`, as at Vonage.
     #[arg(long)]
     answer_url: Option<String>,
-    /// Default event_url for calls of this application.
+    /// Where the events of this application's calls go, unless a call gives its own event_url.
     #[arg(long)]
     event_url: Option<String>,
     /// Use this public key (PEM) instead of generating a pair.
-    #[arg(long, conflicts_with = "private_key_out")]
+    #[arg(long)]
     public_key_file: Option<PathBuf>,
     /// Generate a key pair and write the private key here (PKCS#8 PEM).
     #[arg(long)]
@@ -203,6 +217,12 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     if let Command::Jwt { application_id, private_key, ttl } = command {
+        let max = settings.auth.jwt_max_ttl_s;
+        anyhow::ensure!(ttl > 0, "--ttl must be at least 1 second");
+        anyhow::ensure!(
+            ttl <= max,
+            "--ttl {ttl} is longer than the server accepts: auth.jwt_max_ttl_s is {max} s (Vonage's limit is 24 h), so every request with that token would get 401"
+        );
         let pem = std::fs::read_to_string(&private_key)?;
         println!("{}", mint_application_jwt(application_id, &pem, ttl)?);
         return Ok(());
@@ -216,7 +236,10 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 db::migrate(&pool).await?;
             }
             let instance = startup::Instance::start(settings.clone(), pool).await?;
-            tracing::info!(host = %settings.http.host, port = ?instance.port, roles = ?settings.engine.roles, "outdial running");
+            match instance.port {
+                Some(port) => tracing::info!(host = %settings.http.host, port, roles = ?settings.engine.roles, "outdial running"),
+                None => tracing::info!(roles = ?settings.engine.roles, "outdial running (no api role: no HTTP port)"),
+            }
             shutdown_signal().await;
             tracing::info!("shutting down: draining live legs");
             instance.stop().await;
@@ -284,7 +307,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let account = accounts::repo::find_by_api_key(&pool, &args.api_key)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no account has api_key {}", args.api_key))?;
-            let app = create_app(&pool, account.id, &args).await?;
+            let app = create_app(&pool, &settings, account.id, &args).await?;
             println!("{}", serde_json::to_string_pretty(&app)?);
         }
         Command::History { command: HistoryCommand::Seal } => {
@@ -297,7 +320,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let archived = crate::history::archive::archive(&pool, before, grace, export_dir.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&archived)?);
         }
-        Command::Demo { key_file } => demo(&pool, &settings, &key_file).await?,
+        Command::Demo { key_file, event_url, env } => crate::demo::run(&pool, &settings, &crate::demo::Options { key_file, event_url, env }).await?,
         Command::Jwt { .. } => unreachable!("handled above"),
     }
     Ok(())
@@ -326,7 +349,7 @@ fn webhook(url: &Option<String>, method: &str) -> anyhow::Result<Option<(String,
     }
 }
 
-async fn create_app(pool: &sqlx::PgPool, account_id: i64, args: &AppCreate) -> anyhow::Result<serde_json::Value> {
+async fn create_app(pool: &sqlx::PgPool, settings: &Settings, account_id: i64, args: &AppCreate) -> anyhow::Result<serde_json::Value> {
     let mut spec = ApplicationSpec {
         name: args.name.clone(),
         answer: webhook(&args.answer_url, "GET")?,
@@ -348,14 +371,15 @@ async fn create_app(pool: &sqlx::PgPool, account_id: i64, args: &AppCreate) -> a
     };
     spec.public_key_pem = Some(public_pem.clone());
     let app = applications::repo::insert(pool, account_id, &spec, &public_pem).await?;
-    let mut out = app.to_json("", None);
+    // Absolute, as the API prints it: where the server this configuration describes serves it.
+    let mut out = app.to_json(&startup::public_base_url(settings, settings.http.port), None);
     if let Some(path) = &args.private_key_out {
         out["private_key_file"] = json!(path);
     }
     Ok(out)
 }
 
-fn write_private_key(path: &Path, pem: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private_key(path: &Path, pem: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -365,69 +389,5 @@ fn write_private_key(path: &Path, pem: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
-    Ok(())
-}
-
-const DEMO_ACCOUNT: &str = "demo";
-/// Where the demo application's events go: run any receiver there to watch them arrive.
-const DEMO_EVENT_URL: &str = "http://127.0.0.1:8000/events";
-
-/// First run: create the demo account and application. Later runs: reuse them (the api_secret
-/// is stored hashed, so it is printed only the first time; it is also kept next to the key).
-async fn demo(pool: &sqlx::PgPool, settings: &Settings, key_file: &Path) -> anyhow::Result<()> {
-    db::migrate(pool).await?;
-    let secrets_file = key_file.with_extension("json");
-    let existing = accounts::repo::first_named(pool, DEMO_ACCOUNT).await?;
-    let saved: Option<serde_json::Value> =
-        std::fs::read_to_string(&secrets_file).ok().and_then(|s| serde_json::from_str(&s).ok());
-    let reusable = match (&existing, &saved) {
-        (Some(account), Some(saved)) => {
-            saved["api_key"] == json!(account.api_key)
-                && key_file.exists()
-                && saved["application_id"].as_str().and_then(|id| Uuid::parse_str(id).ok()).is_some()
-        }
-        _ => false,
-    };
-    let info = if reusable {
-        saved.expect("checked")
-    } else {
-        let account = accounts::repo::create(pool, DEMO_ACCOUNT, settings.limits.default_calls_per_second).await?;
-        let args = AppCreate {
-            api_key: account.api_key.clone(),
-            name: "demo".into(),
-            answer_url: None,
-            event_url: Some(DEMO_EVENT_URL.to_string()),
-            public_key_file: None,
-            private_key_out: Some(key_file.to_path_buf()),
-        };
-        let app = create_app(pool, account.account_id, &args).await?;
-        let info = json!({
-            "api_key": account.api_key,
-            "api_secret": account.api_secret,
-            "signature_secret": account.signature_secret,
-            "application_id": app["id"],
-            "private_key_file": key_file,
-        });
-        std::fs::write(&secrets_file, serde_json::to_string_pretty(&info)?)?;
-        info
-    };
-    let app_id = Uuid::parse_str(info["application_id"].as_str().unwrap_or_default())?;
-    let jwt = mint_application_jwt(app_id, &std::fs::read_to_string(key_file)?, 3600)?;
-    let base = format!("http://{}:{}", settings.http.host, settings.http.port);
-    println!("Demo account and application ({}):", if reusable { "existing" } else { "created now" });
-    println!("  api_key          {}", info["api_key"].as_str().unwrap_or(""));
-    println!("  api_secret       {}", info["api_secret"].as_str().unwrap_or(""));
-    println!("  application_id   {app_id}");
-    println!("  private key      {}", key_file.display());
-    println!("  (kept in {})", secrets_file.display());
-    println!();
-    println!("Place a call (the JWT below is valid for one hour; mint another with `outdial jwt`):");
-    println!(
-        "  curl -s -X POST {base}/v1/calls -H 'Authorization: Bearer {jwt}' -H 'Content-Type: application/json' \\\n    -d '{{\"to\":[{{\"type\":\"phone\",\"number\":\"447700900000\"}}],\"from\":{{\"type\":\"phone\",\"number\":\"447700900001\"}},\"ncco\":[{{\"action\":\"talk\",\"text\":\"Hello from Outdial\"}}]}}'"
-    );
-    println!();
-    println!("The simulated network answers and the call's events are POSTed to {DEMO_EVENT_URL}");
-    println!("(start any HTTP receiver there to watch them). Every event and delivery attempt:");
-    println!("  curl -s {base}/v1/calls/<uuid>/events -H 'Authorization: Bearer {jwt}'");
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod engine;
 pub mod group_commit;
 pub mod history;
