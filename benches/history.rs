@@ -478,7 +478,7 @@ fn plain_report_sql(group_by: &str) -> String {
 
 /// A page the obvious way: count(*) and ORDER BY … OFFSET over the filtered legs.
 async fn plain_page(pool: &PgPool, account_id: i64, lo: DateTime<Utc>, hi: DateTime<Utc>, index: i64, order: &str) -> anyhow::Result<()> {
-    let filter = "account_id = $1 AND status = 'completed' AND created_at >= $2 AND created_at <= $3";
+    let filter = "account_id = $1 AND COALESCE(ending, status) = 'completed' AND created_at >= $2 AND created_at <= $3";
     sqlx::query(&format!("SELECT count(*) FROM calls WHERE {filter}")).bind(account_id).bind(lo).bind(hi).fetch_one(pool).await?;
     sqlx::query(&format!("SELECT * FROM calls WHERE {filter} ORDER BY created_at {order}, uuid {order} LIMIT 100 OFFSET {index}"))
         .bind(account_id)

@@ -50,6 +50,24 @@ async fn an_answered_call_runs_its_ncco_and_completes_with_a_price(pool: PgPool)
     assert!(call["start_time"].is_string() && call["end_time"].is_string());
 }
 
+/// `GET /v1/calls?status=<status>` lists the call (and its entry agrees), before and after its
+/// hour is sealed into the counts the list pages with.
+async fn assert_listed_by_status(app: &TestApp, uuid: &str, status: &str) {
+    for sealed in [false, true] {
+        if sealed {
+            // Sealing needs the hour behind the clock: move the leg an hour and more back.
+            sqlx::query("UPDATE calls SET created_at = created_at - interval '2 hours' WHERE uuid = $1::uuid").bind(uuid).execute(&app.pool).await.unwrap();
+            outdial::history::rollup::seal(&app.pool, std::time::Duration::ZERO).await.unwrap();
+        }
+        let page = app.get_json(&format!("/v1/calls?status={status}")).await;
+        let calls = page["_embedded"]["calls"].as_array().unwrap();
+        assert_eq!(page["count"], 1, "status={status} (sealed: {sealed}): {page}");
+        assert_eq!((calls[0]["uuid"].as_str(), calls[0]["status"].as_str()), (Some(uuid), Some(status)));
+        let others = if status == "completed" { "busy" } else { "completed" };
+        assert_eq!(app.get_json(&format!("/v1/calls?status={others}")).await["count"], 0, "status={others} (sealed: {sealed})");
+    }
+}
+
 async fn assert_sequence(pool: PgPool, number: &str, extra: Value, expected: &[&str], detail: Option<&str>) {
     let app = spawn_engine_app(pool).await;
     let receiver = Receiver::start().await;
@@ -63,17 +81,20 @@ async fn assert_sequence(pool: PgPool, number: &str, extra: Value, expected: &[&
     // Nothing may follow the last expected status.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(receiver.statuses("/events", &uuid), expected, "got {statuses:?}");
-    let final_status = if *last == "rejected" { "rejected" } else { "completed" };
+    // The API shows a finished leg by how it ended: `completed` if answered, else its ending
+    // (the status event before `completed`, or `rejected`).
+    let answered = expected.contains(&"answered");
+    let final_status = if answered { "completed" } else if *last == "rejected" { "rejected" } else { expected[expected.len() - 2] };
     if let Some(detail) = detail {
-        let ending_status = if final_status == "rejected" { *last } else { expected[expected.len() - 2] };
-        let ending = receiver.requests("/events").into_iter().find(|r| r.body["status"] == ending_status).unwrap();
+        let ending = receiver.requests("/events").into_iter().find(|r| r.body["status"] == final_status).unwrap();
         assert_eq!(ending.body["detail"], detail);
     }
     let call = app.wait_call_status(&uuid, final_status).await;
-    if final_status == "completed" && !expected.contains(&"answered") {
+    if !answered {
         assert_eq!(call["duration"], "0");
         assert_eq!(call["price"], "0.00000000");
     }
+    assert_listed_by_status(&app, &uuid, final_status).await;
     let (job,): (String,) = sqlx::query_as("SELECT state FROM call_jobs WHERE call_uuid = $1::uuid").bind(&uuid).fetch_one(&app.pool).await.unwrap();
     assert_eq!(job, "done");
 }
@@ -127,6 +148,21 @@ async fn advanced_detection_waits_for_the_beep(pool: PgPool) {
     assert_eq!(machine[0]["call_uuid"], uuid.as_str());
     assert!(machine[0].get("sub_state").is_none());
     assert_eq!(machine[1]["sub_state"], "beep_start");
+}
+
+#[sqlx::test]
+async fn a_call_hung_up_while_ringing_reads_and_lists_as_cancelled(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let receiver = Receiver::start().await;
+    let mut body = call_to("447700900408", &receiver);
+    body["ringing_timer"] = json!(60);
+    let uuid = app.place(&body).await;
+    receiver.wait_status("/events", &uuid, "ringing").await;
+    let hangup = app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await;
+    assert_eq!(hangup.status(), 204);
+    assert_eq!(receiver.wait_status("/events", &uuid, "completed").await, ["started", "ringing", "cancelled", "completed"]);
+    app.wait_call_status(&uuid, "cancelled").await;
+    assert_listed_by_status(&app, &uuid, "cancelled").await;
 }
 
 #[sqlx::test]

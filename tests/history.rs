@@ -164,7 +164,8 @@ async fn api_page(app: &TestApp, query: &str) -> (i64, Vec<String>) {
 
 /// The same page by plain OFFSET.
 async fn sql_page(app: &TestApp, status: Option<&str>, start: Option<&str>, end: Option<&str>, desc: bool, index: i64, size: i64) -> (i64, Vec<String>) {
-    let filter = "account_id = $1 AND ($2::text IS NULL OR status = $2) AND created_at >= COALESCE($3, '-infinity') AND created_at <= COALESCE($4, 'infinity')";
+    // The status the API shows: a finished leg's ending.
+    let filter = "account_id = $1 AND ($2::text IS NULL OR COALESCE(ending, status) = $2) AND created_at >= COALESCE($3, '-infinity') AND created_at <= COALESCE($4, 'infinity')";
     let bind = |sql: String| {
         sqlx::query_as::<_, (String,)>(Box::leak(sql.into_boxed_str()))
             .bind(app.account.account_id)
@@ -182,9 +183,10 @@ async fn sql_page(app: &TestApp, status: Option<&str>, start: Option<&str>, end:
 }
 
 async fn assert_pages_match(app: &TestApp) {
-    let filters: [(Option<&str>, Option<&str>, Option<&str>); 4] = [
+    let filters: [(Option<&str>, Option<&str>, Option<&str>); 5] = [
         (None, None, None),
         (Some("completed"), None, None),
+        (Some("busy"), None, None),
         (None, Some("2026-10-01T03:17:00Z"), Some("2026-10-02T14:43:21Z")),
         (Some("rejected"), Some("2026-10-01T05:10:00Z"), Some("2026-10-03T00:00:00Z")),
     ];
@@ -209,6 +211,26 @@ async fn list_counts_and_deep_pages_equal_plain_offset_paging(pool: PgPool) {
     let app = app_with_history(pool).await;
     assert_pages_match(&app).await;
     seal(&app.pool).await;
+    assert_pages_match(&app).await;
+    app.stop().await;
+}
+
+/// Hours sealed before the list filtered on how legs ended were counted by stored status
+/// (`completed` for a busy leg): the migration recounts them from the rollup.
+#[sqlx::test]
+async fn hours_counted_by_stored_status_are_recounted_by_how_legs_ended(pool: PgPool) {
+    let app = app_with_history(pool).await;
+    seal(&app.pool).await;
+    sqlx::query("DELETE FROM call_counts WHERE status <> ''").execute(&app.pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO call_counts (account_id, hour, status, calls)
+         SELECT account_id, date_trunc('hour', created_at, 'UTC'), status, count(*) FROM calls
+         WHERE created_at < (SELECT sealed_until FROM call_rollup_state) GROUP BY 1, 2, 3",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(include_str!("../migrations/20261122000019_counts_by_ending.sql")).execute(&app.pool).await.unwrap();
     assert_pages_match(&app).await;
     app.stop().await;
 }
@@ -321,7 +343,7 @@ async fn real_calls_record_how_they_ended_and_what_they_cost_for_reports(pool: P
     let answered = app.place(&call("447700900000")).await;
     let busy = app.place(&call("447700900486")).await;
     app.wait_call_status(&answered, "completed").await;
-    app.wait_call_status(&busy, "completed").await;
+    app.wait_call_status(&busy, "busy").await;
     let row = |uuid: String| {
         let pool = app.pool.clone();
         async move {

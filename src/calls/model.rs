@@ -35,8 +35,13 @@ pub struct CallRow {
     pub created_at: DateTime<Utc>,
 }
 
-pub const CALL_COLUMNS: &str = "uuid, conversation_uuid, account_id, application_id, direction, status, to_endpoint, \
-     from_endpoint, start_time, end_time, duration_s, rate, price, network, created_at";
+/// How a leg shows its status: a finished leg by how it ended (`busy`, `timeout`, …, or
+/// `completed` when it was answered), though its stored status reads `completed` after most
+/// endings; a live leg by its status. `GET /v1/calls?status=` filters on the same.
+pub const SHOWN_STATUS: &str = "COALESCE(ending, status)";
+
+pub const CALL_COLUMNS: &str = "uuid, conversation_uuid, account_id, application_id, direction, COALESCE(ending, status) AS status, \
+     to_endpoint, from_endpoint, start_time, end_time, duration_s, rate, price, network, created_at";
 
 /// ISO-8601 with milliseconds and `Z`, as the live API shows times.
 pub fn format_time(t: DateTime<Utc>) -> String {

@@ -2,7 +2,7 @@
 
 use super::create::NewCall;
 use super::list::{CallFilter, Order};
-use super::model::{format_time, CallRow, CALL_COLUMNS};
+use super::model::{format_time, CallRow, CALL_COLUMNS, SHOWN_STATUS};
 use super::writer::CallWriter;
 use crate::history::{self, pages::Seek, Window};
 use crate::ncco::Endpoint;
@@ -265,7 +265,7 @@ pub async fn find_for_account(pool: &PgPool, account_id: i64, uuid: Uuid) -> Res
 fn push_filters<'a>(qb: &mut QueryBuilder<'a, Postgres>, account_id: i64, filter: &'a CallFilter) {
     qb.push(" WHERE account_id = ").push_bind(account_id);
     if let Some(status) = &filter.status {
-        qb.push(" AND status = ").push_bind(status);
+        qb.push(format!(" AND {SHOWN_STATUS} = ")).push_bind(status);
     }
     if let Some(start) = filter.date_start {
         qb.push(" AND created_at >= ").push_bind(start);

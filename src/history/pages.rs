@@ -37,11 +37,11 @@ async fn parts(pool: &PgPool, account_id: i64, status: Option<&str>, window: Win
     let (before_sealed, sealed, after_sealed, a, b, hour, before): Row = sqlx::query_as(&format!(
         "WITH {BOUNDS_CTE},
               c AS (SELECT (SELECT count(*) FROM calls WHERE account_id = $1 AND created_at >= k.lo AND created_at < k.a
-                                   AND created_at <= k.hi AND ($4::text IS NULL OR status = $4)) AS before_sealed,
+                                   AND created_at <= k.hi AND ($4::text IS NULL OR COALESCE(ending, status) = $4)) AS before_sealed,
                            (SELECT COALESCE(sum(calls), 0)::bigint FROM call_counts WHERE account_id = $1 AND status = COALESCE($4, '')
                                    AND hour >= k.a AND hour < k.b) AS sealed,
                            (SELECT count(*) FROM calls WHERE account_id = $1 AND created_at >= k.b AND created_at >= k.lo
-                                   AND created_at <= k.hi AND ($4::text IS NULL OR status = $4)) AS after_sealed
+                                   AND created_at <= k.hi AND ($4::text IS NULL OR COALESCE(ending, status) = $4)) AS after_sealed
                     FROM k),
               -- status '' counts every status
               h AS (SELECT hour, cum - calls AS before FROM (

@@ -62,8 +62,9 @@ async fn seal_step(pool: &PgPool, grace: Duration) -> Result<(Option<DateTime<Ut
                            count(*) FILTER (WHERE start_time IS NOT NULL), COALESCE(sum(duration_s), 0),
                            COALESCE(sum(billed_s), 0), COALESCE(sum(price), 0)
                     FROM legs GROUP BY 1, 2, 3, 4, 5, 6)
+         -- by the status the API shows and filters on (calls::model::SHOWN_STATUS)
          INSERT INTO call_counts (account_id, hour, status, calls)
-         SELECT account_id, date_trunc('hour', created_at, 'UTC'), status, count(*) FROM legs GROUP BY 1, 2, 3
+         SELECT account_id, date_trunc('hour', created_at, 'UTC'), COALESCE(ending, status), count(*) FROM legs GROUP BY 1, 2, 3
          UNION ALL
          SELECT account_id, date_trunc('hour', created_at, 'UTC'), '', count(*) FROM legs GROUP BY 1, 2",
     )

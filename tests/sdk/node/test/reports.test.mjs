@@ -27,7 +27,8 @@ async function placeAndFinish(number) {
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
     const call = await vonage.voice.getCall(created.uuid);
-    if (call.status === 'completed' || call.status === 'rejected') return created.uuid;
+    // A finished leg reads how it ended: completed (answered), busy, failed, rejected, …
+    if (['completed', 'busy', 'failed', 'rejected', 'timeout', 'unanswered', 'cancelled'].includes(call.status)) return created.uuid;
     if (Date.now() > deadline) assert.fail(`call ${created.uuid} still ${call.status}`);
     await sleep(100);
   }
