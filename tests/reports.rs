@@ -496,3 +496,40 @@ async fn bad_requests_get_problem_json(pool: PgPool) {
     assert_problem(app.client.get(app.url(&format!("/v3/media/{}", Uuid::new_v4()))).send().await.unwrap(), 401).await;
     app.stop().await;
 }
+
+/// MACHINE is a VOICE-CALL leg answered by a machine per answering-machine detection: the
+/// record's status says MACHINE, and status=MACHINE / status=ANSWERED split the records the
+/// same way. Through the engine, so the detection's events are the real ones.
+#[sqlx::test]
+async fn machine_records_are_legs_detection_found_a_machine_and_filter_and_field_agree(pool: PgPool) {
+    let app = spawn_engine_app(pool).await;
+    let call = |number: &str, detection: Option<&str>| {
+        let mut body = json!({"to": [{"type": "phone", "number": number}], "from": {"type": "phone", "number": "447700900001"},
+                              "ncco": [{"action": "talk", "text": "hello"}]});
+        if let Some(d) = detection {
+            body["machine_detection"] = json!(d);
+        }
+        body
+    };
+    let machine = app.place(&call("447700900777", Some("continue"))).await;
+    let human = app.place(&call("447700900000", Some("continue"))).await;
+    // The 777 callee is a machine, but nobody asked: an ordinary answered call.
+    let undetected = app.place(&call("447700900777", None)).await;
+    for uuid in [&machine, &human, &undetected] {
+        app.wait_call_status(uuid, "completed").await;
+    }
+    let status_of = |page: &Value| -> Vec<(String, String)> {
+        page["records"].as_array().unwrap().iter().map(|r| (r["call_id"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string())).collect()
+    };
+    let all = status_of(&records(&app, "product=VOICE-CALL").await);
+    let mut expected = vec![(machine.clone(), "MACHINE".to_string()), (human.clone(), "ANSWERED".to_string()), (undetected.clone(), "ANSWERED".to_string())];
+    expected.sort();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(status_of(&records(&app, "product=VOICE-CALL&status=MACHINE").await), [(machine.clone(), "MACHINE".to_string())]);
+    let answered = status_of(&records(&app, "product=VOICE-CALL&status=answered").await);
+    assert_eq!(answered.len(), 2);
+    assert!(answered.iter().all(|(id, status)| status == "ANSWERED" && *id != machine), "{answered:?}");
+    app.stop().await;
+}

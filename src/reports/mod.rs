@@ -4,7 +4,7 @@
 //!
 //! | product | legs |
 //! |---|---|
-//! | `VOICE-CALL` | finished legs that were answered (`start_time` set), status `ANSWERED` |
+//! | `VOICE-CALL` | finished legs that were answered (`start_time` set): status `MACHINE` when answering-machine detection found a machine, else `ANSWERED` |
 //! | `VOICE-FAILED` | finished legs never answered: `busy`, `failed`, `rejected`, `timeout`, `unanswered`, `cancelled`; status `FAILED` |
 //!
 //! Legs still running are in neither. Dates select legs by creation time (`created_at`), the
@@ -54,9 +54,12 @@ pub const FAILED_ENDINGS: [&str; 6] = ["busy", "failed", "rejected", "timeout", 
 /// Which legs of a product a `status` filter keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusFilter {
-    /// Every leg of the product (`ANSWERED` for VOICE-CALL, `FAILED` for VOICE-FAILED).
+    /// Every leg of the product (no filter, or `FAILED` for VOICE-FAILED).
     All,
-    /// VOICE-CALL legs answered by a machine.
+    /// VOICE-CALL legs whose record reads `ANSWERED`: answered, and not found to be a machine.
+    Answered,
+    /// VOICE-CALL legs whose record reads `MACHINE`: answered, and answering-machine detection
+    /// (`machine_detection` or `advanced_machine_detection`) found a machine.
     Machine,
     /// Nothing matches (`ERROR`: Outdial records no errored answered call).
     Nothing,
@@ -186,7 +189,7 @@ pub fn parse_filter(params: &HashMap<String, String>, caller: &Caller<'_>) -> Re
     let status = match (non_empty(params, "status").map(str::to_ascii_uppercase), product) {
         (None, _) | (_, None) => StatusFilter::All,
         (Some(s), Some(Product::VoiceCall)) => match s.as_str() {
-            "ANSWERED" => StatusFilter::All,
+            "ANSWERED" => StatusFilter::Answered,
             "MACHINE" => StatusFilter::Machine,
             "ERROR" => StatusFilter::Nothing,
             _ => {

@@ -43,6 +43,8 @@ pub struct LegRow {
     pub country: Option<String>,
     /// How a VOICE-FAILED leg ended (busy, timeout, …); NULL for VOICE-CALL.
     pub ending: Option<String>,
+    /// Answering-machine detection found a machine (VOICE-CALL: the record reads `MACHINE`).
+    pub by_machine: bool,
 }
 
 impl LegRow {
@@ -91,7 +93,7 @@ pub fn fields(product: Product, api_key: &str, leg: &LegRow) -> Vec<(&'static st
             ("price", leg.rate.map(money)),
             ("total_price", leg.price.map(money)),
             ("currency", Some(crate::billing::CURRENCY.to_string())),
-            ("status", Some("ANSWERED".into())),
+            ("status", Some(if leg.by_machine { "MACHINE" } else { "ANSWERED" }.into())),
             ("status_code", Some("200".into())),
             ("status_description", Some(leg.detail.clone().unwrap_or_else(|| "completed".into()))),
         ],
@@ -140,6 +142,7 @@ pub fn to_json(product: Product, api_key: &str, leg: &LegRow) -> Value {
 pub async fn page(pool: &PgPool, filter: &Filter, after: Option<Cursor>, limit: i64) -> Result<Vec<LegRow>, sqlx::Error> {
     let (status_mode, ending) = match &filter.status {
         StatusFilter::All => ("all", None),
+        StatusFilter::Answered => ("answered", None),
         StatusFilter::Machine => ("machine", None),
         StatusFilter::Nothing => ("nothing", None),
         StatusFilter::Ending(e) => ("all", Some(e.as_str())),
@@ -156,7 +159,10 @@ pub async fn page(pool: &PgPool, filter: &Filter, after: Option<Cursor>, limit: 
                        ELSE COALESCE((SELECT e.kind FROM events e
                                       WHERE e.call_uuid = c.uuid
                                         AND e.kind IN ('busy', 'failed', 'rejected', 'timeout', 'unanswered', 'cancelled')
-                                      ORDER BY e.seq LIMIT 1), 'failed') END AS ending
+                                      ORDER BY e.seq LIMIT 1), 'failed') END AS ending,
+                  -- Detection ran only if the call asked for it: most legs need no probe.
+                  ($2 = 'VOICE-CALL' AND (c.machine_detection IS NOT NULL OR c.advanced_machine_detection IS NOT NULL)
+                   AND EXISTS (SELECT 1 FROM events m WHERE m.call_uuid = c.uuid AND m.kind = 'machine')) AS by_machine
            FROM calls c
            WHERE c.account_id = $1
              AND c.created_at >= COALESCE($3, '-infinity'::timestamptz)
@@ -172,12 +178,14 @@ pub async fn page(pool: &PgPool, filter: &Filter, after: Option<Cursor>, limit: 
              AND ($8::text IS NULL OR c.from_endpoint->>'number' = $8)
              AND ($9::text IS NULL OR c.country = $9)
              AND ($10::text IS NULL OR c.network = $10)
-             AND CASE $13 WHEN 'nothing' THEN false
-                          WHEN 'machine' THEN EXISTS (SELECT 1 FROM events m WHERE m.call_uuid = c.uuid AND m.kind = 'machine')
-                          ELSE true END
            ORDER BY c.created_at, c.uuid
          ) legs
          WHERE ($14::text IS NULL OR legs.ending = $14)
+           -- the filter agrees with the record's status field
+           AND CASE $13 WHEN 'nothing' THEN false
+                        WHEN 'machine' THEN legs.by_machine
+                        WHEN 'answered' THEN NOT legs.by_machine
+                        ELSE true END
          ORDER BY legs.created_at, legs.uuid
          LIMIT $15",
     )
