@@ -164,6 +164,12 @@ async fn record_writes_a_wav_served_only_to_its_application(pool: PgPool) {
     let uuid = app.place(&call(&receiver, "447700900557", ncco)).await;
     let record = receiver.wait_for("/record", |r| !r.is_empty()).await[0].body.clone();
     assert_eq!(record["uuid"], uuid.as_str());
+    // One clock for the event's times (wall clock, as every timestamp): with time_scale 20 the
+    // ~3 simulated seconds took ~0.15 s, and the recording ended before its event was written.
+    let time = |key: &str| chrono::DateTime::parse_from_rfc3339(record[key].as_str().unwrap()).unwrap();
+    let (start, end, timestamp) = (time("start_time"), time("end_time"), time("timestamp"));
+    assert!(start <= end && end <= timestamp, "start {start} <= end {end} <= timestamp {timestamp}");
+    assert!((end - start).num_milliseconds() < 1000, "wall-clock span, not simulated seconds: {start} .. {end}");
     let url = record["recording_url"].as_str().unwrap();
     let path = url::Url::parse(url).unwrap().path().to_string();
     assert!(path.starts_with("/v1/files/"));

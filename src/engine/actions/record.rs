@@ -65,8 +65,12 @@ pub async fn finish_background(leg: &mut Leg) -> Step<()> {
 }
 
 async fn save(leg: &mut Leg, record: &Record, started_at: DateTime<Utc>, started_wall: Instant) -> Step<()> {
-    let simulated = leg.ctx.clock.simulated(started_wall.elapsed()).min(Duration::from_secs(u64::from(record.time_out_s)));
-    let end_time = started_at + chrono::Duration::from_std(simulated).unwrap_or_default();
+    let clock = leg.ctx.clock;
+    // The recording's length is simulated time (as a call's duration); its start and end are
+    // wall-clock, as the event's timestamp and every other timestamp (see clock.rs).
+    let simulated = clock.simulated(started_wall.elapsed()).min(Duration::from_secs(u64::from(record.time_out_s)));
+    let now = Utc::now();
+    let end_time = (started_at + chrono::Duration::from_std(clock.wall(simulated)).unwrap_or_default()).min(now);
     // Up to 19 MB of samples (600 s, some 20 ms to write): off the runtime's threads.
     let stored = Duration::from_secs_f64(simulated.as_secs_f64().min(MAX_STORED_S));
     let wav = tokio::task::spawn_blocking(move || silent_wav(stored)).await.map_err(|e| Stop::Internal(e.to_string()))?;
@@ -90,7 +94,7 @@ async fn save(leg: &mut Leg, record: &Record, started_at: DateTime<Utc>, started
         "start_time": format_time(started_at), "end_time": format_time(end_time),
         "recording_url": format!("{}/v1/files/{file_id}", leg.ctx.base_url),
         "size": wav.len(), "recording_uuid": recording_uuid, "format": "wav",
-        "uuid": leg.row.uuid, "conversation_uuid": leg.row.conversation_uuid, "timestamp": format_time(Utc::now()),
+        "uuid": leg.row.uuid, "conversation_uuid": leg.row.conversation_uuid, "timestamp": format_time(now),
     });
     let (url, method) = match &record.event {
         Some(hook) => (Some(hook.url.clone()), hook.method.clone()),
