@@ -161,6 +161,9 @@ async fn the_sandbox_validates_and_reports_behaviour(pool: PgPool) {
     let app = spawn_app(pool).await;
     let defaults = app.get_json("/v1/sandbox/numbers/447700900486").await;
     assert_eq!(defaults["behaviour"]["outcome"], "busy", "the default table shows through");
+    assert_eq!((defaults["source"].as_str(), defaults["suffix"].as_str()), (Some("suffix"), Some("486")), "and says so");
+    let plain = app.get_json("/v1/sandbox/numbers/447700900123").await;
+    assert_eq!((plain["source"].as_str(), plain["behaviour"]["outcome"].as_str()), (Some("default"), Some("answer")));
     let bad = app.put_json("/v1/sandbox/numbers/447700900001", &json!({"outcome": "explode"})).await;
     assert_problem(bad, 400).await;
     let bad = app.put_json("/v1/sandbox/numbers/abc", &json!({})).await;
@@ -172,9 +175,11 @@ async fn the_sandbox_validates_and_reports_behaviour(pool: PgPool) {
     assert_problem(unknown, 400).await;
     let ok = app.put_json("/v1/sandbox/numbers/447700900001", &json!({"outcome": "answer", "answered_by": "machine"})).await;
     assert_eq!(ok.status(), 200);
-    assert_eq!(app.get_json("/v1/sandbox/numbers/447700900001").await["behaviour"]["answered_by"], "machine");
+    let own = app.get_json("/v1/sandbox/numbers/447700900001").await;
+    assert_eq!((own["behaviour"]["answered_by"].as_str(), own["source"].as_str()), (Some("machine"), Some("sandbox")), "the number's own");
     let deleted = app.client.delete(app.url("/v1/sandbox/numbers/447700900001")).bearer_auth(app.jwt()).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
+    assert_eq!(app.get_json("/v1/sandbox/numbers/447700900001").await["source"], "default", "back to the default");
 }
 
 /// The test database's URL, for a child process.

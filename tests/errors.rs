@@ -35,7 +35,9 @@ async fn unknown_routes_and_wrong_methods(pool: PgPool) {
     let app = spawn_app(pool).await;
     let body = assert_problem(app.client.get(app.url("/v1/nope")).send().await.unwrap(), 404).await;
     assert!(body["detail"].as_str().unwrap().starts_with("There is no GET /v1/nope"));
-    assert_problem(app.client.delete(app.url("/v1/calls")).send().await.unwrap(), 405).await;
+    let wrong = app.client.delete(app.url("/v1/calls")).send().await.unwrap();
+    assert_eq!(wrong.headers().get("allow").map(|v| v.to_str().unwrap()), Some("GET, POST"), "a 405 says what the path takes");
+    assert_problem(wrong, 405).await;
     assert_problem(app.client.patch(app.url("/v2/applications/x")).send().await.unwrap(), 405).await;
     assert_problem(app.client.post(app.url("/health")).send().await.unwrap(), 405).await;
     // A trailing slash, as some clients add, reaches the route.

@@ -580,10 +580,20 @@ async fn methods_the_document_leaves_out_are_not_served(pool: PgPool) {
     let doc = document();
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = concrete_path(path);
+        let allowed: Vec<String> = METHODS.iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_uppercase()).collect();
         for method in METHODS.iter().filter(|m| item.get(**m).is_none()) {
             let method: Method = method.to_uppercase().parse().unwrap();
             let answer = send(&app, method.clone(), &concrete, None, None, &[]).await;
             assert!(is_routing_miss(&answer), "{method} {path} is served ({}) but not documented", answer.status);
+            // A 405 names the methods the path takes (RFC 9110 §15.5.6).
+            if answer.status == StatusCode::METHOD_NOT_ALLOWED {
+                let allow = answer.headers.get("allow").map(|v| v.to_str().unwrap().to_string());
+                let mut listed: Vec<String> = allow.iter().flat_map(|a| a.split(',').map(|m| m.trim().to_string())).collect();
+                listed.sort();
+                let mut expected = allowed.clone();
+                expected.sort();
+                assert_eq!(listed, expected, "Allow of a 405 for {method} {path}: {allow:?}");
+            }
         }
     }
 }

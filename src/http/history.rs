@@ -57,17 +57,18 @@ pub async fn set_number(req: HttpRequest, state: web::Data<AppState>, caller: Ap
         ));
     }
     sandbox::set(&state.pool, caller.account_id(), &number, &behaviour).await?;
-    Ok(HttpResponse::Ok().json(json!({ "number": number, "behaviour": behaviour })))
+    Ok(HttpResponse::Ok().json(json!({ "number": number, "behaviour": behaviour, "source": "sandbox", "suffix": null })))
 }
 
+/// The behaviour in force, and whose it is (`source`, as routing lookup says it): the
+/// number's own (`sandbox`), the configured table's for its last digits (`suffix`), or the
+/// table's `default`.
 pub async fn get_number(state: web::Data<AppState>, caller: AppCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     sandbox_enabled(&state)?;
     let number = number(&path)?;
-    let behaviour = match sandbox::get(&state.pool, caller.account_id(), &number).await? {
-        Some(b) => b,
-        None => serde_json::to_value(state.settings.carrier.simulated.for_address(&number)).unwrap_or_default(),
-    };
-    Ok(HttpResponse::Ok().json(json!({ "number": number, "behaviour": behaviour })))
+    let carrier = &state.settings.carrier;
+    let route = crate::billing::routing::route_for(&state.pool, &carrier.kind, &carrier.simulated, caller.account_id(), &number).await?;
+    Ok(HttpResponse::Ok().json(json!({ "number": number, "behaviour": route.behaviour, "source": route.source, "suffix": route.suffix })))
 }
 
 pub async fn delete_number(state: web::Data<AppState>, caller: AppCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -101,8 +101,28 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
+/// The methods each path takes, as `Allow` header values, read from the OpenAPI document (a
+/// test keeps it equal to the routes above, so the two cannot disagree).
+static ALLOWED: std::sync::LazyLock<std::collections::HashMap<String, String>> = std::sync::LazyLock::new(|| {
+    let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+    let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+    paths
+        .into_iter()
+        .map(|(path, item)| {
+            let methods: Vec<String> = ["get", "post", "put", "delete", "patch"].iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_uppercase()).collect();
+            (path, methods.join(", "))
+        })
+        .collect()
+});
+
+/// 405, with the `Allow` header RFC 9110 asks for.
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::MethodNotAllowed(format!("{} is not supported on {}", req.method(), req.path())).error_response()
+    let mut response = ApiError::MethodNotAllowed(format!("{} is not supported on {}", req.method(), req.path())).error_response();
+    let allow = req.match_pattern().and_then(|pattern| ALLOWED.get(&pattern)).and_then(|a| header::HeaderValue::from_str(a).ok());
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
 }
 
 pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
