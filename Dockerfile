@@ -1,4 +1,5 @@
-# Outdial in a container: `docker compose up` (see docker-compose.yml).
+# Outdial in a container: `docker compose up` (see docker-compose.yml). Webhooks to private
+# addresses stay refused by default in the image; docker-compose.yml allows them for the demo.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

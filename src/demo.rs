@@ -185,12 +185,16 @@ fn print_guide(settings: &Settings, demo: &Demo) -> anyhow::Result<()> {
     println!();
     match &demo.event_url {
         Some(url) => {
-            println!("The call's events are POSTed to {url}; to watch them, run a receiver there:");
-            println!("  python3 scripts/demo-receiver.py        # prints each event");
-            if needs_private_addresses(url) {
+            println!("Calls' events are POSTed to {url}; to watch them, run a receiver there:");
+            println!("  python3 scripts/demo-receiver.py        # listens at that address, prints each event");
+            println!("  (with docker compose the demo-receiver service does: docker compose logs -f demo-receiver)");
+            if needs_private_addresses(url) && settings.webhooks.allow_private_addresses {
+                println!("That address is on this machine or a private network; webhooks.allow_private_addresses is true");
+                println!("in this configuration, so `outdial serve` run with it delivers there.");
+            } else if needs_private_addresses(url) {
                 println!("That address is on this machine or a private network, and Outdial refuses webhooks to those");
-                println!("unless webhooks.allow_private_addresses is true (it is {} in this configuration). Start the", settings.webhooks.allow_private_addresses);
-                println!("server with it allowed (scripts/run.sh and docker-compose.yml do):");
+                println!("unless webhooks.allow_private_addresses is true (a refused delivery is logged at warn). Start");
+                println!("the server with it allowed (scripts/run.sh and docker-compose.yml do):");
                 println!("  OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES=true outdial serve");
             }
         }
