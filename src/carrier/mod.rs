@@ -2,9 +2,11 @@
 //! and network events with it. Telephony only: no SQL, no webhooks.
 
 mod behaviour;
+mod route;
 mod simulated;
 
 pub use behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome, Timed};
+pub use route::{SipTransport, TrunkRoute};
 pub use simulated::SimulatedNetwork;
 
 use crate::ncco::Endpoint;
