@@ -15,6 +15,7 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub webhooks: WebhookSettings,
     pub carrier: CarrierSettings,
+    pub sip: SipSettings,
     pub history: HistorySettings,
     pub reports: ReportSettings,
     pub log: LogSettings,
@@ -80,6 +81,20 @@ pub struct CarrierSettings {
     pub kind: String,
     pub time_scale: f64,
     pub simulated: crate::carrier::BehaviourTable,
+}
+
+/// The SIP carrier (`carrier.kind = "sip"`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SipSettings {
+    pub listen: String,
+    pub public_address: String,
+    pub tcp: bool,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    pub user_agent: String,
+    pub invite_timeout_ms: u64,
+    /// SIP endpoints (`to: [{type: "sip"}]`) may be private or loopback hosts.
+    pub allow_private_uris: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 mod behaviour;
 mod route;
 mod simulated;
+pub mod sip;
 
 pub use behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome, Timed};
 pub use route::{SipTransport, TrunkRoute};
@@ -24,10 +25,14 @@ pub struct DialRequest {
     pub from: String,
     /// The callee's behaviour when the carrier is simulated (from the sandbox); None = defaults.
     pub behaviour: Option<CalleeBehaviour>,
+    /// Where a real network sends the call, in the order to try (empty: no route). Ignored by
+    /// the simulated network.
+    pub routes: Vec<TrunkRoute>,
+    pub sip: sip::SipCallOptions,
 }
 
 /// Why a leg ended on the network's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndReason {
     Busy,
     Declined,
@@ -35,6 +40,8 @@ pub enum EndReason {
     Unavailable,
     /// The callee hung up after answering.
     RemoteHangup,
+    /// The network could not place the call; the detail says why (no_route, sip_503…).
+    Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +56,9 @@ pub enum CarrierEvent {
     Ended(EndReason),
     /// What the callee heard or how its audio was switched, for the call's history.
     Log(String),
+    /// The leg's SIP facts changed (Call-ID, trunk, codec, dialog state): the leg stores them
+    /// so another instance can end the dialog after a takeover.
+    Sip(serde_json::Value),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,4 +116,29 @@ pub struct LegHandle {
 pub trait Carrier: Send + Sync {
     fn dial(&self, request: DialRequest) -> LegHandle;
     fn name(&self) -> &'static str;
+
+    /// Ends on the network a leg another instance was driving, from the facts it stored
+    /// (`CarrierEvent::Sip`): BYE or CANCEL. Says what it did, for the call's history.
+    fn release(&self, _facts: serde_json::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>> {
+        Box::pin(async { None })
+    }
+
+    /// Shutting down: ends every call still up on the network, waiting at most `wait`.
+    fn hang_up_all(&self, _wait: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+/// The carrier `carrier.kind` names; None for the simulated network (the engine builds it
+/// with its clock).
+pub async fn from_settings(settings: &crate::config::Settings) -> Result<Option<std::sync::Arc<dyn Carrier>>, String> {
+    match settings.carrier.kind.as_str() {
+        "simulated" => Ok(None),
+        "sip" => {
+            let carrier = sip::SipCarrier::start(&settings.sip).await.map_err(|e| e.to_string())?;
+            tracing::info!(address = %carrier.local_address(), "SIP carrier listening");
+            Ok(Some(std::sync::Arc::new(carrier)))
+        }
+        other => Err(format!("carrier.kind {other:?} is neither \"simulated\" nor \"sip\"")),
+    }
 }

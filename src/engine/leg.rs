@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub const LEG_COLUMNS: &str = "c.uuid, c.conversation_uuid, c.account_id, c.application_id, c.status, c.to_endpoint, c.from_endpoint, \
     c.ncco, c.answer_url, c.answer_method, c.event_url, c.event_method, c.fallback_url, c.machine_detection, \
     c.advanced_machine_detection, c.length_timer_s, c.ringing_timer_s, c.answered_at, c.last_seq, \
-    a.signed_callbacks, acc.api_key, acc.signature_secret, sb.behaviour AS sandbox_behaviour";
+    a.signed_callbacks, acc.api_key, acc.signature_secret, sb.behaviour AS sandbox_behaviour, c.user_data, c.sip_options, c.sip";
 
 pub const LEG_JOINS: &str = "JOIN applications a ON a.id = c.application_id JOIN accounts acc ON acc.id = c.account_id \
     LEFT JOIN sandbox_numbers sb ON sb.account_id = c.account_id AND sb.number = c.to_endpoint->>'number'";
@@ -52,6 +52,12 @@ pub struct LegRow {
     pub api_key: String,
     pub signature_secret: String,
     pub sandbox_behaviour: Option<Value>,
+    /// The caller's own string, sent in every event of the call.
+    pub user_data: Option<String>,
+    /// The call's SIP options (`sip` on POST /v1/calls).
+    pub sip_options: Option<Value>,
+    /// The SIP facts the carrier reported (dialog state for a takeover).
+    pub sip: Option<Value>,
 }
 
 /// Why the leg stops running its NCCO.
@@ -130,6 +136,8 @@ pub struct Leg {
     /// What the API is playing into the call (PUT …/stream, …/talk).
     pub api_stream: Option<u64>,
     pub api_talk: Option<u64>,
+    /// SIP facts the carrier reported, written with the leg's next change.
+    pub pending_sip: Option<Value>,
 }
 
 /// The flat address (`to`/`from` in webhooks) of a stored endpoint.
@@ -191,6 +199,7 @@ impl Leg {
             pending_log: Vec::new(),
             api_stream: None,
             api_talk: None,
+            pending_sip: None,
         }
     }
 
@@ -222,11 +231,15 @@ impl Leg {
     }
 
     fn payload_stamped(&self, status: &str, ts: DateTime<Utc>) -> Value {
-        json!({
+        let mut payload = json!({
             "from": self.from, "to": self.to, "uuid": self.row.uuid,
             "conversation_uuid": self.row.conversation_uuid, "status": status,
             "direction": "outbound", "timestamp": format_time(ts),
-        })
+        });
+        if let Some(user_data) = &self.row.user_data {
+            payload["user_data"] = json!(user_data);
+        }
+        payload
     }
 
     /// An event for the leg's event_url, to be delivered by the outbox.
@@ -248,6 +261,10 @@ impl Leg {
     }
 
     pub async fn write(&mut self, mut change: Change) -> Step<Vec<i64>> {
+        if let Some(sip) = self.pending_sip.take() {
+            self.row.sip = Some(sip.clone());
+            change.sip = Some(sip);
+        }
         let logged = self.pending_log.len();
         if logged > 0 {
             let mut events = std::mem::take(&mut self.pending_log);
@@ -326,11 +343,17 @@ impl Leg {
             "started" => {}
             // Another instance was driving this leg and died: end it cleanly rather than
             // guess at what the callee heard.
-            "ringing" => return self.end_unanswered("failed", Some("internal_error")).await,
+            "ringing" => {
+                self.release_taken_over().await;
+                return self.end_unanswered("failed", Some("internal_error")).await;
+            }
             "completed" | "busy" | "cancelled" | "failed" | "rejected" | "timeout" | "unanswered" => {
                 return self.write(Change { finish: Some(self.zero_finish()), ..Default::default() }).await.map(|_| ());
             }
-            _ => return self.hang_up("platform").await,
+            _ => {
+                self.release_taken_over().await;
+                return self.hang_up("platform").await;
+            }
         }
         let by_machine = match self.dial_and_ring().await? {
             Some(by_machine) => by_machine,
@@ -345,17 +368,40 @@ impl Leg {
         }
     }
 
+    /// A leg taken over from a dead instance: its dialog, if it had one on a real network, is
+    /// ended there (BYE, or CANCEL while ringing) from the state that instance stored.
+    async fn release_taken_over(&mut self) {
+        let Some(sip) = self.row.sip.clone() else { return };
+        if let Some(line) = self.ctx.carrier.release(sip).await {
+            self.log(&line);
+        }
+    }
+
     /// Dials and rings until answered (Some(by_machine)) or ended before answer (None).
     pub async fn dial_and_ring(&mut self) -> Step<Option<bool>> {
         let behaviour = self.row.sandbox_behaviour.clone().and_then(|b| serde_json::from_value::<CalleeBehaviour>(b).ok());
         let mut problems = Problems::default();
         let to = parse_endpoint(&self.row.to_endpoint, "to", &mut problems).unwrap_or(Endpoint::App { user: String::new() });
+        let options: crate::calls::SipOptions = self.row.sip_options.clone().and_then(|o| serde_json::from_value(o).ok()).unwrap_or_default();
+        let (routes, sip) = if self.ctx.carrier.name() == "sip" {
+            match super::routing::routes(self, &to, &options).await {
+                Ok(routes) => (routes, super::routing::call_options(&options, &to)),
+                Err(detail) => {
+                    self.end_unanswered("failed", Some(&detail)).await?;
+                    return Ok(None);
+                }
+            }
+        } else {
+            (Vec::new(), Default::default())
+        };
         self.handle = Some(self.ctx.carrier.dial(DialRequest {
             leg_uuid: self.row.uuid,
             account_id: self.row.account_id,
             to,
             from: self.from.clone(),
             behaviour,
+            routes,
+            sip,
         }));
         let deadline = self.ctx.clock.deadline(Duration::from_secs(self.row.ringing_timer_s as u64));
         let mut rang = false;
@@ -373,12 +419,14 @@ impl Leg {
                         return Ok(Some(by_machine));
                     }
                     Some(Reported { event: CarrierEvent::Log(line), wall, .. }) => self.log_at(&line, wall),
+                    Some(Reported { event: CarrierEvent::Sip(facts), .. }) => self.pending_sip = Some(facts),
                     Some(Reported { event: CarrierEvent::Ended(reason), wall, .. }) => {
-                        let (status, detail) = match reason {
+                        let (status, detail) = match &reason {
                             EndReason::Busy => ("busy", None),
                             EndReason::Declined => ("rejected", Some("declined")),
                             EndReason::OutOfService => ("failed", Some("number_out_of_service")),
                             EndReason::Unavailable | EndReason::RemoteHangup => ("unanswered", Some("unavailable")),
+                            EndReason::Failed(detail) => ("failed", Some(detail.as_str())),
                         };
                         self.end_unanswered_at(status, detail, wall).await?;
                         return Ok(None);

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod instance;
 mod leg;
 mod media;
+mod routing;
 mod store;
 mod writer;
 
@@ -56,11 +57,11 @@ pub struct EngineCtx {
 }
 
 impl EngineCtx {
-    pub fn new(pool: PgPool, settings: Settings, base_url: String, hand_offs: HandOffs) -> Arc<EngineCtx> {
+    pub fn new(pool: PgPool, settings: Settings, base_url: String, hand_offs: HandOffs, carrier: Option<Arc<dyn Carrier>>) -> Arc<EngineCtx> {
         let clock = Clock::new(settings.carrier.time_scale);
         let pool_for_notifier = pool.clone();
         let instance_id = Uuid::new_v4();
-        let carrier: Arc<dyn Carrier> = Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone()));
+        let carrier = carrier.unwrap_or_else(|| Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone())));
         Arc::new(EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
             // Its own connections, one per writer task: a leg's write never waits behind reads.
@@ -167,6 +168,9 @@ impl Engine {
         for task in self.tasks {
             task.abort();
         }
+        // Legs still up at the deadline are hung up on the network (BYE, CANCEL) before they
+        // are released: no dialog stays up on a trunk while they wait for another instance.
+        self.ctx.carrier.hang_up_all(Duration::from_secs(2)).await;
         if let Err(e) = instance::release(&self.ctx.pool, self.ctx.instance_id).await {
             tracing::warn!(error = %e, "could not release legs on shutdown");
         }

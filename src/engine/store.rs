@@ -30,6 +30,8 @@ pub struct Change {
     /// API commands this write reports on: (id, applied | rejected, reason). They commit with
     /// the effects they had (the media log), in the same statement.
     pub commands: Vec<CommandReport>,
+    /// The leg's SIP facts (replaces the stored ones).
+    pub sip: Option<Value>,
 }
 
 /// An API command a write reports on: (id, applied | rejected, reason).
@@ -92,9 +94,9 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
     let rows: Vec<(Uuid, Vec<i64>, bool, Option<i64>)> = sqlx::query_as(
         "WITH w AS (SELECT * FROM unnest($1::uuid[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[],
                                          $8::int[], $9::numeric[], $10::numeric[], $11::text[], $12::text[], $13::bool[],
-                                         $14::text[], $15::int[], $16::text[], $17::float8[])
+                                         $14::text[], $15::int[], $16::text[], $17::float8[], $29::jsonb[])
                     AS w(leg, status, detail, last_seq, answered_at, end_time, duration_s, rate, price, network,
-                         disconnected_by, finish, country, billed_s, ending, hand_off_s)),
+                         disconnected_by, finish, country, billed_s, ending, hand_off_s, sip)),
               -- The legs this instance still owns (a fence against a takeover), each job row
               -- locked by a probe of its key (a LATERAL per leg: a join was planned, on stale
               -- statistics, as a scan of every running leg of the instance).
@@ -109,6 +111,7 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
                            rate = COALESCE(o.rate, c.rate), price = COALESCE(o.price, c.price), network = COALESCE(o.network, c.network),
                            country = COALESCE(o.country, c.country), billed_s = COALESCE(o.billed_s, c.billed_s),
                            ending = COALESCE(o.ending, c.ending), disconnected_by = COALESCE(o.disconnected_by, c.disconnected_by),
+                           sip = COALESCE(o.sip, c.sip),
                            updated_at = now(), credit_reserved = CASE WHEN o.finish THEN 0 ELSE c.credit_reserved END
                     FROM own o WHERE c.uuid = o.leg RETURNING c.uuid, c.account_id),
               -- The price is debited in the statement that writes it: both happen or neither.
@@ -171,6 +174,7 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
     .bind(commands.iter().map(|(_, c)| c.0).collect::<Vec<i64>>())
     .bind(commands.iter().map(|(_, c)| c.1).collect::<Vec<&str>>())
     .bind(commands.iter().map(|(_, c)| c.2.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(writes.iter().map(|w| w.change.sip.as_ref()).collect::<Vec<Option<&Value>>>())
     .fetch_all(pool)
     .await?;
     let mut written: std::collections::HashMap<Uuid, Written> =

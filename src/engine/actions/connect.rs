@@ -39,6 +39,9 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
         api_key: leg.row.api_key.clone(),
         signature_secret: leg.row.signature_secret.clone(),
         sandbox_behaviour: None,
+        user_data: leg.row.user_data.clone(),
+        sip_options: None,
+        sip: None,
     };
     insert_child(leg, &child_row).await?;
     let mut child = Leg::new(leg.ctx.clone(), child_row);

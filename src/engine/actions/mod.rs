@@ -82,6 +82,7 @@ pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
                     leg.log_at(&line, wall);
                     leg.write(crate::engine::store::Change::default()).await?;
                 }
+                Some(Reported { event: CarrierEvent::Sip(facts), .. }) => leg.pending_sip = Some(facts),
                 other => break other,
             },
             _ = tokio::time::sleep_until(hangup_at) => {

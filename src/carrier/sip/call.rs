@@ -1,0 +1,348 @@
+//! One outbound SIP leg: INVITE through each route in turn until one answers or refuses for
+//! good, then the dialog until either side hangs up. Every step is reported to the leg as a
+//! `CarrierEvent`, stamped when it happened.
+
+use super::record::{Attempt, Destination, DialogRecord, InviteRecord, SipFacts};
+use super::rtp::RtpSocket;
+use super::sdp;
+use super::stack::{InviteSpec, Invitation};
+use super::status::{refusal, Refusal};
+use super::SipShared;
+use crate::carrier::{CarrierEvent, DialRequest, EndReason, MediaCommand, Reporter, SipTransport, TrunkRoute};
+use crate::ncco::Endpoint;
+use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::StatusCode;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long a CANCEL waits for the INVITE's 487 before the leg lets go.
+const CANCEL_WAIT: Duration = Duration::from_secs(4);
+
+pub struct OutboundCall {
+    pub shared: Arc<SipShared>,
+    pub request: DialRequest,
+    pub events: Reporter,
+    pub control: mpsc::UnboundedReceiver<MediaCommand>,
+}
+
+/// How an INVITE attempt ended.
+enum AttemptEnd {
+    Answered(InviteDialog, rsipstack::dialog::DialogId, Vec<u8>, rsipstack::dialog::dialog::DialogStateReceiver),
+    Refused(u16, String),
+    /// No final response (transport error, timeout).
+    NoAnswer(String),
+    /// We hung up before the answer: CANCEL sent.
+    Cancelled,
+}
+
+impl OutboundCall {
+    fn report(&self, event: CarrierEvent) {
+        let _ = self.events.report(event);
+    }
+
+    fn log(&self, line: String) {
+        self.report(CarrierEvent::Log(line));
+    }
+
+    fn facts(&self, facts: &SipFacts) {
+        self.report(CarrierEvent::Sip(serde_json::to_value(facts).unwrap_or_default()));
+    }
+
+    pub async fn run(mut self) {
+        let Some(rtp) = self.shared.rtp.open() else {
+            self.log("no RTP port free in sip.rtp_port_min..max".into());
+            self.report(CarrierEvent::Ended(EndReason::Failed("no_rtp_port".into())));
+            return;
+        };
+        let our_rtp = std::net::SocketAddr::new(self.shared.stack.public_address().ip(), rtp.local.port());
+        let mut facts = SipFacts { local_rtp: Some(our_rtp.to_string()), ..SipFacts::default() };
+        let routes = std::mem::take(&mut self.request.routes);
+        if routes.is_empty() {
+            self.report(CarrierEvent::Ended(EndReason::Failed("no_route".into())));
+            return;
+        }
+        let session_id = rand::random::<u32>() as u64;
+        let offer = sdp::offer(our_rtp, session_id, 1);
+        let mut rang = false;
+        let mut last_failure = "trunks_at_capacity".to_string();
+        for route in &routes {
+            let channel = match self.shared.limits.take(route.trunk_id, route.cps, route.max_channels) {
+                Ok(channel) => channel,
+                Err(refused) => {
+                    let why = match refused {
+                        super::limits::Refused::Cps => "at its calls-per-second limit",
+                        super::limits::Refused::Channels => "at its channel limit",
+                    };
+                    self.log(format!("trunk {} skipped: {why}", route.name));
+                    facts.attempts.push(Attempt { trunk: route.name.clone(), code: None, reason: format!("skipped: {why}"), at: chrono::Utc::now() });
+                    continue;
+                }
+            };
+            let spec = self.invite_spec(route, offer.clone());
+            let invitation = match self.shared.stack.invite(spec) {
+                Ok(invitation) => invitation,
+                Err(e) => {
+                    self.log(format!("INVITE via trunk {} not sent: {e}", route.name));
+                    facts.attempts.push(Attempt { trunk: route.name.clone(), code: None, reason: e.to_string(), at: chrono::Utc::now() });
+                    last_failure = "sip_invite_not_sent".into();
+                    continue;
+                }
+            };
+            let destination = Destination { transport: route.transport, host: route.host.clone(), port: route.port };
+            facts.call_id = Some(invitation.dialog.id().call_id.clone());
+            facts.trunk = Some(route.name.clone());
+            facts.trunk_id = (!route.trunk_id.is_nil()).then_some(route.trunk_id);
+            facts.invite = Some(InviteRecord::of(&invitation.dialog.initial_request(), destination.clone()));
+            facts.dialog = None;
+            // Stored before the far end can answer: an instance taking the leg over can CANCEL.
+            self.facts(&facts);
+            self.log(format!("INVITE {} via trunk {} ({}:{})", target_of(&self.request.to, route), route.name, route.host, route.port));
+            match self.attempt(invitation, &mut rang).await {
+                AttemptEnd::Answered(dialog, id, body, states) => {
+                    facts.final_code = Some(200);
+                    facts.final_reason = Some("OK".into());
+                    facts.attempts.push(Attempt { trunk: route.name.clone(), code: Some(200), reason: "OK".into(), at: chrono::Utc::now() });
+                    match sdp::parse(&body) {
+                        Ok(media) => {
+                            facts.remote_address = Some(media.address.to_string());
+                            facts.codec = Some(media.codec.name().into());
+                        }
+                        Err(e) => self.log(format!("the answer's SDP is unusable ({e}); the call stays up without audio")),
+                    }
+                    facts.invite = None;
+                    facts.dialog = Some(DialogRecord::from_snapshot(&dialog.snapshot(), destination));
+                    self.facts(&facts);
+                    self.report(CarrierEvent::Answered { by_machine: false });
+                    self.answered(Answered { dialog, id, states, rtp, our_rtp, session_id }, facts, channel).await;
+                    return;
+                }
+                AttemptEnd::Refused(code, reason) => {
+                    facts.attempts.push(Attempt { trunk: route.name.clone(), code: Some(code), reason: reason.clone(), at: chrono::Utc::now() });
+                    facts.final_code = Some(code);
+                    facts.final_reason = Some(reason.clone());
+                    facts.invite = None;
+                    self.log(format!("SIP {code} {reason} from trunk {}", route.name));
+                    match refusal(code) {
+                        Refusal::End(end) => {
+                            self.facts(&facts);
+                            self.report(CarrierEvent::Ended(end));
+                            return;
+                        }
+                        Refusal::TryNext => last_failure = format!("sip_{code}"),
+                    }
+                }
+                AttemptEnd::NoAnswer(why) => {
+                    facts.attempts.push(Attempt { trunk: route.name.clone(), code: None, reason: why.clone(), at: chrono::Utc::now() });
+                    facts.invite = None;
+                    self.log(format!("no answer from trunk {}: {why}", route.name));
+                    last_failure = "no_response".into();
+                }
+                AttemptEnd::Cancelled => {
+                    facts.invite = None;
+                    self.facts(&facts);
+                    return;
+                }
+            }
+            drop(channel);
+        }
+        self.facts(&facts);
+        self.report(CarrierEvent::Ended(EndReason::Failed(last_failure)));
+        drop(rtp);
+    }
+
+    fn invite_spec<'a>(&self, route: &'a TrunkRoute, sdp: String) -> InviteSpec<'a> {
+        let options = &self.request.sip;
+        let from_user = options.from_user.clone().unwrap_or_else(|| self.request.from.clone());
+        let from_host = route.from_domain.clone().unwrap_or_else(|| self.shared.stack.public_address().ip().to_string());
+        let from_user = if from_user.is_empty() { "anonymous".to_string() } else { from_user };
+        InviteSpec {
+            route,
+            target: target_of(&self.request.to, route),
+            from: format!("sip:{from_user}@{}", super::stack::bracket(&from_host)),
+            display_name: options.display_name.clone(),
+            headers: options.headers(&self.shared.user_agent_host),
+            sdp,
+        }
+    }
+
+    /// One INVITE until its final response, or until the leg hangs up (CANCEL).
+    async fn attempt(&mut self, mut invitation: Invitation, rang: &mut bool) -> AttemptEnd {
+        let deadline = Instant::now() + self.shared.invite_timeout;
+        let mut responded = false;
+        loop {
+            tokio::select! {
+                state = invitation.states.recv() => match state {
+                    Some(DialogState::Trying(_)) => responded = true,
+                    Some(DialogState::Early(_, response)) => {
+                        responded = true;
+                        let code = response.status_code.code();
+                        if !*rang && (code == 180 || code == 183) {
+                            *rang = true;
+                            self.report(CarrierEvent::Ringing);
+                        }
+                        if code == 183 && !response.body.is_empty() {
+                            self.log("183 Session Progress with SDP: early media".into());
+                        }
+                    }
+                    Some(_) => {}
+                    None => {}
+                },
+                outcome = &mut invitation.outcome => {
+                    return match outcome {
+                        Ok(Ok((id, Some(response)))) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {
+                            AttemptEnd::Answered(invitation.dialog, id, response.body, invitation.states)
+                        }
+                        Ok(Ok((_, Some(response)))) => {
+                            let code = response.status_code.code();
+                            AttemptEnd::Refused(code, reason_phrase(&response.status_code))
+                        }
+                        Ok(Ok((_, None))) => AttemptEnd::NoAnswer("no final response".into()),
+                        Ok(Err(e)) => AttemptEnd::NoAnswer(e.to_string()),
+                        Err(e) => AttemptEnd::NoAnswer(e.to_string()),
+                    };
+                }
+                command = self.control.recv() => match command {
+                    None | Some(MediaCommand::Hangup) => {
+                        self.cancel(invitation).await;
+                        return AttemptEnd::Cancelled;
+                    }
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(deadline), if !responded => {
+                    invitation.outcome.abort();
+                    return AttemptEnd::NoAnswer(format!("no response in {} ms", self.shared.invite_timeout.as_millis()));
+                }
+            }
+        }
+    }
+
+    /// CANCEL (same Via branch as the INVITE, also after a digest retry: the stack keeps the
+    /// retried request), then wait for the INVITE's final response (487, or a 200 that
+    /// crossed the CANCEL, which the stack ACKs and ends with BYE).
+    async fn cancel(&self, mut invitation: Invitation) {
+        if let Err(e) = invitation.dialog.cancel().await {
+            self.log(format!("CANCEL failed: {e}"));
+        }
+        match tokio::time::timeout(CANCEL_WAIT, &mut invitation.outcome).await {
+            Ok(Ok(Ok((_, Some(response))))) => self.log(format!("CANCEL sent; INVITE ended {}", response.status_code.code())),
+            Ok(_) => self.log("CANCEL sent; INVITE ended without a final response".into()),
+            Err(_) => {
+                invitation.outcome.abort();
+                self.log(format!("CANCEL sent; no final response to the INVITE in {} s", CANCEL_WAIT.as_secs()));
+            }
+        }
+    }
+
+    /// The answered call: until the callee's BYE or our hang-up.
+    async fn answered(mut self, call: Answered, mut facts: SipFacts, _channel: super::limits::Channel) {
+        let Answered { dialog, id, mut states, rtp, our_rtp, session_id } = call;
+        let mut playing: HashMap<u64, Instant> = HashMap::new();
+        let mut sdp_version = 1;
+        loop {
+            let next_end = playing.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
+            let sleep_until = next_end.map_or_else(|| Instant::now() + Duration::from_secs(86_400), |(_, at)| at);
+            tokio::select! {
+                state = states.recv() => match state {
+                    Some(DialogState::Terminated(_, reason)) => {
+                        let why = match reason {
+                            TerminatedReason::UasBye => "the callee hung up (BYE)".to_string(),
+                            other => format!("the dialog ended: {other:?}"),
+                        };
+                        self.log(why);
+                        self.shared.stack.forget(&id);
+                        self.report(CarrierEvent::Ended(EndReason::RemoteHangup));
+                        break;
+                    }
+                    Some(DialogState::Updated(_, request, handle)) => {
+                        // re-INVITE / UPDATE: hold or resume, answered with our same media.
+                        let direction = sdp::direction(&request.body);
+                        let held = direction == "sendonly" || direction == "inactive";
+                        sdp_version += 1;
+                        let codec = facts.codec.as_deref().map_or(sdp::Codec::Pcmu, |c| if c == "PCMA" { sdp::Codec::Pcma } else { sdp::Codec::Pcmu });
+                        let body = (!request.body.is_empty()).then(|| sdp::answer(our_rtp, session_id, sdp_version, codec, Some(sdp::TELEPHONE_EVENT_PT), &direction).into_bytes());
+                        let headers = body.as_ref().map(|_| vec![rsipstack::sip::Header::ContentType("application/sdp".to_string().into())]);
+                        let _ = handle.respond(StatusCode::OK, headers, body).await;
+                        self.log(format!("{} from the callee: {}", request.method, if held { "call held" } else { "call resumed" }));
+                        if let Ok(media) = sdp::parse(&request.body) {
+                            facts.remote_address = Some(media.address.to_string());
+                        }
+                    }
+                    Some(DialogState::Options(_, _, handle)) | Some(DialogState::Info(_, _, handle)) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                    }
+                    Some(DialogState::Refer(_, _, handle)) | Some(DialogState::Message(_, _, handle)) | Some(DialogState::Notify(_, _, handle)) => {
+                        let _ = handle.reply(StatusCode::NotImplemented).await;
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.report(CarrierEvent::Ended(EndReason::RemoteHangup));
+                        break;
+                    }
+                },
+                command = self.control.recv() => match command {
+                    None | Some(MediaCommand::Hangup) => {
+                        match dialog.bye().await {
+                            Ok(()) => self.log("BYE sent".into()),
+                            Err(e) => self.log(format!("BYE failed: {e}")),
+                        }
+                        self.shared.stack.forget(&id);
+                        break;
+                    }
+                    // Audio comes with the media engine; until then a playback lasts its
+                    // length, as on the simulated network.
+                    Some(MediaCommand::Play { id, duration, loops, .. }) => {
+                        if loops > 0 {
+                            playing.insert(id, Instant::now() + duration * loops);
+                        }
+                    }
+                    Some(MediaCommand::StopPlayback { id }) => {
+                        playing.remove(&id);
+                    }
+                    Some(MediaCommand::SendDtmf(_)) | Some(MediaCommand::SetMuted(_)) | Some(MediaCommand::SetEarmuffed(_)) => {}
+                },
+                _ = tokio::time::sleep_until(sleep_until), if next_end.is_some() => {
+                    if let Some((id, _)) = next_end {
+                        playing.remove(&id);
+                        self.report(CarrierEvent::PlaybackFinished(id));
+                    }
+                }
+            }
+        }
+        let packets = rtp.received.load(std::sync::atomic::Ordering::Relaxed);
+        if packets > 0 {
+            self.log(format!("{packets} RTP packets received on {}", rtp.local));
+        }
+    }
+}
+
+/// An answered dialog, with the channel the stack reports its later states on.
+struct Answered {
+    dialog: InviteDialog,
+    id: rsipstack::dialog::DialogId,
+    states: rsipstack::dialog::dialog::DialogStateReceiver,
+    rtp: RtpSocket,
+    our_rtp: std::net::SocketAddr,
+    session_id: u64,
+}
+
+/// The Request-URI: a phone number at the trunk's host, or the SIP endpoint's own URI.
+fn target_of(to: &Endpoint, route: &TrunkRoute) -> String {
+    match to {
+        Endpoint::Sip { uri, .. } => uri.clone(),
+        other => {
+            let number = other.address().trim_start_matches('+');
+            let transport = if route.transport == SipTransport::Tcp { ";transport=tcp" } else { "" };
+            format!("sip:{number}@{}:{}{transport}", super::stack::bracket(&route.host), route.port)
+        }
+    }
+}
+
+fn reason_phrase(code: &StatusCode) -> String {
+    let text = code.to_string();
+    // The stack prints "486 Busy Here"; keep the phrase.
+    text.split_once(' ').map_or(text.clone(), |(_, phrase)| phrase.to_string())
+}
