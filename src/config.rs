@@ -18,6 +18,8 @@ pub struct Settings {
     pub history: HistorySettings,
     pub reports: ReportSettings,
     pub log: LogSettings,
+    #[serde(default)]
+    pub sip: SipSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +131,15 @@ pub struct LimitSettings {
 pub struct LogSettings {
     pub filter: String,
     pub format: String,
+}
+
+/// The SIP carrier's settings (`[sip]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SipSettings {
+    /// Seals trunk passwords at rest; None (empty in the file) when not configured.
+    #[serde(deserialize_with = "crate::trunks::CredentialKey::deserialize_optional")]
+    pub credentials_key: Option<crate::trunks::CredentialKey>,
 }
 
 impl Settings {
