@@ -2,7 +2,7 @@
 //! nonce per password, and the trunk's id as associated data (a sealed password copied onto
 //! another trunk does not open).
 
-use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, CHACHA20_POLY1305, NONCE_LEN};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
 use base64::Engine;
 use uuid::Uuid;
 
@@ -65,17 +65,22 @@ impl CredentialKey {
         }
     }
 
-    fn aead(&self) -> RandomizedNonceKey {
-        RandomizedNonceKey::new(&CHACHA20_POLY1305, &self.0).expect("a 32-byte ChaCha20-Poly1305 key")
+    fn aead(&self) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &self.0).expect("a 32-byte ChaCha20-Poly1305 key"))
     }
 
     /// Seals `password` for the trunk `trunk_id`.
     pub fn seal(&self, trunk_id: Uuid, password: &str) -> Vec<u8> {
+        // A random 96-bit nonce per password: a key seals few enough for collisions not to matter.
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).expect("the system's random source");
         let mut in_out = password.as_bytes().to_vec();
-        let nonce = self.aead().seal_in_place_append_tag(Aad::from(trunk_id.as_bytes()), &mut in_out).expect("sealing with a random nonce");
+        self.aead()
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(trunk_id.as_bytes()), &mut in_out)
+            .expect("sealing a short password");
         let mut sealed = Vec::with_capacity(1 + NONCE_LEN + in_out.len());
         sealed.push(VERSION);
-        sealed.extend_from_slice(nonce.as_ref());
+        sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&in_out);
         sealed
     }
