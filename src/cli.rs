@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: RatesCommand,
     },
+    /// Manage SIP trunks: the platform's (without --api-key) or one account's own.
+    Trunk {
+        #[command(subcommand)]
+        command: TrunkCommand,
+    },
     /// Call history housekeeping.
     History {
         #[command(subcommand)]
@@ -163,6 +168,99 @@ enum RatesCommand {
     },
     /// Print the whole deck as CSV (the format import reads).
     Export,
+}
+
+#[derive(Subcommand)]
+enum TrunkCommand {
+    /// Create a trunk; prints it as JSON (never its password: `has_password`).
+    Create(TrunkCreate),
+    /// Print the platform's trunks, or with --api-key the account's own, as JSON.
+    List {
+        /// The owning account's api_key (default: platform trunks).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+    /// Change a trunk's fields (those given); prints it as JSON.
+    Update(TrunkUpdate),
+    /// Delete a trunk.
+    Delete {
+        /// The trunk's name or id.
+        name_or_id: String,
+        /// The owning account's api_key (default: a platform trunk).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+}
+
+/// The fields create and update share.
+#[derive(Args)]
+struct TrunkFields {
+    /// The trunk's SIP port.
+    #[arg(long, allow_hyphen_values = true)]
+    port: Option<i64>,
+    #[arg(long, value_parser = ["udp", "tcp"])]
+    transport: Option<String>,
+    /// Digest username for the trunk's 401/407 challenges.
+    #[arg(long)]
+    username: Option<String>,
+    /// Digest password (needs --username); stored sealed with sip.credentials_key. Prefer the
+    /// environment variable: a command line is visible to other users of the machine.
+    #[arg(long, env = "OUTDIAL_TRUNK_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Host part of the From URI (default: the trunk's host).
+    #[arg(long)]
+    from_domain: Option<String>,
+    /// A number prefix the trunk serves, digits (repeat for several; none: every number).
+    /// The longest matching prefix wins.
+    #[arg(long = "prefix")]
+    prefixes: Vec<String>,
+    /// Lower is tried first (default 10); ties go by name.
+    #[arg(long, allow_hyphen_values = true)]
+    priority: Option<i64>,
+    /// Calls per second the trunk takes (default: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    cps: Option<i64>,
+    /// Concurrent calls the trunk takes (default: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    max_channels: Option<i64>,
+    /// The owning account's api_key (default: a platform trunk, for every account).
+    #[arg(long)]
+    api_key: Option<String>,
+}
+
+#[derive(Args)]
+struct TrunkCreate {
+    #[arg(long)]
+    name: String,
+    /// Host name or IP address of the trunk (no port: see --port).
+    #[arg(long)]
+    host: String,
+    #[command(flatten)]
+    fields: TrunkFields,
+    /// Create it disabled (routing skips it).
+    #[arg(long)]
+    disabled: bool,
+}
+
+#[derive(Args)]
+struct TrunkUpdate {
+    /// The trunk's name or id.
+    name_or_id: String,
+    /// A new name.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    host: Option<String>,
+    #[command(flatten)]
+    fields: TrunkFields,
+    #[arg(long)]
+    enabled: Option<bool>,
+    /// Remove the digest password.
+    #[arg(long, conflicts_with = "password")]
+    clear_password: bool,
+    /// Serve every number (remove all prefixes).
+    #[arg(long, conflicts_with = "prefixes")]
+    clear_prefixes: bool,
 }
 
 #[derive(Subcommand)]
@@ -310,6 +408,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let app = create_app(&pool, &settings, account.id, &args).await?;
             println!("{}", serde_json::to_string_pretty(&app)?);
         }
+        Command::Trunk { command } => trunk_command(&pool, &settings, command).await?,
         Command::History { command: HistoryCommand::Seal } => {
             let sealed = crate::history::rollup::seal(&pool, std::time::Duration::from_secs(settings.history.seal_grace_s)).await?;
             println!("{}", json!({ "sealed_until": sealed.map(crate::calls::format_time) }));
@@ -324,6 +423,105 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Jwt { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+impl TrunkFields {
+    fn input(self) -> crate::trunks::TrunkInput {
+        use crate::trunks::Change;
+        let set = |v: Option<String>| v.map_or(Change::Keep, Change::Set);
+        crate::trunks::TrunkInput {
+            port: self.port,
+            transport: self.transport,
+            username: set(self.username),
+            password: set(self.password),
+            from_domain: set(self.from_domain),
+            prefixes: (!self.prefixes.is_empty()).then_some(self.prefixes),
+            priority: self.priority,
+            cps: self.cps.map_or(Change::Keep, Change::Set),
+            max_channels: self.max_channels.map_or(Change::Keep, Change::Set),
+            ..Default::default()
+        }
+    }
+}
+
+/// The account an --api-key names (None: the platform).
+async fn trunk_owner(pool: &sqlx::PgPool, api_key: Option<&str>) -> anyhow::Result<Option<i64>> {
+    match api_key {
+        None => Ok(None),
+        Some(key) => Ok(Some(accounts::repo::find_by_api_key(pool, key).await?.ok_or_else(|| anyhow::anyhow!("no account has api_key {key}"))?.id)),
+    }
+}
+
+/// Each bad field on its own line, as the API's invalid_parameters.
+fn trunk_problems(params: Vec<crate::validation::InvalidParam>) -> anyhow::Error {
+    for p in &params {
+        let flag = match p.name.as_str() {
+            "prefixes" => "--prefix".to_string(),
+            n if n.starts_with("prefixes[") => format!("--prefix {}", &n["prefixes".len()..]),
+            n => format!("--{}", n.replace('_', "-")),
+        };
+        eprintln!("{flag}: {}", p.reason);
+    }
+    anyhow::anyhow!("{} problem(s); nothing was changed", params.len())
+}
+
+fn trunk_repo_error(e: crate::trunks::repo::RepoError) -> anyhow::Error {
+    use crate::trunks::repo::RepoError;
+    match e {
+        RepoError::DuplicateName(name) => anyhow::anyhow!("a trunk named {name} already exists for this owner; choose another --name"),
+        RepoError::NoKey => anyhow::anyhow!("cannot store a trunk password: {}", crate::trunks::NO_KEY),
+        RepoError::Database(db) => db.into(),
+    }
+}
+
+async fn trunk_command(pool: &sqlx::PgPool, settings: &Settings, command: TrunkCommand) -> anyhow::Result<()> {
+    use crate::trunks::{self, Change};
+    let key = settings.sip.credentials_key.as_ref();
+    let print = |value: serde_json::Value| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        Ok(())
+    };
+    match command {
+        TrunkCommand::Create(args) => {
+            let owner = trunk_owner(pool, args.fields.api_key.as_deref()).await?;
+            let input = trunks::TrunkInput { name: Some(args.name), host: Some(args.host), enabled: Some(!args.disabled), ..args.fields.input() };
+            let spec = input.into_spec(None).map_err(trunk_problems)?;
+            let trunk = trunks::repo::insert(pool, key, owner, &spec).await.map_err(trunk_repo_error)?;
+            print(trunk.to_json())
+        }
+        TrunkCommand::List { api_key } => {
+            let owner = trunk_owner(pool, api_key.as_deref()).await?;
+            let list = trunks::repo::list(pool, owner, owner.is_none()).await?;
+            print(serde_json::Value::Array(list.iter().map(trunks::Trunk::to_json).collect()))
+        }
+        TrunkCommand::Update(args) => {
+            let owner = trunk_owner(pool, args.fields.api_key.as_deref()).await?;
+            let current = trunks::repo::find_owned(pool, owner, &args.name_or_id).await?.ok_or_else(|| no_trunk(&args.name_or_id, owner))?;
+            let mut input = trunks::TrunkInput { name: args.name, host: args.host, enabled: args.enabled, ..args.fields.input() };
+            if args.clear_password {
+                input.password = Change::Clear;
+            }
+            if args.clear_prefixes {
+                input.prefixes = Some(Vec::new());
+            }
+            let spec = input.into_spec(Some(&current)).map_err(trunk_problems)?;
+            let trunk = trunks::repo::update(pool, key, &current, &spec).await.map_err(trunk_repo_error)?.ok_or_else(|| no_trunk(&args.name_or_id, owner))?;
+            print(trunk.to_json())
+        }
+        TrunkCommand::Delete { name_or_id, api_key } => {
+            let owner = trunk_owner(pool, api_key.as_deref()).await?;
+            let trunk = trunks::repo::find_owned(pool, owner, &name_or_id).await?.ok_or_else(|| no_trunk(&name_or_id, owner))?;
+            anyhow::ensure!(trunks::repo::delete(pool, trunk.id).await?, "{}", no_trunk(&name_or_id, owner));
+            print(json!({"deleted": trunk.id, "name": trunk.name, "owner": trunk.owner()}))
+        }
+    }
+}
+
+fn no_trunk(name_or_id: &str, owner: Option<i64>) -> anyhow::Error {
+    match owner {
+        None => anyhow::anyhow!("no platform trunk is named {name_or_id} or has that id (an account's trunk needs --api-key)"),
+        Some(_) => anyhow::anyhow!("that account has no trunk named {name_or_id} or with that id"),
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -95,6 +95,9 @@ pub struct SipSettings {
     pub invite_timeout_ms: u64,
     /// SIP endpoints (`to: [{type: "sip"}]`) may be private or loopback hosts.
     pub allow_private_uris: bool,
+    /// Seals trunk passwords at rest; None (empty in the file) when not configured.
+    #[serde(deserialize_with = "crate::trunks::CredentialKey::deserialize_optional")]
+    pub credentials_key: Option<crate::trunks::CredentialKey>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,5 +22,6 @@ pub mod reports;
 pub mod sandbox;
 pub mod startup;
 pub mod telemetry;
+pub mod trunks;
 pub mod validation;
 pub mod webhooks;

@@ -140,3 +140,61 @@ fn help_shows_what_a_newcomer_must_type() {
     assert!(help.contains("inbound") && help.contains("`ncco` or `answer_url`"), "{help}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[sqlx::test]
+async fn trunk_commands_manage_platform_and_account_trunks(pool: PgPool) {
+    let dir = scratch_dir();
+    let run = |args: &[&str], key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_outdial"));
+        command.args(args).current_dir(&dir).env("RUST_LOG", "warn").env("DATABASE_URL", database_url(&pool)).env_remove("OUTDIAL_TRUNK_PASSWORD");
+        match key {
+            Some(k) => command.env("OUTDIAL__SIP__CREDENTIALS_KEY", k),
+            None => command.env_remove("OUTDIAL__SIP__CREDENTIALS_KEY"),
+        };
+        command.output().expect("outdial runs")
+    };
+    let key = "ab".repeat(32);
+    let created: Value = serde_json::from_str(&stdout(&run(
+        &["trunk", "create", "--name", "carrier", "--host", "sip.carrier.example", "--transport", "tcp", "--username", "op", "--password", "s3cr3t-pw",
+          "--prefix", "44", "--prefix", "+1", "--priority", "5", "--cps", "20"],
+        Some(&key),
+    )))
+    .unwrap();
+    assert_eq!((created["owner"].as_str(), created["has_password"].as_bool(), created["port"].as_i64()), (Some("platform"), Some(true), Some(5060)));
+    assert_eq!(created["prefixes"], serde_json::json!(["44", "1"]));
+    assert!(!created.to_string().contains("s3cr3t"));
+
+    // Without the key a password is refused, saying what to set; bad flags are each named.
+    let refused = run(&["trunk", "create", "--name", "x", "--host", "h.example", "--username", "u", "--password", "p"], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("set sip.credentials_key (OUTDIAL__SIP__CREDENTIALS_KEY) to store trunk passwords"));
+    let bad = run(&["trunk", "create", "--name", "x", "--host", "h.example:5060", "--port", "0", "--prefix", "4a", "--cps", "-1"], None);
+    assert!(!bad.status.success());
+    let reasons = String::from_utf8_lossy(&bad.stderr);
+    for flag in ["--host:", "--port:", "--prefix [0]:", "--cps:"] {
+        assert!(reasons.contains(flag), "{flag} in {reasons}");
+    }
+    let duplicate = run(&["trunk", "create", "--name", "carrier", "--host", "h.example"], None);
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+
+    // An account's own trunk, under the same name.
+    let account: Value = serde_json::from_str(&stdout(&run(&["account", "create", "--name", "n"], None))).unwrap();
+    let api_key = account["api_key"].as_str().unwrap();
+    let own: Value = serde_json::from_str(&stdout(&run(&["trunk", "create", "--name", "carrier", "--host", "pbx.example", "--api-key", api_key], None))).unwrap();
+    assert_eq!(own["owner"], "account");
+
+    let updated: Value = serde_json::from_str(&stdout(&run(&["trunk", "update", "carrier", "--enabled", "false", "--port", "5070", "--clear-password"], None))).unwrap();
+    assert_eq!((updated["enabled"].as_bool(), updated["port"].as_i64(), updated["has_password"].as_bool()), (Some(false), Some(5070), Some(false)));
+    let platform: Value = serde_json::from_str(&stdout(&run(&["trunk", "list"], None))).unwrap();
+    assert_eq!(platform.as_array().unwrap().len(), 1);
+    assert_eq!(platform[0]["host"], "sip.carrier.example");
+    let mine: Value = serde_json::from_str(&stdout(&run(&["trunk", "list", "--api-key", api_key], None))).unwrap();
+    assert_eq!(mine[0]["host"], "pbx.example");
+
+    stdout(&run(&["trunk", "delete", own["id"].as_str().unwrap(), "--api-key", api_key], None));
+    stdout(&run(&["trunk", "delete", "carrier"], None));
+    assert!(!run(&["trunk", "delete", "carrier"], None).status.success());
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM trunks").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

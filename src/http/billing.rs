@@ -2,7 +2,7 @@
 //! (`/account/get-balance`).
 
 use super::error::ApiError;
-use super::extract::{json_body, AccountCaller, AppCaller, KeySecretCaller};
+use super::extract::{json_body, AccountCaller, KeySecretCaller, ReportCaller};
 use crate::accounts::Bucket;
 use crate::billing::{self, deck, deck::ImportMode};
 use crate::startup::AppState;
@@ -73,24 +73,49 @@ pub async fn export(state: web::Data<AppState>, _caller: AccountCaller) -> Resul
         .body(deck::to_csv(&rates)))
 }
 
-/// `POST /v1/routing/lookup`: the rate and carrier route a call would get, without calling.
-pub async fn lookup(req: HttpRequest, state: web::Data<AppState>, caller: AppCaller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    state.rate_limit(caller.account_id(), Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
+/// `POST /v1/routing/lookup`: the rate, the carrier route and the SIP trunks (in the order they
+/// would be tried) a call would get, without calling. An application JWT or the account's Basic
+/// credentials; the number as `dialed_number` or `to`; `trunk` forces one by name (`sip.trunk`).
+pub async fn lookup(req: HttpRequest, state: web::Data<AppState>, caller: ReportCaller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let account_id = caller.0;
+    // Basic callers were counted when their credentials were checked; JWT callers are counted here.
+    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer ")));
+    if bearer {
+        state.rate_limit(account_id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
+    }
     let value = json_body(&req, &body)?;
     let mut problems = Problems::default();
-    let (dialed, calling) = match Fields::of(&value, "", &mut problems) {
+    let (dialed, calling, trunk) = match Fields::of(&value, "", &mut problems) {
         Some(mut f) => {
-            if !f.has("dialed_number") {
-                f.missing("dialed_number");
+            let key = if !f.has("dialed_number") && f.has("to") { "to" } else { "dialed_number" };
+            if !f.has(key) {
+                f.bad(key, "is required: the number to look up (`to` is accepted too)");
             }
-            (e164(&mut f, "dialed_number"), e164(&mut f, "calling_number"))
+            let trunk = f.string("trunk");
+            if trunk.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                f.bad("trunk", "must not be empty (leave it out to route by prefix)");
+            }
+            (e164(&mut f, key), e164(&mut f, "calling_number"), trunk)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     problems.into_result(()).map_err(ApiError::invalid)?;
     let dialed = dialed.expect("no problems means dialed_number parsed");
     let carrier = &state.settings.carrier;
-    let answer = billing::routing::lookup(&state.pool, &carrier.kind, &carrier.simulated, caller.account_id(), &dialed, calling.as_deref()).await?;
+    let mut answer = billing::routing::lookup(&state.pool, &carrier.kind, &carrier.simulated, account_id, &dialed, calling.as_deref()).await?;
+    let trunks = crate::trunks::plan(&state.pool, account_id, &dialed, trunk.as_deref()).await.map_err(|e| match e {
+        crate::trunks::RoutingError::Database(db) => db.into(),
+        other => ApiError::invalid(vec![crate::validation::InvalidParam { name: "trunk".into(), reason: other.to_string() }]),
+    })?;
+    answer["number"] = json!(dialed);
+    answer["trunks"] = trunks
+        .iter()
+        .map(|r| {
+            let t = &r.trunk;
+            json!({"id": t.id, "name": t.name, "host": t.host, "port": t.port, "transport": t.transport, "priority": t.priority,
+                   "owner": t.owner(), "prefix_matched": r.prefix_matched})
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(answer))
 }
 

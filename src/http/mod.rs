@@ -11,6 +11,7 @@ mod health;
 mod history;
 mod links;
 mod reports;
+mod trunks;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
@@ -68,6 +69,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::resource("/v1/rates")
                 .route(web::get().to(billing::export))
                 .route(web::post().to(billing::import))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/trunks")
+                .route(web::get().to(trunks::list))
+                .route(web::post().to(trunks::create))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/v1/trunks/{id}")
+                .route(web::get().to(trunks::get))
+                .route(web::put().to(trunks::update))
+                .route(web::delete().to(trunks::delete))
                 .default_service(web::to(method_not_allowed)),
         )
         .service(web::resource("/v1/routing/lookup").route(web::post().to(billing::lookup)).default_service(web::to(method_not_allowed)))
