@@ -1,9 +1,9 @@
 //! A call leg as stored, and as the REST API shows it (reference §2.3).
 
+use super::sip_options::shown_sip;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use super::sip_options::shown_sip;
 use uuid::Uuid;
 
 pub const STATUSES: [&str; 11] =
