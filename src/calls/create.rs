@@ -1,7 +1,9 @@
 //! `POST /v1/calls`: the request body, validated field by field (reference §2.1).
 
+use super::sip_options::{parse_sip_options, user_data_problem, SipOptions};
 use crate::applications::Application;
-use crate::ncco::{self, parse_advanced_machine_detection, parse_endpoint, AdvancedMachineDetection, Endpoint};
+use crate::ncco::sip_rules::is_sip_uri;
+use crate::ncco::{self, parse_advanced_machine_detection, parse_endpoint, AdvancedMachineDetection, Endpoint, SIP_URI_RULE};
 use crate::validation::{Fields, InvalidParam, Problems};
 use serde_json::Value;
 
@@ -27,6 +29,10 @@ pub struct NewCall {
     pub advanced_machine_detection: Option<AdvancedMachineDetection>,
     pub length_timer_s: i32,
     pub ringing_timer_s: i32,
+    /// The `sip` extension (None when absent or empty).
+    pub sip_options: Option<SipOptions>,
+    /// Kept with the call, shown by `GET /v1/calls/{uuid}` and sent in its events.
+    pub user_data: Option<String>,
 }
 
 pub fn parse_create_call(body: &Value, app: &Application) -> Result<NewCall, Vec<InvalidParam>> {
@@ -59,7 +65,12 @@ pub fn parse_create_call(body: &Value, app: &Application) -> Result<NewCall, Vec
         }
         // The Python SDK may send a SIP URI as a plain string.
         Some(Value::String(uri)) if uri.starts_with("sip:") || uri.starts_with("sips:") => {
-            Some(Endpoint::Sip { uri: uri.clone(), headers: None, standard_headers: None })
+            if is_sip_uri(uri) {
+                Some(Endpoint::Sip { uri: uri.clone(), headers: None, standard_headers: None })
+            } else {
+                f.bad("from", SIP_URI_RULE);
+                None
+            }
         }
         Some(Value::String(_)) => {
             f.bad("from", "must be an endpoint object such as {\"type\": \"phone\", \"number\": \"447700900001\"} or a SIP URI");
@@ -115,6 +126,22 @@ pub fn parse_create_call(body: &Value, app: &Application) -> Result<NewCall, Vec
     let length_timer_s = f.int_in("length_timer", 1, 86400).unwrap_or(7200) as i32;
     let ringing_timer_s = f.int_in("ringing_timer", 1, 120).unwrap_or(60) as i32;
 
+    // Outdial extensions (the SDKs never send them).
+    let sip_options = match f.raw("sip") {
+        Some(v) => parse_sip_options(v, &f.path("sip"), f.problems).filter(|o| !o.is_empty()),
+        None => None,
+    };
+    if f.has("sip") && matches!(to, Some(Endpoint::Websocket { .. } | Endpoint::Vbc { .. } | Endpoint::App { .. })) {
+        f.bad("sip", "applies only to calls whose `to` is a phone or sip endpoint");
+    }
+    let user_data = f.string("user_data").filter(|s| match user_data_problem(s) {
+        Some(reason) => {
+            f.bad("user_data", reason);
+            false
+        }
+        None => true,
+    });
+
     if !problems.is_empty() {
         return Err(problems.0);
     }
@@ -130,5 +157,7 @@ pub fn parse_create_call(body: &Value, app: &Application) -> Result<NewCall, Vec
         advanced_machine_detection,
         length_timer_s,
         ringing_timer_s,
+        sip_options,
+        user_data,
     })
 }

@@ -1,5 +1,6 @@
 //! A call leg as stored, and as the REST API shows it (reference §2.3).
 
+use super::sip_options::shown_sip;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -33,6 +34,10 @@ pub struct CallRow {
     pub price: Option<Decimal>,
     pub network: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub user_data: Option<String>,
+    /// `calls.sip` as stored (facts and dialog); read for one call only, absent from lists.
+    #[sqlx(default)]
+    pub sip: Option<Value>,
 }
 
 /// How a leg shows its status: a finished leg by how it ended (`busy`, `timeout`, …, or
@@ -41,7 +46,7 @@ pub struct CallRow {
 pub const SHOWN_STATUS: &str = "COALESCE(ending, status)";
 
 pub const CALL_COLUMNS: &str = "uuid, conversation_uuid, account_id, application_id, direction, COALESCE(ending, status) AS status, \
-     to_endpoint, from_endpoint, start_time, end_time, duration_s, rate, price, network, created_at";
+     to_endpoint, from_endpoint, start_time, end_time, duration_s, rate, price, network, created_at, user_data";
 
 /// ISO-8601 with milliseconds and `Z`, as the live API shows times.
 pub fn format_time(t: DateTime<Utc>) -> String {
@@ -66,11 +71,16 @@ impl CallRow {
             ("start_time", self.start_time.map(format_time)),
             ("end_time", self.end_time.map(format_time)),
             ("network", self.network.clone()),
+            ("user_data", self.user_data.clone()),
         ];
         for (key, value) in extra {
             if let Some(v) = value {
                 call[key] = Value::String(v);
             }
+        }
+        // Only the facts meant for users: the dialog the engine keeps beside them stays inside.
+        if let Some(sip) = self.sip.as_ref().and_then(shown_sip) {
+            call["sip"] = sip;
         }
         call
     }

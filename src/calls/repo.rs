@@ -45,7 +45,7 @@ fn prepare(call: &NewCall, from: &Endpoint, dial_after: std::time::Duration) -> 
     let conversation_uuid = format!("CON-{}", Uuid::new_v4());
     let created_at = Utc::now();
     let run_at = created_at + chrono::Duration::from_std(dial_after).unwrap_or_default();
-    let started_event = json!({
+    let mut started_event = json!({
         "from": from.address(),
         "to": call.to.address(),
         "uuid": uuid,
@@ -54,6 +54,9 @@ fn prepare(call: &NewCall, from: &Endpoint, dial_after: std::time::Duration) -> 
         "direction": "outbound",
         "timestamp": format_time(created_at),
     });
+    if let Some(user_data) = &call.user_data {
+        started_event["user_data"] = json!(user_data);
+    }
     let response = json!({ "uuid": uuid, "status": "started", "direction": "outbound", "conversation_uuid": conversation_uuid });
     Prepared { uuid, conversation_uuid, created_at, run_at, started_event, response }
 }
@@ -81,6 +84,8 @@ pub struct CallInsert {
     created_at: DateTime<Utc>,
     started_event: Value,
     run_at: DateTime<Utc>,
+    sip_options: Option<Value>,
+    user_data: Option<String>,
 }
 
 impl CallInsert {
@@ -125,6 +130,8 @@ impl CallInsert {
             created_at: p.created_at,
             started_event: p.started_event.clone(),
             run_at: p.run_at,
+            sip_options: call.sip_options.as_ref().and_then(|o| serde_json::to_value(o).ok()),
+            user_data: call.user_data.clone(),
         }
     }
 }
@@ -146,16 +153,20 @@ where
     sqlx::query_as(
         "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::jsonb[], $6::jsonb[], $7::bool[],
                                           $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
-                                          $15::jsonb[], $16::int[], $17::int[], $18::timestamptz[], $19::jsonb[], $20::timestamptz[])
+                                          $15::jsonb[], $16::int[], $17::int[], $18::timestamptz[], $19::jsonb[], $20::timestamptz[],
+                                          $22::jsonb[], $23::text[])
                     AS t(uuid, conversation_uuid, account_id, application_id, to_endpoint, from_endpoint, random_from_number,
                          ncco, answer_url, answer_method, event_url, event_method, fallback_url, machine_detection,
-                         advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, started_event, run_at)),
+                         advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, started_event, run_at,
+                         sip_options, user_data)),
               c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
                                random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
-                               machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at)
+                               machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at,
+                               sip_options, user_data)
                     SELECT uuid, conversation_uuid, account_id, application_id, 'started', to_endpoint, from_endpoint,
                            random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
-                           machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, now(), now()
+                           machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, now(), now(),
+                           sip_options, user_data
                     FROM t),
               j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, now() + (run_at - created_at), now() FROM t)
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at, locked_until)
@@ -185,6 +196,8 @@ where
     .bind(column(legs, |l| &l.started_event))
     .bind(column(legs, |l| l.run_at))
     .bind(hand_off_lock_s.map(|s| s as f64))
+    .bind(column(legs, |l| l.sip_options.as_ref()))
+    .bind(column(legs, |l| l.user_data.as_deref()))
     .fetch_all(executor)
     .await
 }
@@ -254,8 +267,9 @@ pub async fn create(
     Ok(CreateOutcome::Created(prepared.response))
 }
 
+/// One leg as `GET /v1/calls/{uuid}` shows it: with its SIP facts, which the list leaves out.
 pub async fn find_for_account(pool: &PgPool, account_id: i64, uuid: Uuid) -> Result<Option<CallRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {CALL_COLUMNS} FROM calls WHERE uuid = $1 AND account_id = $2"))
+    sqlx::query_as(&format!("SELECT {CALL_COLUMNS}, sip FROM calls WHERE uuid = $1 AND account_id = $2"))
         .bind(uuid)
         .bind(account_id)
         .fetch_optional(pool)

@@ -50,6 +50,9 @@ fn columns() -> Vec<(&'static str, String, Kind)> {
         c("rate", "rate::text", Kind::Text),
         c("price", "price::text", Kind::Text),
         ("currency", format!("'{}'::text", crate::billing::CURRENCY), Kind::Text),
+        // Last, so readers by position keep their columns. The caller's tag of the call: the CDR
+        // is what is left of a leg once it is archived, and the tag is how its owner finds it.
+        c("user_data", "user_data", Kind::Text),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! Endpoints: who a call (`to`) or a `connect` action dials.
 
+use super::sip_rules::{check_standard_headers, check_x_headers, is_sip_uri, HeaderValues};
 use crate::validation::{is_dtmf, is_e164, Fields, Problems};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -69,6 +70,9 @@ impl Endpoint {
     }
 }
 
+/// What a SIP URI must look like, as a problem's reason.
+pub const SIP_URI_RULE: &str = "must be a sip: or sips: URI such as sip:alice@example.com, without spaces, line breaks, quotes or <>";
+
 const WEBSOCKET_CONTENT_TYPES: [&str; 3] =
     ["audio/l16;rate=8000", "audio/l16;rate=16000", "audio/l16;rate=24000"];
 
@@ -104,16 +108,19 @@ pub fn parse_endpoint(value: &Value, path: &str, problems: &mut Problems) -> Opt
         }
         "sip" => {
             let uri = f.required_string("uri").filter(|u| {
-                let ok = u.starts_with("sip:") || u.starts_with("sips:");
+                let ok = is_sip_uri(u);
                 if !ok {
-                    f.bad("uri", "must be a sip: or sips: URI");
+                    f.bad("uri", SIP_URI_RULE);
                 }
                 ok
             });
-            let headers = f.object("headers").and_then(|v| v.as_object().cloned());
+            // Each entry goes into the INVITE: a bad one refuses the endpoint, never dropped.
+            let headers = f.object("headers").and_then(Value::as_object);
+            let headers = headers.map(|h| check_x_headers(h, &f.path("headers"), f.problems, HeaderValues::Scalars));
             let std_key = if f.has("standardHeaders") { "standardHeaders" } else { "standard_headers" };
-            let standard_headers = f.object(std_key).and_then(|v| v.as_object().cloned());
-            Endpoint::Sip { uri: uri?, headers, standard_headers }
+            let standard_headers = f.object(std_key).and_then(Value::as_object);
+            let standard_headers = standard_headers.map(|h| check_standard_headers(h, &f.path(std_key), f.problems));
+            Endpoint::Sip { uri: uri?, headers: headers.flatten(), standard_headers: standard_headers.flatten() }
         }
         "websocket" => {
             let uri = f.required_string("uri").filter(|u| {

@@ -4,7 +4,8 @@
 mod action;
 mod endpoint;
 mod parse;
+pub mod sip_rules;
 
 pub use action::*;
-pub use endpoint::{parse_endpoint, Endpoint, OnAnswer};
+pub use endpoint::{parse_endpoint, Endpoint, OnAnswer, SIP_URI_RULE};
 pub use parse::{parse_advanced_machine_detection, parse_ncco, AdvancedMachineDetection};
