@@ -231,19 +231,23 @@ impl Leg {
     }
 
     fn payload_stamped(&self, status: &str, ts: DateTime<Utc>) -> Value {
-        let mut payload = json!({
+        json!({
             "from": self.from, "to": self.to, "uuid": self.row.uuid,
             "conversation_uuid": self.row.conversation_uuid, "status": status,
             "direction": "outbound", "timestamp": format_time(ts),
-        });
-        if let Some(user_data) = &self.row.user_data {
-            payload["user_data"] = json!(user_data);
+        })
+    }
+
+    /// Every event of a call carries the caller's `user_data`, when it gave one.
+    fn stamp_user_data(&self, payload: &mut Value) {
+        if let (Some(user_data), Value::Object(fields)) = (&self.row.user_data, payload) {
+            fields.entry("user_data").or_insert_with(|| json!(user_data));
         }
-        payload
     }
 
     /// An event for the leg's event_url, to be delivered by the outbox.
-    pub fn event(&mut self, kind: &str, payload: Value) -> NewEvent {
+    pub fn event(&mut self, kind: &str, mut payload: Value) -> NewEvent {
+        self.stamp_user_data(&mut payload);
         self.seq += 1;
         NewEvent {
             seq: self.seq,
@@ -255,7 +259,8 @@ impl Leg {
         }
     }
 
-    pub fn event_to(&mut self, kind: &str, payload: Value, url: Option<String>, method: &str, state: &'static str) -> NewEvent {
+    pub fn event_to(&mut self, kind: &str, mut payload: Value, url: Option<String>, method: &str, state: &'static str) -> NewEvent {
+        self.stamp_user_data(&mut payload);
         self.seq += 1;
         NewEvent { seq: self.seq, kind: kind.to_string(), payload, url, method: method.to_string(), state }
     }

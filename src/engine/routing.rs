@@ -84,7 +84,7 @@ pub fn call_options(options: &crate::calls::SipOptions, to: &Endpoint) -> SipCal
         from_user: options.rewrite_from.clone(),
         pai: options.pai.clone(),
         rpi: options.rpi.clone(),
-        x_headers: options.headers.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        x_headers: options.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         user_to_user: None,
         auto_answer: options.auto_answer.map(|a| match a {
             crate::calls::AutoAnswer::AnswerMode => AutoAnswer::AnswerMode,

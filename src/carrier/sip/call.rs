@@ -69,7 +69,7 @@ impl OutboundCall {
         let offer = sdp::offer(our_rtp, session_id, 1);
         let mut rang = false;
         let mut last_failure = "trunks_at_capacity".to_string();
-        for route in &routes {
+        for (attempt, route) in routes.iter().enumerate() {
             let channel = match self.shared.limits.take(route.trunk_id, route.cps, route.max_channels) {
                 Ok(channel) => channel,
                 Err(refused) => {
@@ -82,7 +82,7 @@ impl OutboundCall {
                     continue;
                 }
             };
-            let spec = self.invite_spec(route, offer.clone());
+            let spec = self.invite_spec(route, offer.clone(), attempt);
             let invitation = match self.shared.stack.invite(spec) {
                 Ok(invitation) => invitation,
                 Err(e) => {
@@ -154,7 +154,7 @@ impl OutboundCall {
         drop(rtp);
     }
 
-    fn invite_spec<'a>(&self, route: &'a TrunkRoute, sdp: String) -> InviteSpec<'a> {
+    fn invite_spec<'a>(&self, route: &'a TrunkRoute, sdp: String, attempt: usize) -> InviteSpec<'a> {
         let options = &self.request.sip;
         let from_user = options.from_user.clone().unwrap_or_else(|| self.request.from.clone());
         let from_host = route.from_domain.clone().unwrap_or_else(|| self.shared.stack.public_address().ip().to_string());
@@ -166,6 +166,11 @@ impl OutboundCall {
             display_name: options.display_name.clone(),
             headers: options.headers(&self.shared.user_agent_host),
             sdp,
+            // The leg's uuid, so a trunk's logs and ours meet; a new one per failover attempt.
+            call_id: match attempt {
+                0 => format!("{}@{}", self.request.leg_uuid.simple(), self.shared.user_agent_host),
+                n => format!("{}-{n}@{}", self.request.leg_uuid.simple(), self.shared.user_agent_host),
+            },
         }
     }
 

@@ -67,6 +67,7 @@ pub struct InviteSpec<'a> {
     pub display_name: Option<String>,
     pub headers: Vec<(String, String)>,
     pub sdp: String,
+    pub call_id: String,
 }
 
 impl SipStack {
@@ -134,6 +135,7 @@ impl SipStack {
                 auth_username: None,
             }),
             headers: Some(headers),
+            call_id: Some(spec.call_id),
             ..Default::default()
         };
         let (dialog, outcome) = self.dialogs.do_invite_async(option, states_tx)?;
