@@ -174,6 +174,11 @@ impl Instance {
         Ok(Instance { port, server, engine, reports, server_task, background })
     }
 
+    /// The SIP carrier's address, when this instance runs one.
+    pub fn sip_address(&self) -> Option<std::net::SocketAddr> {
+        self.engine.as_ref().and_then(|e| e.ctx.carrier.signalling_address())
+    }
+
     /// Graceful stop: the engine drains and releases its legs (see Engine::stop), then the API
     /// stops. In that order because pooled connections opened on the API's worker threads die
     /// with them, and the release must not pick up a dead one.

@@ -123,6 +123,11 @@ pub trait Carrier: Send + Sync {
         Box::pin(async { None })
     }
 
+    /// Where this carrier takes SIP requests (None: it has no network address).
+    fn signalling_address(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
     /// Shutting down: ends every call still up on the network, waiting at most `wait`.
     fn hang_up_all(&self, _wait: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async {})

@@ -95,6 +95,10 @@ impl Carrier for SipCarrier {
         "sip"
     }
 
+    fn signalling_address(&self) -> Option<SocketAddr> {
+        Some(self.local_address())
+    }
+
     fn hang_up_all(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let hangups = self.shared.stack.hang_up_all();
