@@ -14,6 +14,15 @@ if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1; then
     echo "test.sh: faketime is missing; install it (sudo apt-get install faketime) or the history clock test fails" >&2
   fi
 fi
+# SIPp (Debian package sip-tester) plays the SIP trunk (tests/sip/*.xml).
+if ! command -v sipp >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing sip-tester (sipp) with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sip-tester >/dev/null
+  else
+    echo "test.sh: sipp is missing; install it (sudo apt-get install sip-tester) or the SIP trunk tests fail" >&2
+  fi
+fi
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
