@@ -192,6 +192,37 @@ async fn the_long_call_and_bench_trunks_answer_and_take_our_bye() {
     both_pass(&call("uas_bench.xml", &[], "uac_call.xml", &[("hold_ms", "0")]).await);
 }
 
+/// The kill -9 case: one caller answers and vanishes, another ends the call from elsewhere.
+async fn bye_from_another_caller(trunk_tag: impl Fn(&Sipp) -> String) -> (Outcome, (i32, String)) {
+    let mut trunk = Sipp::uas("uas_answer_long.xml", &[]);
+    let call_id = format!("kill9-{}-{}@outdial.test", std::process::id(), trunk.port());
+    let address = trunk.address();
+    let mut first = Sipp::start("uac_call_no_bye.xml", &[], &["-cid_str", &call_id, "-s", "447700900001", &address]);
+    let (first_code, first_log) = first.wait(WAIT).await;
+    assert_eq!(first_code, 0, "{first_log}");
+    let caller_tag = format!("{}Out1", first.pid());
+    let trunk_tag = trunk_tag(&trunk);
+    let keys = [("caller_tag", caller_tag.as_str()), ("trunk_tag", trunk_tag.as_str())];
+    let mut second = Sipp::start("uac_bye_elsewhere.xml", &keys, &["-cid_str", &call_id, "-s", "447700900001", &address]);
+    assert_ne!(second.port(), first.port());
+    let (uac, uac_log) = second.wait(WAIT).await;
+    let (uas, uas_log) = trunk.wait(WAIT).await;
+    (Outcome { uas, uas_log, uac, uac_log }, (first_code, first_log))
+}
+
+#[tokio::test]
+async fn a_bye_from_another_instance_ends_the_long_call_and_gets_its_200() {
+    if !Sipp::available() {
+        return;
+    }
+    // The second caller passes only if the 200 reaches its own address.
+    let (outcome, _) = bye_from_another_caller(|trunk| format!("{}Trunk1", trunk.pid())).await;
+    both_pass(&outcome);
+    // Outside the dialog (wrong To tag): the trunk fails the call.
+    let (outcome, _) = bye_from_another_caller(|_| "1Trunk1".to_string()).await;
+    trunk_fails(&outcome, "strcmp bye_to_tag");
+}
+
 #[tokio::test]
 async fn wait_kills_a_sipp_that_is_still_waiting_and_says_so() {
     if !Sipp::available() {
@@ -223,4 +254,15 @@ fn a_port_sipp_cannot_bind_is_detected_and_retried() {
     let failure = std::panic::catch_unwind(|| Sipp::start("uas_bench.xml", &[], &["-p", &port])).err().expect("SIPp cannot bind a held port");
     let message = failure.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("could not bind a UDP port in 5 attempts") && message.contains("Address already in use"), "{message}");
+}
+
+#[test]
+fn a_scenario_sipp_refuses_fails_at_start_with_sipp_s_reason() {
+    if !Sipp::available() {
+        return;
+    }
+    // An injection file that is not there.
+    let failure = std::panic::catch_unwind(|| Sipp::start("uas_bench.xml", &[], &["-inf", "/nonexistent.csv"])).err().expect("SIPp refuses a missing file");
+    let message = failure.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("exited on start") && message.contains("Unable to open file /nonexistent.csv"), "{message}");
 }

@@ -31,6 +31,7 @@ const READY_WITHIN: Duration = Duration::from_secs(10);
 pub struct Sipp {
     scenario: String,
     port: u16,
+    pid: u32,
     dir: PathBuf,
     child: Option<Child>,
     verdict: Option<(i32, String)>,
@@ -52,7 +53,7 @@ impl Sipp {
 
     /// SIPp waiting for one call: `sipp -sf tests/sip/<scenario> -i 127.0.0.1 -p <free port> -m 1
     /// -nostdin -timeout 30s -timeout_error -trace_err -trace_msg`, keys as `-key name value`.
-    /// Returns once SIPp listens.
+    /// Returns once SIPp listens; panics if SIPp refuses the scenario.
     pub fn uas(scenario: &str, keys: &[(&str, &str)]) -> Sipp {
         Sipp::start(scenario, keys, &[])
     }
@@ -96,7 +97,8 @@ impl Sipp {
                 .stderr(stderr)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start sipp (apt-get install sip-tester): {e}"));
-            let mut sipp = Sipp { scenario: scenario.to_string(), port, dir: dir.clone(), child: Some(child), verdict: None };
+            let pid = child.id();
+            let mut sipp = Sipp { scenario: scenario.to_string(), port, pid, dir: dir.clone(), child: Some(child), verdict: None };
             match sipp.until_listening() {
                 Ok(()) => return sipp,
                 Err(failure) => {
@@ -113,6 +115,12 @@ impl Sipp {
     /// The UDP port SIPp listens on, at 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// SIPp's process id: the scenarios' tags use it (`[pid]Trunk[call_number]`, so a trunk's
+    /// To tag for its first call is "<pid>Trunk1").
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// "127.0.0.1:port".
@@ -155,7 +163,8 @@ impl Sipp {
         self.verdict.clone().unwrap()
     }
 
-    /// Polls until SIPp holds its port. Err when it exited because it could not bind it.
+    /// Polls until SIPp holds its port. Err when it exited because it could not bind it; panics
+    /// when it exited for another reason.
     fn until_listening(&mut self) -> Result<(), String> {
         let started = Instant::now();
         let child = self.child.as_mut().expect("a started SIPp");
@@ -167,8 +176,9 @@ impl Sipp {
                     self.child = None;
                     return Err(stderr.trim().to_string());
                 }
-                // Exited for another reason (bad scenario, missing key…): `wait` reports it.
-                return Ok(());
+                // Exited for another reason: a broken scenario (SIPp checks it on start).
+                let errors = fs::read_to_string(self.dir.join("errors.log")).unwrap_or_default();
+                panic!("SIPp {} exited on start with code {code}:\n{}\n{}", self.scenario, stderr.trim(), errors.trim());
             }
             // SIPp binds without SO_REUSEADDR: our bind fails once SIPp has the port.
             if UdpSocket::bind(("127.0.0.1", self.port)).is_err() {
