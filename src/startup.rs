@@ -165,7 +165,11 @@ impl Instance {
         });
         let engine = if roles.has_role("workers") || roles.has_role("webhooks") {
             let base = public_base_url(&settings, port.unwrap_or(settings.http.port));
-            let carrier = crate::carrier::from_settings(&settings).await.map_err(anyhow::Error::msg)?;
+            // Only call workers place calls: a webhooks-only instance opens no SIP port.
+            let carrier = match roles.has_role("workers") {
+                true => crate::carrier::from_settings(&settings).await.map_err(anyhow::Error::msg)?,
+                false => None,
+            };
             let ctx = crate::engine::EngineCtx::new(pool, settings, base, hand_offs, carrier);
             Some(crate::engine::Engine::start(ctx, &invalidations).await?)
         } else {

@@ -169,8 +169,6 @@ async fn the_ringing_timer_cancels_the_invite(pool: PgPool) {
     events.wait_status("/events", &uuid, "completed").await;
     verdict(&mut trunk).await;
     assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "timeout", "completed"]);
-    let history = common::media_log(&app, &uuid).await;
-    assert!(history.iter().any(|l| l == "CANCEL sent; INVITE ended 487"), "{history:?}");
     app.stop().await;
 }
 
@@ -434,4 +432,55 @@ async fn first_final_reply_for(socket: &tokio::net::UdpSocket, call_id: &str) ->
             return reply;
         }
     }
+}
+
+/// The instance driving an answered SIP call is killed (-9): the instance that takes its legs
+/// over ends the dialog on the trunk with a BYE built from the stored dialog state, and the
+/// call's events finish.
+#[sqlx::test]
+async fn a_killed_instances_call_is_ended_with_bye_by_another(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let mut trunk = Sipp::start("uas_answer_long.xml", &[], &["-timeout", "60s"]);
+    // The API and webhooks here; the call is driven by the process killed below (its own
+    // dispatcher would hold the events it handed itself for a while after its death).
+    let events = Receiver::start().await;
+    let options = Options { roles: vec!["api", "webhooks"], time_scale: 1.0, settings: sip_settings, ..Options::default() };
+    let app = common::spawn_app_with(pool.clone(), options).await;
+    sqlx::query("UPDATE applications SET event_url = $1").bind(events.url("/events")).execute(&app.pool).await.unwrap();
+    add_trunk(&app, "carrier-a", &trunk, json!({})).await;
+
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(pool.connect_options().get_database().unwrap());
+    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
+        .arg("serve")
+        .env("DATABASE_URL", url.to_string())
+        .env("OUTDIAL__ENGINE__ROLES", "workers")
+        .env("OUTDIAL__ENGINE__HEARTBEAT_MS", "200")
+        .env("OUTDIAL__CARRIER__KIND", "sip")
+        .env("OUTDIAL__SIP__LISTEN", format!("127.0.0.1:{sip_port}"))
+        .env("OUTDIAL__SIP__TCP", "false")
+        .env("OUTDIAL__SIP__CREDENTIALS_KEY", KEY_HEX)
+        .env("OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
+        .env("OUTDIAL__HISTORY__SEAL_INTERVAL_S", "3600")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let uuid = app.place(&phone_call("447700900123", endless_talk())).await;
+    let answered = tokio::time::timeout(Duration::from_secs(20), events.wait_status("/events", &uuid, "answered")).await;
+    let _ = doomed.kill(); // SIGKILL: no drain, no BYE from it.
+    let _ = doomed.wait();
+    assert!(answered.is_ok(), "the call was not answered: {:?}", events.statuses("/events", &uuid));
+
+    let survivor_options = Options { roles: vec!["workers"], time_scale: 1.0, settings: sip_settings, ..Options::default() };
+    let (survivor, _) = common::start_instance(&pool, survivor_options).await;
+    verdict(&mut trunk).await;
+    events.wait_status("/events", &uuid, "completed").await;
+    assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "answered", "completed"]);
+    let history = common::media_log(&app, &uuid).await;
+    assert!(history.iter().any(|l| l.starts_with("BYE sent for Call-ID ") && l.ends_with("(taken over)")), "{history:?}");
+    survivor.stop().await;
+    app.stop().await;
 }

@@ -128,8 +128,9 @@ pub trait Carrier: Send + Sync {
         None
     }
 
-    /// Shutting down: ends every call still up on the network, waiting at most `wait`.
-    fn hang_up_all(&self, _wait: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    /// Shutting down: ends every call still up on the network (waiting at most `wait`), then
+    /// stops listening.
+    fn shutdown(&self, _wait: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async {})
     }
 }

@@ -170,7 +170,7 @@ impl Engine {
         }
         // Legs still up at the deadline are hung up on the network (BYE, CANCEL) before they
         // are released: no dialog stays up on a trunk while they wait for another instance.
-        self.ctx.carrier.hang_up_all(Duration::from_secs(2)).await;
+        self.ctx.carrier.shutdown(Duration::from_secs(2)).await;
         if let Err(e) = instance::release(&self.ctx.pool, self.ctx.instance_id).await {
             tracing::warn!(error = %e, "could not release legs on shutdown");
         }

@@ -116,6 +116,11 @@ impl OutboundCall {
                     facts.invite = None;
                     facts.dialog = Some(DialogRecord::from_snapshot(&dialog.snapshot(), destination));
                     self.facts(&facts);
+                    if !rang {
+                        // Answered without a 180/183: ringing all the same, as every call's
+                        // events have it.
+                        self.report(CarrierEvent::Ringing);
+                    }
                     self.report(CarrierEvent::Answered { by_machine: false });
                     self.answered(Answered { dialog, id, states, rtp, our_rtp, session_id }, facts, channel).await;
                     return;
@@ -178,9 +183,12 @@ impl OutboundCall {
     async fn attempt(&mut self, mut invitation: Invitation, rang: &mut bool) -> AttemptEnd {
         let deadline = Instant::now() + self.shared.invite_timeout;
         let mut responded = false;
+        let mut states_open = true;
         loop {
+            // States first: a 180 and the 200 after it can both be waiting.
             tokio::select! {
-                state = invitation.states.recv() => match state {
+                biased;
+                state = invitation.states.recv(), if states_open => match state {
                     Some(DialogState::Trying(_)) => responded = true,
                     Some(DialogState::Early(_, response)) => {
                         responded = true;
@@ -194,7 +202,7 @@ impl OutboundCall {
                         }
                     }
                     Some(_) => {}
-                    None => {}
+                    None => states_open = false,
                 },
                 outcome = &mut invitation.outcome => {
                     return match outcome {

@@ -54,11 +54,6 @@ impl TrunkLimits {
         }
         Ok(Channel(entry.channels.clone()))
     }
-
-    /// Live channels on a trunk.
-    pub fn channels(&self, trunk: Uuid) -> usize {
-        self.trunks.lock().expect("trunk limits").get(&trunk).map_or(0, |t| Arc::strong_count(&t.channels) - 1)
-    }
 }
 
 #[cfg(test)]

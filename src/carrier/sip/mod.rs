@@ -99,12 +99,13 @@ impl Carrier for SipCarrier {
         Some(self.local_address())
     }
 
-    fn hang_up_all(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn shutdown(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let hangups = self.shared.stack.hang_up_all();
             if tokio::time::timeout(wait, hangups).await.is_err() {
                 tracing::warn!("some calls were not hung up before shutdown");
             }
+            self.shared.stack.stop();
         })
     }
 

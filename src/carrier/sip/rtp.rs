@@ -16,6 +16,8 @@ pub struct RtpPorts {
 
 /// A leg's RTP socket; the port is free again when it is dropped.
 pub struct RtpSocket {
+    /// For the media engine (next): it sends and receives the leg's audio here.
+    #[allow(dead_code)]
     pub socket: Arc<UdpSocket>,
     pub local: SocketAddr,
     /// Packets received so far.
