@@ -183,6 +183,11 @@ impl Instance {
         self.engine.as_ref().and_then(|e| e.ctx.carrier.signalling_address())
     }
 
+    /// SIP dialogs this instance holds (None without the SIP carrier).
+    pub fn sip_dialogs(&self) -> Option<usize> {
+        self.engine.as_ref().and_then(|e| e.ctx.carrier.live_dialogs())
+    }
+
     /// Graceful stop: the engine drains and releases its legs (see Engine::stop), then the API
     /// stops. In that order because pooled connections opened on the API's worker threads die
     /// with them, and the release must not pick up a dead one.

@@ -97,6 +97,7 @@ async fn an_answered_call_is_hung_up_by_us_with_bye(pool: PgPool) {
     assert_eq!(sip["trunk"], "carrier-a");
     assert!(sip["call_id"].as_str().unwrap().starts_with(&uuid.replace('-', "")), "{sip}");
     assert!(sip.get("dialog").is_none(), "dialog internals are not shown: {sip}");
+    assert_eq!(app.instance.as_ref().unwrap().sip_dialogs(), Some(0), "an ended dialog is forgotten by the stack");
     app.stop().await;
 }
 
@@ -115,6 +116,7 @@ async fn the_callee_hangs_up_with_bye(pool: PgPool) {
     let completed = event(&all, &uuid, "completed");
     assert_eq!(completed["disconnected_by"], "user", "{completed}");
     assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "answered", "completed"]);
+    assert_eq!(app.instance.as_ref().unwrap().sip_dialogs(), Some(0), "an ended dialog is forgotten by the stack");
     app.stop().await;
 }
 
@@ -483,4 +485,22 @@ async fn a_killed_instances_call_is_ended_with_bye_by_another(pool: PgPool) {
     assert!(history.iter().any(|l| l.starts_with("BYE sent for Call-ID ") && l.ends_with("(taken over)")), "{history:?}");
     survivor.stop().await;
     app.stop().await;
+}
+
+/// A graceful stop (SIGTERM) drains; a call still up at the drain deadline is hung up on the
+/// trunk with BYE before its leg is released.
+#[sqlx::test]
+async fn a_call_still_up_at_the_drain_deadline_is_hung_up_with_bye(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let mut trunk = Sipp::uas("uas_answer_wait_bye.xml", &[]);
+    let (app, events) = sip_app(pool).await;
+    add_trunk(&app, "carrier-a", &trunk, json!({})).await;
+    let uuid = app.place(&phone_call("447700900123", endless_talk())).await;
+    events.wait_status("/events", &uuid, "answered").await;
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    verdict(&mut trunk).await;
+    assert!(stopping.elapsed() < Duration::from_secs(10), "the drain took {:?}", stopping.elapsed());
 }

@@ -128,6 +128,11 @@ pub trait Carrier: Send + Sync {
         None
     }
 
+    /// Dialogs the carrier holds open on the network (None: it has none to count).
+    fn live_dialogs(&self) -> Option<usize> {
+        None
+    }
+
     /// Shutting down: ends every call still up on the network (waiting at most `wait`), then
     /// stops listening.
     fn shutdown(&self, _wait: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {

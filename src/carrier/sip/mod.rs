@@ -99,6 +99,10 @@ impl Carrier for SipCarrier {
         Some(self.local_address())
     }
 
+    fn live_dialogs(&self) -> Option<usize> {
+        Some(self.shared.stack.dialogs.len())
+    }
+
     fn shutdown(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             let hangups = self.shared.stack.hang_up_all();
