@@ -95,6 +95,7 @@ async fn an_answered_call_is_hung_up_by_us_with_bye(pool: PgPool) {
     assert_eq!(sip["final_code"], 200, "{call}");
     assert_eq!(sip["codec"], "PCMU");
     assert_eq!(sip["trunk"], "carrier-a");
+    assert_eq!(sip["remote_address"], trunk.address());
     assert!(sip["call_id"].as_str().unwrap().starts_with(&uuid.replace('-', "")), "{sip}");
     assert!(sip.get("dialog").is_none(), "dialog internals are not shown: {sip}");
     assert_eq!(app.instance.as_ref().unwrap().sip_dialogs(), Some(0), "an ended dialog is forgotten by the stack");

@@ -95,6 +95,7 @@ impl OutboundCall {
             let destination = Destination { transport: route.transport, host: route.host.clone(), port: route.port };
             facts.call_id = Some(invitation.dialog.id().call_id.clone());
             facts.trunk = Some(route.name.clone());
+            facts.remote_address = Some(format!("{}:{}", super::stack::bracket(&route.host), route.port));
             facts.trunk_id = (!route.trunk_id.is_nil()).then_some(route.trunk_id);
             facts.invite = Some(InviteRecord::of(&invitation.dialog.initial_request(), destination.clone()));
             facts.dialog = None;
@@ -108,7 +109,7 @@ impl OutboundCall {
                     facts.attempts.push(Attempt { trunk: route.name.clone(), code: Some(200), reason: "OK".into(), at: chrono::Utc::now() });
                     match sdp::parse(&body) {
                         Ok(media) => {
-                            facts.remote_address = Some(media.address.to_string());
+                            facts.remote_rtp = Some(media.address.to_string());
                             facts.codec = Some(media.codec.name().into());
                         }
                         Err(e) => self.log(format!("the answer's SDP is unusable ({e}); the call stays up without audio")),
@@ -281,7 +282,7 @@ impl OutboundCall {
                         let _ = handle.respond(StatusCode::OK, headers, body).await;
                         self.log(format!("{} from the callee: {}", request.method, if held { "call held" } else { "call resumed" }));
                         if let Ok(media) = sdp::parse(&request.body) {
-                            facts.remote_address = Some(media.address.to_string());
+                            facts.remote_rtp = Some(media.address.to_string());
                         }
                     }
                     Some(DialogState::Options(_, _, handle)) | Some(DialogState::Info(_, _, handle)) => {

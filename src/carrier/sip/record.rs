@@ -54,7 +54,10 @@ pub struct SipFacts {
     pub call_id: Option<String>,
     pub trunk: Option<String>,
     pub trunk_id: Option<uuid::Uuid>,
+    /// Where the call's SIP requests go (host:port).
     pub remote_address: Option<String>,
+    /// Where the far end wants our RTP (from its SDP).
+    pub remote_rtp: Option<String>,
     pub codec: Option<String>,
     pub final_code: Option<u16>,
     pub final_reason: Option<String>,
