@@ -155,6 +155,7 @@ async fn refusals_map_to_vonage_statuses(pool: PgPool) {
         let history = common::media_log(&app, &uuid).await;
         assert!(history.iter().any(|l| l.starts_with(&format!("SIP {code} "))), "{history:?}");
     }
+    assert_eq!(app.instance.as_ref().unwrap().sip_dialogs(), Some(0), "refused INVITEs leave no dialog behind");
     app.stop().await;
 }
 
@@ -190,6 +191,7 @@ async fn an_api_hangup_while_ringing_cancels(pool: PgPool) {
     events.wait_status("/events", &uuid, "completed").await;
     verdict(&mut trunk).await;
     assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "cancelled", "completed"]);
+    assert_eq!(app.instance.as_ref().unwrap().sip_dialogs(), Some(0), "a cancelled INVITE leaves no dialog behind");
     app.stop().await;
 }
 

@@ -58,7 +58,8 @@ pub struct EngineCtx {
 
 impl EngineCtx {
     pub fn new(pool: PgPool, settings: Settings, base_url: String, hand_offs: HandOffs, carrier: Option<Arc<dyn Carrier>>) -> Arc<EngineCtx> {
-        let clock = Clock::new(settings.carrier.time_scale);
+        // A real network runs in real time: time_scale is the simulated network's.
+        let clock = Clock::new(if carrier.is_some() { 1.0 } else { settings.carrier.time_scale });
         let pool_for_notifier = pool.clone();
         let instance_id = Uuid::new_v4();
         let carrier = carrier.unwrap_or_else(|| Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone())));
