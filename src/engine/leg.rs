@@ -391,8 +391,9 @@ impl Leg {
         let (routes, sip) = if self.ctx.carrier.name() == "sip" {
             match super::routing::routes(self, &to, &options).await {
                 Ok(routes) => (routes, super::routing::call_options(&options, &to)),
-                Err(detail) => {
-                    self.end_unanswered("failed", Some(&detail)).await?;
+                Err(no_route) => {
+                    self.log(&format!("no route: {}", no_route.why));
+                    self.end_unanswered("failed", Some(no_route.detail)).await?;
                     return Ok(None);
                 }
             }

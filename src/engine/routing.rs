@@ -7,15 +7,34 @@ use crate::carrier::{SipTransport, TrunkRoute};
 use crate::ncco::Endpoint;
 use serde_json::Value;
 
-/// The routes of a leg, or why it has none (the `failed` event's detail).
-pub async fn routes(leg: &Leg, to: &Endpoint, options: &crate::calls::SipOptions) -> Result<Vec<TrunkRoute>, String> {
+/// Why a leg has no route: the `failed` event's `detail`, and a line for its history.
+pub struct NoRoute {
+    pub detail: &'static str,
+    pub why: String,
+}
+
+impl NoRoute {
+    fn new(detail: &'static str, why: impl Into<String>) -> NoRoute {
+        NoRoute { detail, why: why.into() }
+    }
+}
+
+/// The routes of a leg (empty: none serves its number; the carrier says `no_route`).
+pub async fn routes(leg: &Leg, to: &Endpoint, options: &crate::calls::SipOptions) -> Result<Vec<TrunkRoute>, NoRoute> {
+    use crate::trunks::RoutingError;
     match to {
         Endpoint::Sip { uri, .. } => sip_uri_route(uri, leg.ctx.settings.sip.allow_private_uris).await.map(|r| vec![r]),
         Endpoint::Phone { number, .. } => {
             let key = leg.ctx.settings.sip.credentials_key.as_ref();
-            crate::trunks::routes_for(&leg.ctx.pool, key, leg.row.account_id, number, options.trunk.as_deref())
-                .await
-                .map_err(|e| e.to_string())
+            crate::trunks::routes_for(&leg.ctx.pool, key, leg.row.account_id, number, options.trunk.as_deref()).await.map_err(|e| {
+                let detail = match &e {
+                    RoutingError::UnknownTrunk(_) => "unknown_trunk",
+                    RoutingError::DisabledTrunk(_) => "trunk_disabled",
+                    RoutingError::NoKey(_) | RoutingError::Undecryptable(_) => "trunk_credentials_unavailable",
+                    RoutingError::Database(_) => "routing_failed",
+                };
+                NoRoute::new(detail, e.to_string())
+            })
         }
         // Websocket, app and vbc endpoints have no SIP route.
         _ => Ok(Vec::new()),
@@ -24,15 +43,15 @@ pub async fn routes(leg: &Leg, to: &Endpoint, options: &crate::calls::SipOptions
 
 /// A SIP endpoint's URI as a route of its own: its host, port and transport. Private and
 /// loopback hosts only when `sip.allow_private_uris` is set (the webhooks' SSRF rule).
-async fn sip_uri_route(uri: &str, allow_private: bool) -> Result<TrunkRoute, String> {
-    let parsed = SipUri::parse(uri).ok_or_else(|| "invalid_sip_uri".to_string())?;
-    let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((parsed.host.as_str(), parsed.port))
-        .await
-        .map_err(|_| "sip_host_not_found".to_string())?
-        .collect();
-    let Some(first) = addresses.first() else { return Err("sip_host_not_found".into()) };
+async fn sip_uri_route(uri: &str, allow_private: bool) -> Result<TrunkRoute, NoRoute> {
+    let parsed = SipUri::parse(uri).ok_or_else(|| NoRoute::new("invalid_sip_uri", format!("{uri} is not a sip: URI with a host")))?;
+    let not_found = || NoRoute::new("sip_host_not_found", format!("{} does not resolve", parsed.host));
+    let addresses: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((parsed.host.as_str(), parsed.port)).await.map_err(|_| not_found())?.collect();
+    let Some(first) = addresses.first() else { return Err(not_found()) };
     if !allow_private && addresses.iter().any(|a| crate::webhooks::address_guard::is_private(a.ip())) {
-        return Err("sip_host_not_allowed".into());
+        let why = format!("{} is a private or loopback address (sip.allow_private_uris is off)", parsed.host);
+        return Err(NoRoute::new("sip_host_not_allowed", why));
     }
     Ok(TrunkRoute {
         trunk_id: uuid::Uuid::nil(),
