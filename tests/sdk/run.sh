@@ -18,6 +18,15 @@
 #                           (OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES=true) and finishes calls in
 #                           seconds (e.g. OUTDIAL__CARRIER__TIME_SCALE=20); scripts/sdk-tests.sh
 #                           sets all three.
+#   OUTDIAL_SIP_URL, OUTDIAL_SIP_APPLICATION_ID, OUTDIAL_SIP_PRIVATE_KEY, OUTDIAL_SIP_API_KEY,
+#   OUTDIAL_SIP_API_SECRET  a second Outdial with the SIP carrier (carrier.kind = "sip", on its own
+#                           database, sip.allow_private_uris = true, SIP on 127.0.0.1), its
+#                           application and account, as above. The SIP trunk tests
+#                           (sip-trunk.test.mjs, test_sip_trunk.py) start SIPp as the trunk
+#                           (tests/sip/uas_answer_wait_bye.xml), add it with POST /v1/trunks,
+#                           place a call through it and read its `sip` object back. Without these
+#                           variables or sipp they are skipped, saying why; with env CI set they
+#                           fail instead. scripts/sdk-tests.sh starts that instance.
 #   PYTHON                  interpreter used to create the venv (default python3, needs >= 3.10)
 #
 # The live call-control tests (test_call_control.py, call-control.test.mjs) always run: they start
@@ -96,7 +105,7 @@ run_node() {
   echo "==================== Node SDK (@vonage/server-sdk) against $OUTDIAL_URL"
   set +e
   (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-reporter=spec \
-    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs)
+    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs)
   local rc=$?
   set -e
   result[node]=$rc

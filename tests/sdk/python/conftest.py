@@ -8,6 +8,9 @@ Environment (provided by tests/sdk/run.sh or the caller):
   OUTDIAL_API_SECRET      account api secret
 Optional:
   OUTDIAL_SIGNATURE_SECRET  account signature secret; without it the signed-webhook test is skipped
+  OUTDIAL_SIP_URL, OUTDIAL_SIP_APPLICATION_ID, OUTDIAL_SIP_PRIVATE_KEY, OUTDIAL_SIP_API_KEY,
+  OUTDIAL_SIP_API_SECRET    a second Outdial with the SIP carrier (test_sip_trunk.py; skipped
+                            without them, failed when env CI is set)
 """
 
 import os
@@ -51,15 +54,17 @@ def base_url() -> str:
     return _env('OUTDIAL_URL').rstrip('/')
 
 
-def api_host() -> str:
-    parts = urlsplit(base_url())
+def api_host(url: str | None = None) -> str:
+    url = url or base_url()
+    parts = urlsplit(url)
     if parts.scheme != 'http' or not parts.netloc or parts.path not in ('', '/'):
-        pytest.exit(f'OUTDIAL_URL must look like http://host:port, got {base_url()!r}', returncode=2)
+        pytest.exit(f'an Outdial URL must look like http://host:port, got {url!r}', returncode=2)
     return parts.netloc
 
 
-def make_client(auth: Auth) -> Vonage:
-    host = api_host()
+def make_client(auth: Auth, url: str | None = None) -> Vonage:
+    """An SDK client for the Outdial at OUTDIAL_URL, or at `url` (e.g. OUTDIAL_SIP_URL)."""
+    host = api_host(url)
     # rest_host: the Account client (get_balance) builds https://{rest_host}/account/...
     client = Vonage(auth, http_client_options=HttpClientOptions(api_host=host, rest_host=host, timeout=15))
     # The Voice, Applications and Account clients all build https://{host}/...;

@@ -8,6 +8,9 @@
 //   OUTDIAL_API_SECRET      account api secret
 // Optional:
 //   OUTDIAL_SIGNATURE_SECRET  account signature secret (signed-webhooks.test.mjs; skipped without it)
+//   OUTDIAL_SIP_URL, OUTDIAL_SIP_APPLICATION_ID, OUTDIAL_SIP_PRIVATE_KEY, OUTDIAL_SIP_API_KEY,
+//   OUTDIAL_SIP_API_SECRET    a second Outdial with the SIP carrier (sip-trunk.test.mjs; skipped
+//                             without them, failed when env CI is set)
 import { readFileSync } from 'node:fs';
 import { Vonage } from '@vonage/server-sdk';
 
@@ -36,6 +39,13 @@ export const SDK_OPTIONS = { apiHost: BASE_URL, restHost: BASE_URL, timeout: 150
 
 export function voiceClient(applicationId = APPLICATION_ID, privateKey = PRIVATE_KEY) {
   return explainErrors(new Vonage({ applicationId, privateKey }, SDK_OPTIONS));
+}
+
+// An SDK client for another Outdial (e.g. the SIP-carrier one, OUTDIAL_SIP_URL), with the same
+// error reports and 429 retries as the others.
+export function clientAt(baseUrl, credentials) {
+  const url = baseUrl.replace(/\/+$/, '');
+  return explainErrors(new Vonage(credentials, { apiHost: url, restHost: url, timeout: 15000 }));
 }
 
 export function accountClient(apiKey = API_KEY, apiSecret = API_SECRET) {
