@@ -33,7 +33,7 @@
 
 mod common;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use common::cpu::{read_stat, CpuSnapshot, HZ};
 use common::load::{hist, ms, place_calls, Minter, TOKEN_TTL_S};
 use common::pg::pg_sampler;
@@ -130,7 +130,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let same = if o.no_baseline { None } else { Some(same_workload_baseline(&o, &work).await?) };
 
     // 2. Database, settings, account, application, trunk.
-    let (url, admin, _db_name) = common::reset_bench_database("sip-bench", "outdial_sip_bench").await?;
+    let (url, admin, db_name) = common::reset_bench_database("sip-bench", "outdial_sip_bench").await?;
     let mut settings = Settings::load(None)?;
     settings.database.url = url.clone();
     settings.database.max_connections = o.max_connections;
@@ -224,6 +224,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu_before = CpuSnapshot::take();
     let sipp_before = proc_ticks(trunk.pid()).unwrap_or(0);
+    let backends_before = backend_ticks(&db_name);
+    let udp_before = udp_errors();
     let (epoch_at, epoch_wall) = (Instant::now(), Utc::now());
     let to_wall_us = move |t: Instant| epoch_wall.timestamp_micros() + t.saturating_duration_since(epoch_at).as_micros() as i64;
     let stop = CancellationToken::new();
@@ -272,6 +274,14 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let cpu_after = CpuSnapshot::take();
     let sipp_after = proc_ticks(trunk.pid()).unwrap_or(0);
+    let udp_after = udp_errors();
+    let sip_port = ctx.carrier.signalling_address().map_or(0, |a| a.port());
+    let socket_drops = (udp_socket_drops(sip_port), udp_socket_drops(o.sipp_port));
+    let backends_s = backend_ticks(&db_name)
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(*backends_before.get(pid).unwrap_or(&0)))
+        .sum::<u64>() as f64
+        / HZ;
     stop.cancel();
     sampler.await?;
     let pg_profile = match pg_task {
@@ -287,6 +297,14 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         );
     }
     let sip_rows: Vec<(Uuid, Option<serde_json::Value>)> = sqlx::query_as("SELECT uuid, sip FROM calls").fetch_all(&admin).await?;
+    // Where POST -> INVITE goes: the API's insert (the `started` event's created_at = its stamp)
+    // and the worker's claim of the leg (call_jobs.claimed_at), both on PostgreSQL's clock (this machine's).
+    let steps: Vec<(Uuid, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT j.call_uuid, (SELECT min(e.created_at) FROM events e WHERE e.call_uuid = j.call_uuid AND e.kind = 'started'), j.claimed_at
+         FROM call_jobs j",
+    )
+    .fetch_all(&admin)
+    .await?;
     instance.stop().await;
     pool.close().await;
     let sipp_result = trunk.stop().await;
@@ -350,6 +368,46 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         ms(report.post_invite.max()),
         report.post_invite.len()
     );
+    let mut split = [hist(), hist(), hist()];
+    let posted_wall: HashMap<Uuid, i64> = load.created.iter().map(|(u, t)| (*u, to_wall_us(*t))).collect();
+    for (uuid, started, claimed) in &steps {
+        let (Some(post), Some(invite)) = (posted_wall.get(uuid), invites.get(uuid)) else { continue };
+        if let (Some(started), Some(claimed)) = (started, claimed) {
+            let (started, claimed) = (started.timestamp_micros(), claimed.timestamp_micros());
+            split[0].saturating_record((started - post).max(1) as u64);
+            split[1].saturating_record((claimed - started).max(1) as u64);
+            split[2].saturating_record((invite - claimed).max(1) as u64);
+        }
+    }
+    println!(
+        "  split p50 / p99: POST sent -> the API's `started` stamp {:.1} / {:.1} ms | -> the worker's claim (call_jobs.claimed_at) {:.1} / {:.1} ms \
+         | -> INVITE at SIPp {:.1} / {:.1} ms",
+        q(&split[0], 0.5),
+        q(&split[0], 0.99),
+        q(&split[1], 0.5),
+        q(&split[1], 0.99),
+        q(&split[2], 0.5),
+        q(&split[2], 0.99)
+    );
+    let unanswered: Vec<String> = sip_rows
+        .iter()
+        .filter(|(_, sip)| sip.as_ref().and_then(|s| s.get("final_code")).and_then(|c| c.as_i64()) != Some(200))
+        .take(5)
+        .map(|(uuid, sip)| format!("{uuid}: {}", sip.as_ref().map_or("no sip facts".to_string(), |s| s.to_string())))
+        .collect();
+    for line in &unanswered {
+        println!("  not answered: {line}");
+    }
+    println!(
+        "UDP on this machine during the run: {} datagrams dropped for a full receive buffer (RcvbufErrors), {} receive errors in all",
+        udp_after.0.saturating_sub(udp_before.0),
+        udp_after.1.saturating_sub(udp_before.1)
+    );
+    println!(
+        "  of which on the SIP sockets (their `drops` in /proc/net/udp, since they opened): Outdial's {}, SIPp's {}",
+        socket_drops.0.map_or("?".to_string(), |d| d.to_string()),
+        socket_drops.1.map_or("?".to_string(), |d| d.to_string())
+    );
     println!(
         "INVITE at SIPp -> 200 (the carrier's `answered` stamp, ms precision): p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} calls)",
         q(&report.invite_answer, 0.5),
@@ -379,11 +437,12 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let sipp_s = sipp_after.saturating_sub(sipp_before) as f64 / HZ;
     delta.report("during the run", arrivals.len() as u64);
     println!(
-        "CPU per call: this process (Outdial + the bench's clients and receiver) {:.0} us, SIPp trunk {:.0} us, PostgreSQL {:.0} us; \
-         {:.0} us in all ({:.1} s wall, {} calls)",
+        "CPU per call: this process (Outdial + the bench's clients and receiver) {:.0} us, SIPp trunk {:.0} us, PostgreSQL {:.0} us \
+         (all its processes; {:.0} us in the backends of {db_name}); {:.0} us in all ({:.1} s wall, {} calls)",
         ours_s * 1e6 / n,
         sipp_s * 1e6 / n,
         delta.postgres * 1e6 / n,
+        backends_s * 1e6 / n,
         (ours_s + sipp_s + delta.postgres) * 1e6 / n,
         delta.wall,
         expected
@@ -492,7 +551,11 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         same.as_ref().map_or("NA".to_string(), |b| format!("{:.1}", b.calls_per_s)),
         same.as_ref().map_or("NA".to_string(), |b| format!("{:.0}", (b.uac_cpu_s + b.uas_cpu_s) * 1e6 / b.calls.max(1) as f64)),
     );
-    let _ = std::fs::remove_dir_all(&work);
+    if clean {
+        let _ = std::fs::remove_dir_all(&work);
+    } else {
+        println!("SIPp's files (statistics, INVITE log, errors) kept in {}", work.display());
+    }
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -667,6 +730,44 @@ fn proc_ticks(pid: u32) -> Option<u64> {
     read_stat(&format!("/proc/{pid}/stat")).map(|(_, ticks)| ticks)
 }
 
+/// UDP RcvbufErrors and InErrors of the machine (/proc/net/snmp).
+fn udp_errors() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return (0, 0) };
+    let field = |name: &str| {
+        names.split_whitespace().position(|n| n == name).and_then(|i| values.split_whitespace().nth(i)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    (field("RcvbufErrors"), field("InErrors"))
+}
+
+/// Datagrams dropped so far by the UDP socket bound to `port` (/proc/net/udp, last column).
+fn udp_socket_drops(port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let suffix = format!(":{port:04X}");
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1)?.ends_with(&suffix)).then(|| fields.last()?.parse().ok())?
+    })
+}
+
+/// CPU ticks of the PostgreSQL backends connected to `db` (their command line names it).
+fn backend_ticks(db: &str) -> HashMap<u32, u64> {
+    let mut ticks = HashMap::new();
+    let needle = format!(" {db} ");
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.starts_with("postgres:") && cmdline.contains(&needle) {
+            if let Some(t) = proc_ticks(pid) {
+                ticks.insert(pid, t);
+            }
+        }
+    }
+    ticks
+}
+
 fn proc_is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -734,6 +835,8 @@ impl Sipp {
     fn spawn(mut command: Command, port: u16, dir: &Path) -> anyhow::Result<Sipp> {
         command
             .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-trace_stat", "-fd", "1", "-trace_logs", "-trace_err"])
+            // 4 MiB socket buffers (SIPp's default is 64 KiB), as Outdial's SIP socket has.
+            .args(["-buff_size", "4194304"])
             .arg("-stf")
             .arg(dir.join("stat.csv"))
             .arg("-log_file")
