@@ -1,6 +1,11 @@
 //! What every benchmark program shares: its entry point and the reset of its bench database.
 #![allow(dead_code)]
 
+pub mod cpu;
+pub mod load;
+pub mod pg;
+pub mod receiver;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::future::Future;
