@@ -170,7 +170,7 @@ impl Instance {
                 true => crate::carrier::from_settings(&settings).await.map_err(anyhow::Error::msg)?,
                 false => None,
             };
-            let ctx = crate::engine::EngineCtx::new(pool, settings, base, hand_offs, carrier);
+            let ctx = crate::engine::EngineCtx::new(pool, settings, base, hand_offs, carrier, &invalidations);
             Some(crate::engine::Engine::start(ctx, &invalidations).await?)
         } else {
             None

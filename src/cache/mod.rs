@@ -1,5 +1,5 @@
 //! Per-instance caches of rows that any instance, or the CLI, may change: applications (keys,
-//! webhook URLs, signed callbacks) and accounts (secrets, rates).
+//! webhook URLs, signed callbacks), accounts (secrets, rates) and SIP trunks (routing).
 //!
 //! Whoever changes such a row NOTIFYs `CHANNEL` in the changing transaction (so the notification
 //! leaves only if the change commits), and every instance LISTENs and drops what was read from
@@ -22,6 +22,8 @@ pub const CHANNEL: &str = "outdial_cache";
 pub enum Changed {
     Application(Uuid),
     Account(i64),
+    /// Any SIP trunk (routing reads them all).
+    Trunks,
 }
 
 impl Changed {
@@ -29,10 +31,14 @@ impl Changed {
         match self {
             Changed::Application(id) => format!("application:{id}"),
             Changed::Account(id) => format!("account:{id}"),
+            Changed::Trunks => "trunks".to_string(),
         }
     }
 
     fn parse(payload: &str) -> Option<Changed> {
+        if payload == "trunks" {
+            return Some(Changed::Trunks);
+        }
         match payload.split_once(':')? {
             ("application", id) => Uuid::parse_str(id).ok().map(Changed::Application),
             ("account", id) => id.parse().ok().map(Changed::Account),
@@ -64,6 +70,7 @@ mod tests {
         let app = Changed::Application(Uuid::new_v4());
         assert_eq!(Changed::parse(&app.payload()), Some(app));
         assert_eq!(Changed::parse(&Changed::Account(42).payload()), Some(Changed::Account(42)));
+        assert_eq!(Changed::parse(&Changed::Trunks.payload()), Some(Changed::Trunks));
         assert_eq!(Changed::parse("account:x"), None);
         assert_eq!(Changed::parse("other:1"), None);
     }

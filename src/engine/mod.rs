@@ -39,6 +39,8 @@ pub struct EngineCtx {
     pub holds: crate::billing::holds::CreditHolds,
     pub clock: Clock,
     pub carrier: Arc<dyn Carrier>,
+    /// SIP trunks, for routing calls without a query each.
+    pub trunks: crate::trunks::TrunkTable,
     pub client: WebhookClient,
     pub settings: Settings,
     pub instance_id: Uuid,
@@ -57,7 +59,14 @@ pub struct EngineCtx {
 }
 
 impl EngineCtx {
-    pub fn new(pool: PgPool, settings: Settings, base_url: String, hand_offs: HandOffs, carrier: Option<Arc<dyn Carrier>>) -> Arc<EngineCtx> {
+    pub fn new(
+        pool: PgPool,
+        settings: Settings,
+        base_url: String,
+        hand_offs: HandOffs,
+        carrier: Option<Arc<dyn Carrier>>,
+        invalidations: &Invalidations,
+    ) -> Arc<EngineCtx> {
         // A real network runs in real time: time_scale is the simulated network's.
         let clock = Clock::new(if carrier.is_some() { 1.0 } else { settings.carrier.time_scale });
         let pool_for_notifier = pool.clone();
@@ -77,6 +86,7 @@ impl EngineCtx {
                 crate::db::probing_pool(&pool, "outdial", 1),
                 settings.engine.write_batch_max,
             ),
+            trunks: crate::trunks::TrunkTable::new(invalidations),
             pool,
             clock,
             carrier,

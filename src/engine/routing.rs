@@ -26,7 +26,7 @@ pub async fn routes(leg: &Leg, to: &Endpoint, options: &crate::calls::SipOptions
         Endpoint::Sip { uri, .. } => sip_uri_route(uri, leg.ctx.settings.sip.allow_private_uris).await.map(|r| vec![r]),
         Endpoint::Phone { number, .. } => {
             let key = leg.ctx.settings.sip.credentials_key.as_ref();
-            crate::trunks::routes_for(&leg.ctx.pool, key, leg.row.account_id, number, options.trunk.as_deref()).await.map_err(|e| {
+            leg.ctx.trunks.routes_for(&leg.ctx.pool, key, leg.row.account_id, number, options.trunk.as_deref()).await.map_err(|e| {
                 let detail = match &e {
                     RoutingError::UnknownTrunk(_) => "unknown_trunk",
                     RoutingError::DisabledTrunk(_) => "trunk_disabled",

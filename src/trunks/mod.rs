@@ -8,4 +8,4 @@ pub mod routing;
 
 pub use crypto::{CredentialKey, KeyError, NO_KEY};
 pub use model::{Change, Trunk, TrunkInput, TrunkSpec};
-pub use routing::{plan, routes_for, Routed, RoutingError};
+pub use routing::{plan, plan_among, routes_for, Routed, RoutingError, TrunkTable};

@@ -39,7 +39,8 @@ fn duplicate(e: sqlx::Error, name: &str) -> RepoError {
 pub async fn insert(pool: &PgPool, key: Option<&CredentialKey>, account_id: Option<i64>, spec: &TrunkSpec) -> Result<Trunk, RepoError> {
     let id = Uuid::new_v4();
     let password = seal(key, id, &spec.password, None)?;
-    sqlx::query_as(&format!(
+    let mut tx = pool.begin().await?;
+    let trunk = sqlx::query_as(&format!(
         "INSERT INTO trunks (id, account_id, name, host, port, transport, username, password_encrypted, from_domain, prefixes,
                              priority, cps, max_channels, enabled)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
@@ -59,15 +60,18 @@ pub async fn insert(pool: &PgPool, key: Option<&CredentialKey>, account_id: Opti
     .bind(spec.cps)
     .bind(spec.max_channels)
     .bind(spec.enabled)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await
-    .map_err(|e| duplicate(e, &spec.name))
+    .map_err(|e| duplicate(e, &spec.name))?;
+    commit_announced(tx).await?;
+    Ok(trunk)
 }
 
 /// Replaces `current`'s fields with `spec` (a merge of the change over `current`).
 pub async fn update(pool: &PgPool, key: Option<&CredentialKey>, current: &Trunk, spec: &TrunkSpec) -> Result<Option<Trunk>, RepoError> {
     let password = seal(key, current.id, &spec.password, Some(current))?;
-    sqlx::query_as(&format!(
+    let mut tx = pool.begin().await?;
+    let trunk = sqlx::query_as(&format!(
         "UPDATE trunks SET name = $2, host = $3, port = $4, transport = $5, username = $6, password_encrypted = $7, from_domain = $8,
                            prefixes = $9, priority = $10, cps = $11, max_channels = $12, enabled = $13, updated_at = now()
          WHERE id = $1
@@ -86,9 +90,18 @@ pub async fn update(pool: &PgPool, key: Option<&CredentialKey>, current: &Trunk,
     .bind(spec.cps)
     .bind(spec.max_channels)
     .bind(spec.enabled)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
-    .map_err(|e| duplicate(e, &spec.name))
+    .map_err(|e| duplicate(e, &spec.name))?;
+    commit_announced(tx).await?;
+    Ok(trunk)
+}
+
+/// Commits a change of trunks, telling every instance's routing (in the transaction, so only
+/// if it commits) to drop the trunks it read.
+async fn commit_announced(mut tx: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    crate::cache::announce(&mut tx, crate::cache::Changed::Trunks).await?;
+    tx.commit().await
 }
 
 pub async fn find(pool: &PgPool, id: Uuid) -> Result<Option<Trunk>, sqlx::Error> {
@@ -124,5 +137,8 @@ pub async fn list(pool: &PgPool, account_id: Option<i64>, with_platform: bool) -
 }
 
 pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM trunks WHERE id = $1").bind(id).execute(pool).await?.rows_affected() == 1)
+    let mut tx = pool.begin().await?;
+    let deleted = sqlx::query("DELETE FROM trunks WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected() == 1;
+    commit_announced(tx).await?;
+    Ok(deleted)
 }

@@ -40,49 +40,50 @@ pub struct Routed {
     pub prefix_matched: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    #[sqlx(flatten)]
-    trunk: Trunk,
-    prefix_matched: Option<String>,
-}
-
 /// The digits routing matches against: the number without its `+` (and spaces or dashes).
 pub fn digits(number: &str) -> String {
     number.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// The longest of each trunk's prefixes that starts the number ('' when it has none; NULL when
-/// none matches).
-fn query(forced: bool) -> String {
-    let filter = if forced { "t.name = $3" } else { "t.enabled" };
-    format!(
-        "SELECT {columns}, m.prefix AS prefix_matched
-         FROM trunks t
-         LEFT JOIN LATERAL (
-             SELECT p AS prefix FROM unnest(CASE WHEN cardinality(t.prefixes) = 0 THEN ARRAY[''] ELSE t.prefixes END) p
-             WHERE starts_with($2, p) ORDER BY length(p) DESC LIMIT 1
-         ) m ON true
-         WHERE (t.account_id = $1 OR t.account_id IS NULL) AND {filter}",
-        columns = TRUNK_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
-    )
-}
-
 /// The trunks a call from `account_id` to `number` would try, in order, with why each was chosen.
 /// An empty list: no route.
 pub async fn plan(pool: &PgPool, account_id: i64, number: &str, forced_trunk: Option<&str>) -> Result<Vec<Routed>, RoutingError> {
+    let trunks: Vec<Trunk> = sqlx::query_as(&format!("SELECT {TRUNK_COLUMNS} FROM trunks WHERE account_id = $1 OR account_id IS NULL"))
+        .bind(account_id)
+        .fetch_all(pool)
+        .await?;
+    plan_among(&trunks, account_id, number, forced_trunk)
+}
+
+/// `plan` over trunks already read (every trunk, or the account's and the platform's).
+pub fn plan_among(trunks: &[Trunk], account_id: i64, number: &str, forced_trunk: Option<&str>) -> Result<Vec<Routed>, RoutingError> {
     let number = digits(number);
-    let sql = query(forced_trunk.is_some());
-    let rows: Vec<Row> = sqlx::query_as(&sql).bind(account_id).bind(&number).bind(forced_trunk.unwrap_or("")).fetch_all(pool).await?;
+    let visible = trunks.iter().filter(|t| t.account_id.is_none() || t.account_id == Some(account_id));
     if let Some(name) = forced_trunk {
         // The account's own trunk of that name wins over the platform's.
-        let row = rows.into_iter().min_by_key(|r| r.trunk.account_id.is_none()).ok_or_else(|| RoutingError::UnknownTrunk(name.to_string()))?;
-        if !row.trunk.enabled {
+        let trunk = visible
+            .filter(|t| t.name == name)
+            .min_by_key(|t| t.account_id.is_none())
+            .ok_or_else(|| RoutingError::UnknownTrunk(name.to_string()))?;
+        if !trunk.enabled {
             return Err(RoutingError::DisabledTrunk(name.to_string()));
         }
-        return Ok(vec![Routed { trunk: row.trunk, prefix_matched: row.prefix_matched }]);
+        return Ok(vec![Routed { prefix_matched: longest_prefix(trunk, &number), trunk: trunk.clone() }]);
     }
-    Ok(choose(rows.into_iter().filter_map(|r| Some(Routed { prefix_matched: Some(r.prefix_matched?), trunk: r.trunk })).collect()))
+    let matches = visible
+        .filter(|t| t.enabled)
+        .filter_map(|t| Some(Routed { prefix_matched: Some(longest_prefix(t, &number)?), trunk: t.clone() }))
+        .collect();
+    Ok(choose(matches))
+}
+
+/// The longest of a trunk's prefixes that starts the number ("" when it has none; None when
+/// none matches).
+fn longest_prefix(trunk: &Trunk, digits: &str) -> Option<String> {
+    if trunk.prefixes.is_empty() {
+        return Some(String::new());
+    }
+    trunk.prefixes.iter().filter(|p| digits.starts_with(p.as_str())).max_by_key(|p| p.len()).cloned()
 }
 
 /// The account's own matches if any, else the platform's; of those, the longest prefix;
@@ -105,6 +106,49 @@ pub async fn routes_for(
     forced_trunk: Option<&str>,
 ) -> Result<Vec<TrunkRoute>, RoutingError> {
     plan(pool, account_id, number, forced_trunk).await?.into_iter().map(|r| to_route(key, r.trunk)).collect()
+}
+
+/// Every trunk, kept by each instance until one changes (any instance or the CLI announces
+/// it: `cache::Changed::Trunks`) or a minute passes: a call is routed without a query.
+pub struct TrunkTable {
+    cache: std::sync::Arc<crate::cache::SharedCache<(), std::sync::Arc<Vec<Trunk>>>>,
+}
+
+impl TrunkTable {
+    pub fn new(invalidations: &crate::cache::Invalidations) -> TrunkTable {
+        TrunkTable { cache: crate::cache::SharedCache::registered(std::time::Duration::from_secs(60), invalidations) }
+    }
+
+    /// The table (None: read it fresh) and whether it came from the cache.
+    async fn trunks(&self, pool: &PgPool, cached: bool) -> Result<(std::sync::Arc<Vec<Trunk>>, bool), sqlx::Error> {
+        if let Some(trunks) = cached.then(|| self.cache.get(&())).flatten() {
+            return Ok((trunks, true));
+        }
+        let read_at = self.cache.generation();
+        let trunks: Vec<Trunk> = sqlx::query_as(&format!("SELECT {TRUNK_COLUMNS} FROM trunks")).fetch_all(pool).await?;
+        let trunks = std::sync::Arc::new(trunks);
+        self.cache.insert((), trunks.clone(), vec![crate::cache::Changed::Trunks], read_at);
+        Ok((trunks, false))
+    }
+
+    /// `routes_for`, from the table.
+    pub async fn routes_for(
+        &self,
+        pool: &PgPool,
+        key: Option<&CredentialKey>,
+        account_id: i64,
+        number: &str,
+        forced_trunk: Option<&str>,
+    ) -> Result<Vec<TrunkRoute>, RoutingError> {
+        let (trunks, cached) = self.trunks(pool, true).await?;
+        let mut plan = plan_among(&trunks, account_id, number, forced_trunk);
+        if cached && plan.as_ref().map_or(true, Vec::is_empty) {
+            // No route in what this instance read: a trunk created a moment ago (its
+            // announcement still on its way) may serve it. Read again before refusing.
+            plan = plan_among(&self.trunks(pool, false).await?.0, account_id, number, forced_trunk);
+        }
+        plan?.into_iter().map(|r| to_route(key, r.trunk)).collect()
+    }
 }
 
 fn to_route(key: Option<&CredentialKey>, trunk: Trunk) -> Result<TrunkRoute, RoutingError> {
