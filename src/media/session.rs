@@ -1,0 +1,505 @@
+//! One leg's RTP session: a clock task that sends one packet per 20 ms tick and plays the
+//! received audio out to the taps, and a receive task that reads the socket. They share the
+//! leg's state behind a mutex held only for the work of one packet or one tick.
+//!
+//! Send path per tick: sources mixed (each at its level) → earmuff gate → G.711 → RTP (or a
+//! telephone-event packet instead while a digit is sent). Receive path: RTP → symmetric-RTP
+//! latch → DTMF events or G.711 decode → jitter buffer → (per tick) mute gate → taps.
+//!
+//! `mute` and `earmuff` follow Vonage (`PUT /v1/calls/{uuid}` actions): a muted leg's audio is
+//! not sent into the call, so what we receive from it is replaced by silence before any tap
+//! (recording, speech, detection; DTMF still counts: keys are not audio); an earmuffed leg
+//! hears nothing, so we send it silence (the clock keeps sending, and DTMF still goes out).
+
+use super::codec::Codec;
+use super::dtmf::{DtmfReceiver, DtmfSender, ReceivedDigit};
+use super::jitter::{Insert, JitterBuffer, SeqCounter};
+use super::rtp::{self, RtpSender, MAX_PACKET};
+use super::source::{Clip, Mixer};
+use super::tap::{FramePair, Taps};
+use super::{Frame, MediaError, MediaEvent, FRAME_DURATION, FRAME_SAMPLES};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Behind by more than this many frames, the clock skips ahead instead of bursting.
+const MAX_BURST_FRAMES: u32 = 3;
+/// Packets from another address than the latched one are ignored unless the latched address
+/// has been silent this long (the far end moved, e.g. a NAT rebinding).
+const RELATCH_AFTER: Duration = Duration::from_secs(2);
+/// The playback id of in-band DTMF when no telephone-event payload type was negotiated.
+const INBAND_DTMF_ID: u64 = u64::MAX;
+
+/// Send-time deviation (actual send − deadline) in 50 µs buckets up to 50 ms.
+#[derive(Clone)]
+pub struct DeviationHistogram {
+    buckets: Vec<u64>,
+    max: Duration,
+}
+
+const BUCKET: Duration = Duration::from_micros(50);
+const BUCKETS: usize = 1000;
+
+impl DeviationHistogram {
+    fn new() -> DeviationHistogram {
+        DeviationHistogram { buckets: vec![0; BUCKETS + 1], max: Duration::ZERO }
+    }
+
+    pub fn record(&mut self, deviation: Duration) {
+        let index = ((deviation.as_micros() / BUCKET.as_micros()) as usize).min(BUCKETS);
+        self.buckets[index] += 1;
+        self.max = self.max.max(deviation);
+    }
+
+    /// Adds another histogram (the benchmark sums its sessions).
+    pub fn merge(&mut self, other: &DeviationHistogram) {
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+        self.max = self.max.max(other.max);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// The upper edge of the bucket holding quantile `q` (0..=1); the max for the last bucket.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let total = self.count();
+        if total == 0 {
+            return Duration::ZERO;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return if i == BUCKETS { self.max } else { (BUCKET * (i as u32 + 1)).min(self.max) };
+            }
+        }
+        self.max
+    }
+}
+
+impl std::fmt::Debug for DeviationHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviationHistogram")
+            .field("count", &self.count())
+            .field("p50", &self.quantile(0.5))
+            .field("p99", &self.quantile(0.99))
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+/// Counters of a session (a snapshot from `MediaHandle::stats`).
+#[derive(Debug, Clone)]
+pub struct MediaStats {
+    pub packets_sent: u64,
+    pub send_errors: u64,
+    /// Accepted packets from the far end (audio and telephone-events).
+    pub packets_received: u64,
+    /// Sequence numbers never seen (RFC 3550 cumulative loss).
+    pub packets_lost: u64,
+    /// Audio packets that arrived after their turn to play.
+    pub packets_late: u64,
+    pub packets_duplicate: u64,
+    /// Datagrams that were not RTP, had another payload type, or came from another address.
+    pub packets_ignored: u64,
+    /// Ticks the clock skipped because it woke more than `MAX_BURST_FRAMES` late.
+    pub ticks_skipped: u64,
+    /// Frames dropped because a tap subscriber did not keep up.
+    pub tap_frames_dropped: u64,
+    pub send_deviation: DeviationHistogram,
+}
+
+impl MediaStats {
+    fn new() -> MediaStats {
+        MediaStats {
+            packets_sent: 0,
+            send_errors: 0,
+            packets_received: 0,
+            packets_lost: 0,
+            packets_late: 0,
+            packets_duplicate: 0,
+            packets_ignored: 0,
+            ticks_skipped: 0,
+            tap_frames_dropped: 0,
+            send_deviation: DeviationHistogram::new(),
+        }
+    }
+}
+
+struct State {
+    codec: Codec,
+    telephone_event: Option<u8>,
+    mixer: Mixer,
+    dtmf_out: DtmfSender,
+    dtmf_out_busy: bool,
+    muted: bool,
+    earmuffed: bool,
+    remote: SocketAddr,
+    latched: bool,
+    last_from_remote: Option<Instant>,
+    jitter: JitterBuffer,
+    seqs: SeqCounter,
+    dtmf_in: DtmfReceiver,
+    taps: Taps,
+    stats: MediaStats,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cancel: CancellationToken,
+    local: Option<SocketAddr>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves counters at worst; keep the call's audio going.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Starts media sessions.
+pub struct MediaSession;
+
+impl MediaSession {
+    /// Starts sending to `remote` and receiving on `socket` (which the session now reads:
+    /// nothing else may). `telephone_event` is the negotiated RFC 4733 payload type; without
+    /// one, DTMF goes out in-band as tones and none is detected. Must be called inside a tokio
+    /// runtime. The session runs until the handle is closed or dropped; then the event stream
+    /// ends and the socket is no longer read.
+    pub fn start(
+        socket: Arc<UdpSocket>,
+        remote: SocketAddr,
+        codec: Codec,
+        telephone_event: Option<u8>,
+    ) -> (MediaHandle, mpsc::UnboundedReceiver<MediaEvent>) {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                codec,
+                telephone_event,
+                mixer: Mixer::default(),
+                dtmf_out: DtmfSender::default(),
+                dtmf_out_busy: false,
+                muted: false,
+                earmuffed: false,
+                remote,
+                latched: false,
+                last_from_remote: None,
+                jitter: JitterBuffer::new(),
+                seqs: SeqCounter::default(),
+                dtmf_in: DtmfReceiver::default(),
+                taps: Taps::default(),
+                stats: MediaStats::new(),
+            }),
+            cancel: CancellationToken::new(),
+            local: socket.local_addr().ok(),
+        });
+        // The tasks hold the event senders, so the stream ends when both have stopped.
+        tokio::spawn(clock_loop(shared.clone(), socket.clone(), events.clone()));
+        tokio::spawn(receive_loop(shared.clone(), socket, events));
+        (MediaHandle { shared }, events_rx)
+    }
+}
+
+/// Controls a running session; dropping it stops the session.
+pub struct MediaHandle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for MediaHandle {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+impl MediaHandle {
+    /// Plays `clip` `loops` times (0 = until stopped) at Vonage `level` (-1..=1, 0 = as is),
+    /// mixed with whatever else plays. Replaces what played under the same `id`. When a
+    /// finite playback's last audio has been sent: `MediaEvent::PlaybackFinished(id)`.
+    pub fn play(&self, id: u64, clip: Clip, loops: u32, level: f32) {
+        self.shared.lock().mixer.play(id, clip, loops, level);
+    }
+
+    /// Stops `id` at once (no event); true if it was playing.
+    pub fn stop(&self, id: u64) -> bool {
+        self.shared.lock().mixer.stop(id)
+    }
+
+    pub fn stop_all(&self) {
+        self.shared.lock().mixer.stop_all();
+    }
+
+    pub fn is_playing(&self, id: u64) -> bool {
+        self.shared.lock().mixer.is_playing(id)
+    }
+
+    /// Queues digits (`0-9 * # A-D`, `p` = 500 ms pause) after any still being sent;
+    /// `MediaEvent::DtmfSent` when the queue has gone out.
+    pub fn send_dtmf(&self, digits: &str) -> Result<(), MediaError> {
+        if let Some(bad) = digits.chars().find(|&c| !super::dtmf::valid_digit(c)) {
+            return Err(MediaError::InvalidDigit(bad));
+        }
+        let mut state = self.shared.lock();
+        if state.telephone_event.is_some() {
+            state.dtmf_out.push(digits);
+            state.dtmf_out_busy = true;
+        } else {
+            // Replaces in-band digits still playing.
+            let clip = super::dtmf::tones(digits);
+            state.mixer.play(INBAND_DTMF_ID, clip, 1, 0.0);
+        }
+        Ok(())
+    }
+
+    /// Mute (Vonage): the leg's audio is not sent into the call; taps get silence.
+    pub fn set_mute(&self, muted: bool) {
+        self.shared.lock().muted = muted;
+    }
+
+    /// Earmuff (Vonage): the leg hears nothing; it is sent silence.
+    pub fn set_earmuff(&self, earmuffed: bool) {
+        self.shared.lock().earmuffed = earmuffed;
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.shared.lock().muted
+    }
+
+    pub fn is_earmuffed(&self) -> bool {
+        self.shared.lock().earmuffed
+    }
+
+    /// Received audio after the mute gate: one frame per 20 ms tick, silence where nothing
+    /// arrived. Frames are dropped for a subscriber that falls 10 s behind.
+    pub fn subscribe_received(&self) -> mpsc::Receiver<Frame> {
+        self.shared.lock().taps.subscribe_received()
+    }
+
+    /// Received and sent audio per tick, aligned (for a two-channel recording).
+    pub fn subscribe_pairs(&self) -> mpsc::Receiver<FramePair> {
+        self.shared.lock().taps.subscribe_pairs()
+    }
+
+    /// Where packets go: the address given at start until the far end's first packet, then
+    /// where its packets come from (symmetric RTP).
+    pub fn remote(&self) -> SocketAddr {
+        self.shared.lock().remote
+    }
+
+    /// A new far-end address (a re-INVITE, or the answer after early media); packets from the
+    /// far end latch again.
+    pub fn set_remote(&self, remote: SocketAddr) {
+        let mut state = self.shared.lock();
+        state.remote = remote;
+        state.latched = false;
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.local
+    }
+
+    pub fn stats(&self) -> MediaStats {
+        let state = self.shared.lock();
+        let mut stats = state.stats.clone();
+        stats.packets_lost = state.seqs.lost();
+        stats.tap_frames_dropped = state.taps.dropped;
+        stats
+    }
+
+    /// Stops both tasks (as dropping the handle does); the event stream then ends.
+    pub fn close(&self) {
+        self.shared.cancel.cancel();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+}
+
+async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<MediaEvent>) {
+    let mut rtp = RtpSender::new();
+    let (codec, mut encoder) = {
+        let state = shared.lock();
+        (state.codec, state.codec.encoder())
+    };
+    let timestamp_base: u32 = rand::random();
+    let start = Instant::now();
+    let mut tick: u32 = 0;
+    let mut first = true;
+    let mut packet = [0u8; MAX_PACKET];
+    let mut finished = Vec::new();
+    let mut digits = Vec::new();
+    loop {
+        let deadline = start + FRAME_DURATION * tick;
+        tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+        let late = Instant::now().saturating_duration_since(deadline);
+        let behind = (late.as_micros() / FRAME_DURATION.as_micros()) as u32;
+        if behind > MAX_BURST_FRAMES {
+            // Skip to the frame due now; the skipped ticks still play the received audio out
+            // so the taps keep wall time.
+            let mut state = shared.lock();
+            for _ in 0..behind {
+                receive_tick(&mut state, &[0; FRAME_SAMPLES], &mut digits);
+            }
+            state.stats.ticks_skipped += behind as u64;
+            tick += behind;
+        }
+        let deadline = start + FRAME_DURATION * tick;
+        let timestamp = timestamp_base.wrapping_add(tick.wrapping_mul(FRAME_SAMPLES as u32));
+
+        let (len, remote, dtmf_done) = {
+            let mut state = shared.lock();
+            let mut sent: Frame = [0; FRAME_SAMPLES];
+            let event = state.telephone_event.and_then(|pt| state.dtmf_out.next(timestamp).map(|e| (pt, e)));
+            let len = match event {
+                Some((payload_type, event)) => {
+                    rtp.build(payload_type, event.timestamp, event.marker || first, &event.payload, &mut packet)
+                }
+                None => {
+                    state.mixer.next_frame(&mut sent, &mut finished);
+                    if state.earmuffed {
+                        sent = [0; FRAME_SAMPLES];
+                    }
+                    let mut payload = [codec.silence_byte(); FRAME_SAMPLES];
+                    if sent.iter().any(|&s| s != 0) {
+                        encoder.encode(&sent, &mut payload);
+                    }
+                    rtp.build(codec.payload_type(), timestamp, first, &payload, &mut packet)
+                }
+            };
+            receive_tick(&mut state, &sent, &mut digits);
+            let dtmf_done = state.dtmf_out_busy && state.dtmf_out.is_idle();
+            if dtmf_done {
+                state.dtmf_out_busy = false;
+            }
+            (len, state.remote, dtmf_done)
+        };
+
+        let sendable = !remote.ip().is_unspecified() && remote.port() != 0;
+        let deviation = Instant::now().saturating_duration_since(deadline);
+        let result = if sendable { socket.send_to(&packet[..len], remote).await.map(|_| ()) } else { Ok(()) };
+        {
+            let mut state = shared.lock();
+            state.stats.send_deviation.record(deviation);
+            match result {
+                Ok(()) if sendable => state.stats.packets_sent += 1,
+                Ok(()) => {}
+                Err(_) => state.stats.send_errors += 1,
+            }
+        }
+        first = false;
+        for id in finished.drain(..) {
+            let event = if id == INBAND_DTMF_ID { MediaEvent::DtmfSent } else { MediaEvent::PlaybackFinished(id) };
+            let _ = events.send(event);
+        }
+        for d in digits.drain(..) {
+            let _ = events.send(MediaEvent::Dtmf { digit: d.digit, duration_ms: d.duration_ms });
+        }
+        if dtmf_done {
+            let _ = events.send(MediaEvent::DtmfSent);
+        }
+        tick = tick.wrapping_add(1);
+    }
+}
+
+/// The receive half of a tick: the next received frame through the mute gate to the taps,
+/// and digits whose end packets never came.
+fn receive_tick(state: &mut State, sent: &Frame, digits: &mut Vec<ReceivedDigit>) {
+    let mut heard: Frame = [0; FRAME_SAMPLES];
+    state.jitter.pop(&mut heard);
+    if state.muted {
+        heard = [0; FRAME_SAMPLES];
+    }
+    state.taps.deliver(&heard, sent);
+    state.dtmf_in.on_tick(std::time::Instant::now(), digits);
+}
+
+async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<MediaEvent>) {
+    let mut buffer = [0u8; 2048];
+    let mut decoder = shared.lock().codec.decoder();
+    let mut digits = Vec::new();
+    loop {
+        let (len, from) = tokio::select! {
+            _ = shared.cancel.cancelled() => break,
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok(received) => received,
+                // ICMP errors surface here on some platforms; the next datagram may be fine.
+                Err(_) => continue,
+            },
+        };
+        let now = Instant::now();
+        let mut state = shared.lock();
+        let Some(packet) = rtp::parse(&buffer[..len]) else {
+            state.stats.packets_ignored += 1;
+            continue;
+        };
+        let is_audio = packet.payload_type == state.codec.payload_type();
+        let is_event = Some(packet.payload_type) == state.telephone_event;
+        if !is_audio && !is_event {
+            state.stats.packets_ignored += 1;
+            continue;
+        }
+        // Symmetric RTP: latch to the first valid packet's source; follow another source only
+        // when the latched one has gone quiet.
+        if from != state.remote || !state.latched {
+            let quiet = state.last_from_remote.is_none_or(|t| now.duration_since(t) >= RELATCH_AFTER);
+            if state.latched && !quiet {
+                state.stats.packets_ignored += 1;
+                continue;
+            }
+            state.remote = from;
+            state.latched = true;
+        }
+        state.last_from_remote = Some(now);
+        state.stats.packets_received += 1;
+        state.seqs.record(packet.seq);
+        if is_event {
+            state.dtmf_in.on_packet(packet.timestamp, packet.payload, now.into_std(), &mut digits);
+            for d in digits.drain(..) {
+                let _ = events.send(MediaEvent::Dtmf { digit: d.digit, duration_ms: d.duration_ms });
+            }
+            continue;
+        }
+        let samples = decoder.decode(packet.payload);
+        match state.jitter.insert(packet.ssrc, packet.seq, packet.timestamp, samples) {
+            Insert::Queued => {}
+            Insert::Late => state.stats.packets_late += 1,
+            Insert::Duplicate => state.stats.packets_duplicate += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let mut histogram = DeviationHistogram::new();
+        for us in 0..100u64 {
+            histogram.record(Duration::from_micros(us * 10));
+        }
+        histogram.record(Duration::from_millis(80));
+        assert_eq!(histogram.count(), 101);
+        assert_eq!(histogram.quantile(0.5), Duration::from_micros(550));
+        assert_eq!(histogram.quantile(1.0), Duration::from_millis(80));
+        let mut total = DeviationHistogram::new();
+        total.merge(&histogram);
+        assert_eq!(total.count(), 101);
+    }
+}
