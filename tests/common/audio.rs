@@ -164,7 +164,8 @@ pub fn duration_ms(samples: &[i16], rate: u32) -> u32 {
 
 /// The DTMF digits played in-band (0-9, *, #, A-D), in order. Windows of 20 ms every 10 ms: a
 /// window is a key when its strongest low-group and high-group frequencies each hold at least
-/// 20% of its energy and together at least 70%, each clearly above the rest of its group. A key
+/// 10% of its energy (up to about 9 dB of twist) and together at least 70%, each at least 4
+/// times the next of its group. A key
 /// held for 3 windows or more (about 40 ms, the ITU minimum) counts once; the same key again
 /// counts again only after a window without it.
 pub fn dtmf_digits(samples: &[i16], rate: u32) -> String {
@@ -205,6 +206,6 @@ fn dtmf_key(window: &[i16], rate: u32) -> Option<char> {
     };
     let (row, low, low_next) = strongest(&DTMF_LOW);
     let (column, high, high_next) = strongest(&DTMF_HIGH);
-    let clear = low >= 0.2 && high >= 0.2 && low + high >= 0.7 && low >= 4.0 * low_next && high >= 4.0 * high_next;
+    let clear = low >= 0.1 && high >= 0.1 && low + high >= 0.7 && low >= 4.0 * low_next && high >= 4.0 * high_next;
     clear.then(|| DTMF_KEYS[row][column])
 }
