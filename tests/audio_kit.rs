@@ -305,3 +305,27 @@ async fn the_pcap_dtmf_scenario_passes_with_a_sipp_caller() {
     let (uas, uas_log) = trunk.wait(WAIT).await;
     assert_eq!((uas, uac), (0, 0), "trunk:\n{uas_log}\n\ncaller:\n{uac_log}");
 }
+
+/// Instances side by side take distinct ports, and a slice whose SIP port someone holds is
+/// skipped (the first slice of this process is known: the pid picks it).
+#[tokio::test]
+async fn baresip_instances_take_distinct_free_ports() {
+    if !Baresip::available() {
+        return;
+    }
+    let first_sip_port = 61000 + (std::process::id().wrapping_mul(7) % 50) as u16 * 20 + 16;
+    let holder = std::net::UdpSocket::bind(("127.0.0.1", first_sip_port));
+    let phones: Vec<Baresip> = (0..4).map(|i| Baresip::start(Options::new(&format!("44770090010{i}")))).collect();
+    let mut ports: Vec<u16> = phones.iter().map(Baresip::port).collect();
+    if holder.is_ok() {
+        assert!(!ports.contains(&first_sip_port), "{ports:?} took the held {first_sip_port}");
+    }
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 4);
+    // Each one is up and answers: the last calls the first.
+    phones[3].dial(&phones[0].uri()).await;
+    phones[0].wait_established(WAIT).await;
+    phones[3].hangup().await;
+    phones[0].wait_hangup(WAIT).await;
+}
