@@ -24,6 +24,19 @@ if ! command -v sipp >/dev/null; then
   fi
 fi
 
+# baresip (Debian baresip-core: the phone that answers, plays and records, tests/common/baresip.rs)
+# and sox (the audio kit's reference files, tests/audio_kit.rs) let tests assert on real audio.
+for tool in baresip:baresip-core sox:sox; do
+  if ! command -v "${tool%%:*}" >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "test.sh: installing ${tool#*:} with apt-get" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null
+    else
+      echo "test.sh: ${tool%%:*} is missing; install it (sudo apt-get install ${tool#*:}) or the audio tests are skipped (they fail when CI is set)" >&2
+    fi
+  fi
+done
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else

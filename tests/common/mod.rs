@@ -2,6 +2,8 @@
 //! application, and helpers to call it as a Vonage SDK would.
 #![allow(dead_code)]
 
+pub mod audio;
+pub mod baresip;
 pub mod receiver;
 pub mod sipp;
 

@@ -32,6 +32,7 @@ pub struct Sipp {
     scenario: String,
     port: u16,
     pid: u32,
+    media_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
     verdict: Option<(i32, String)>,
@@ -58,6 +59,13 @@ impl Sipp {
         Sipp::start(scenario, keys, &[])
     }
 
+    /// As `uas`, with a media port of its own (`-mi 127.0.0.1 -mp <port>`, from 62000-62999),
+    /// for scenarios that play RTP (`play_pcap_audio`). SIPp binds that port and the one two
+    /// above even when a scenario plays nothing; its default, 6000, is often taken.
+    pub fn uas_media(scenario: &str, keys: &[(&str, &str)]) -> Sipp {
+        Sipp::start_with(scenario, keys, &[], true)
+    }
+
     /// SIPp placing one call to `127.0.0.1:target_port`, Request-URI user `service`.
     pub fn uac(scenario: &str, keys: &[(&str, &str)], target_port: u16, service: &str) -> Sipp {
         let target = format!("127.0.0.1:{target_port}");
@@ -67,6 +75,10 @@ impl Sipp {
     /// As `uas`, with more SIPp arguments after the usual ones (a later option wins, e.g.
     /// `["-timeout", "60s"]`; a remote host for a UAC goes last).
     pub fn start(scenario: &str, keys: &[(&str, &str)], extra: &[&str]) -> Sipp {
+        Sipp::start_with(scenario, keys, extra, false)
+    }
+
+    fn start_with(scenario: &str, keys: &[(&str, &str)], extra: &[&str], media: bool) -> Sipp {
         let path = scenario_path(scenario);
         let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         let keys = with_defaults(scenario, &text, keys);
@@ -74,6 +86,7 @@ impl Sipp {
         let mut last_failure = String::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_udp_port();
+            let media_port = media.then(free_media_port);
             let mut command = Command::new("sipp");
             command
                 .arg("-sf")
@@ -87,6 +100,9 @@ impl Sipp {
             for (name, value) in &keys {
                 command.arg("-key").arg(name).arg(value);
             }
+            if let Some(media_port) = media_port {
+                command.args(["-mi", "127.0.0.1", "-mp", &media_port.to_string()]);
+            }
             command.args(extra);
             let screen = fs::File::create(dir.join("screen.log")).expect("SIPp screen log");
             let stderr = fs::File::create(dir.join("stderr.log")).expect("SIPp stderr log");
@@ -98,7 +114,7 @@ impl Sipp {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start sipp (apt-get install sip-tester): {e}"));
             let pid = child.id();
-            let mut sipp = Sipp { scenario: scenario.to_string(), port, pid, dir: dir.clone(), child: Some(child), verdict: None };
+            let mut sipp = Sipp { scenario: scenario.to_string(), port, pid, media_port, dir: dir.clone(), child: Some(child), verdict: None };
             match sipp.until_listening() {
                 Ok(()) => return sipp,
                 Err(failure) => {
@@ -121,6 +137,11 @@ impl Sipp {
     /// To tag for its first call is "<pid>Trunk1").
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// The RTP port of `uas_media` (None for the others).
+    pub fn media_port(&self) -> Option<u16> {
+        self.media_port
     }
 
     /// "127.0.0.1:port".
@@ -204,6 +225,29 @@ impl Drop for Sipp {
     }
 }
 
+/// Whether SIPp can play the shipped RFC 2833 pcaps here (`tests/sip/uas_answer_dtmf_pcap.xml`):
+/// they are installed (Debian path) and we are root (`play_pcap_audio` sends through a raw
+/// socket). When not, prints why the test is skipped and returns false, except in CI (env CI
+/// set), where it fails the test.
+pub fn can_play_pcap() -> bool {
+    let root = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| status.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false);
+    let missing = if !Path::new("/usr/share/sip-tester/dtmf_2833_1.pcap").exists() {
+        "SIPp's pcaps are not in /usr/share/sip-tester (apt-get install sip-tester)"
+    } else if !root {
+        "SIPp's play_pcap_audio needs root (a raw socket)"
+    } else {
+        return true;
+    };
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{missing}, and CI is set");
+    }
+    eprintln!("SKIPPED: {missing}");
+    false
+}
+
 /// `sipp -v` runs.
 pub fn installed() -> bool {
     Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
@@ -244,6 +288,20 @@ fn with_defaults(scenario: &str, text: &str, keys: &[(&str, &str)]) -> Vec<(Stri
 fn free_udp_port() -> u16 {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
     socket.local_addr().expect("its address").port()
+}
+
+/// A port of 62000-62999 whose UDP port and the one two above are free now (pid-spread, then in
+/// turn; SIPp's media sockets).
+fn free_media_port() -> u16 {
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    for _ in 0..250 {
+        let turn = std::process::id().wrapping_mul(13).wrapping_add(COUNT.fetch_add(1, Ordering::Relaxed));
+        let port = 62000 + (turn % 250) as u16 * 4;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free SIPp media port in 62000-62999");
 }
 
 fn log_dir(scenario: &str) -> PathBuf {
