@@ -70,8 +70,9 @@ pub enum Media {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaCommand {
     /// Play `media` lasting `duration` per loop, `loops` times (0 = until stopped); the carrier
-    /// answers with `PlaybackFinished(id)`.
-    Play { id: u64, media: Media, duration: Duration, loops: u32 },
+    /// answers with `PlaybackFinished(id)`. `audio` is the media as 8 kHz samples, for a carrier
+    /// that plays real audio (`plays_audio`); `level` is Vonage's -1..1.
+    Play { id: u64, media: Media, duration: Duration, loops: u32, audio: Option<crate::media::Clip>, level: f32 },
     StopPlayback { id: u64 },
     SendDtmf(String),
     SetMuted(bool),
@@ -121,6 +122,12 @@ pub trait Carrier: Send + Sync {
     /// (`CarrierEvent::Sip`): BYE or CANCEL. Says what it did, for the call's history.
     fn release(&self, _facts: serde_json::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>> {
         Box::pin(async { None })
+    }
+
+    /// Whether `Play` needs the audio itself (`audio`): a real network does, the simulated one
+    /// times media by their length.
+    fn plays_audio(&self) -> bool {
+        false
     }
 
     /// Where this carrier takes SIP requests (None: it has no network address).

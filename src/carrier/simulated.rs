@@ -100,7 +100,7 @@ impl Callee {
             tokio::select! {
                 command = control.recv() => match command {
                     None | Some(MediaCommand::Hangup) => return,
-                    Some(MediaCommand::Play { id, duration, loops, media }) => {
+                    Some(MediaCommand::Play { id, duration, loops, media, .. }) => {
                         let what = match &media {
                             super::Media::Tts { text, .. } => format!("talk \"{text}\""),
                             super::Media::Audio { url } => format!("stream {url}"),

@@ -219,7 +219,7 @@ async fn apply(leg: &mut Leg, command: Command) -> Step<Applied> {
                 leg.control(MediaCommand::StopPlayback { id: old });
             }
             let id = leg.play_id();
-            leg.control(MediaCommand::Play { id, media: Media::Audio { url }, duration, loops: loop_count });
+            leg.control(MediaCommand::Play { id, media: Media::Audio { url }, duration, loops: loop_count, audio: None, level: 0.0 });
             leg.api_stream = Some(id);
             Ok(Applied::Done)
         }
@@ -235,7 +235,7 @@ async fn apply(leg: &mut Leg, command: Command) -> Step<Applied> {
             }
             let id = leg.play_id();
             let duration = tts_duration(&text);
-            leg.control(MediaCommand::Play { id, media: Media::Tts { text, language }, duration, loops: loop_count });
+            leg.control(MediaCommand::Play { id, media: Media::Tts { text, language }, duration, loops: loop_count, audio: None, level: 0.0 });
             leg.api_talk = Some(id);
             Ok(Applied::Done)
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Audio ready to play: 8 kHz, mono, 16-bit. Cheap to clone (shared samples), so one decoded
 /// or synthesized clip can play on many legs at once.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Clip {
     samples: Arc<[i16]>,
 }

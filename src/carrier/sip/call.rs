@@ -9,6 +9,7 @@ use super::stack::{InviteSpec, Invitation};
 use super::status::{refusal, Refusal};
 use super::SipShared;
 use crate::carrier::{CarrierEvent, DialRequest, EndReason, MediaCommand, Reporter, SipTransport, TrunkRoute};
+use crate::media::{MediaEvent, MediaHandle, MediaSession};
 use crate::ncco::Endpoint;
 use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -107,13 +108,17 @@ impl OutboundCall {
                     facts.final_code = Some(200);
                     facts.final_reason = Some("OK".into());
                     facts.attempts.push(Attempt { trunk: route.name.clone(), code: Some(200), reason: "OK".into(), at: chrono::Utc::now() });
-                    match sdp::parse(&body) {
+                    let remote_media = match sdp::parse(&body) {
                         Ok(media) => {
                             facts.remote_rtp = Some(media.address.to_string());
                             facts.codec = Some(media.codec.name().into());
+                            Some(media)
                         }
-                        Err(e) => self.log(format!("the answer's SDP is unusable ({e}); the call stays up without audio")),
-                    }
+                        Err(e) => {
+                            self.log(format!("the answer's SDP is unusable ({e}); the call stays up without audio"));
+                            None
+                        }
+                    };
                     facts.invite = None;
                     facts.dialog = Some(DialogRecord::from_snapshot(&dialog.snapshot(), destination));
                     self.facts(&facts);
@@ -123,7 +128,7 @@ impl OutboundCall {
                         self.report(CarrierEvent::Ringing);
                     }
                     self.report(CarrierEvent::Answered { by_machine: false });
-                    self.answered(Answered { dialog, id, states, rtp, our_rtp, session_id }, facts, channel).await;
+                    self.answered(Answered { dialog, id, states, rtp, our_rtp, session_id, remote_media }, facts, channel).await;
                     return;
                 }
                 AttemptEnd::Refused(code, reason) => {
@@ -251,13 +256,22 @@ impl OutboundCall {
         }
     }
 
-    /// The answered call: until the callee's BYE or our hang-up.
+    /// The answered call: until the callee's BYE or our hang-up. Its audio runs in the media
+    /// engine (`crate::media`): playbacks, DTMF both ways, mute and earmuff.
     async fn answered(mut self, call: Answered, mut facts: SipFacts, _channel: super::limits::Channel) {
-        let Answered { dialog, id, mut states, rtp, our_rtp, session_id } = call;
-        let mut playing: HashMap<u64, Instant> = HashMap::new();
+        let Answered { dialog, id, mut states, mut rtp, our_rtp, session_id, remote_media } = call;
+        let (media, mut media_events) = match &remote_media {
+            Some(remote) => {
+                let (handle, events) = start_media(&mut rtp, remote);
+                (Some(handle), Some(events))
+            }
+            None => (None, None),
+        };
+        // Playbacks without audio (no media session, or no samples given) last their length.
+        let mut timed: HashMap<u64, Instant> = HashMap::new();
         let mut sdp_version = 1;
         loop {
-            let next_end = playing.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
+            let next_end = timed.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
             let sleep_until = next_end.map_or_else(|| Instant::now() + Duration::from_secs(86_400), |(_, at)| at);
             tokio::select! {
                 state = states.recv() => match state {
@@ -281,8 +295,11 @@ impl OutboundCall {
                         let headers = body.as_ref().map(|_| vec![rsipstack::sip::Header::ContentType("application/sdp".to_string().into())]);
                         let _ = handle.respond(StatusCode::OK, headers, body).await;
                         self.log(format!("{} from the callee: {}", request.method, if held { "call held" } else { "call resumed" }));
-                        if let Ok(media) = sdp::parse(&request.body) {
-                            facts.remote_rtp = Some(media.address.to_string());
+                        if let Ok(remote) = sdp::parse(&request.body) {
+                            facts.remote_rtp = Some(remote.address.to_string());
+                            if let (Some(media), false) = (&media, remote.address.ip().is_unspecified()) {
+                                media.set_remote(remote.address);
+                            }
                         }
                     }
                     Some(DialogState::Options(_, _, handle)) | Some(DialogState::Info(_, _, handle)) => {
@@ -306,29 +323,70 @@ impl OutboundCall {
                         self.shared.stack.forget(&id);
                         break;
                     }
-                    // Audio comes with the media engine; until then a playback lasts its
-                    // length, as on the simulated network.
-                    Some(MediaCommand::Play { id, duration, loops, .. }) => {
-                        if loops > 0 {
-                            playing.insert(id, Instant::now() + duration * loops);
+                    Some(MediaCommand::Play { id, duration, loops, audio, level, .. }) => match (&media, audio) {
+                        (Some(media), Some(clip)) => media.play(id, clip, loops, level),
+                        _ if loops > 0 => {
+                            timed.insert(id, Instant::now() + duration * loops);
+                        }
+                        _ => {}
+                    },
+                    Some(MediaCommand::StopPlayback { id }) => {
+                        timed.remove(&id);
+                        if let Some(media) = &media {
+                            media.stop(id);
                         }
                     }
-                    Some(MediaCommand::StopPlayback { id }) => {
-                        playing.remove(&id);
+                    Some(MediaCommand::SendDtmf(digits)) => match &media {
+                        Some(media) => {
+                            if let Err(e) = media.send_dtmf(&digits) {
+                                self.log(format!("DTMF {digits} not sent: {e}"));
+                            }
+                        }
+                        None => self.log(format!("DTMF {digits} not sent: the call has no audio")),
+                    },
+                    Some(MediaCommand::SetMuted(muted)) => {
+                        if let Some(media) = &media {
+                            media.set_mute(muted);
+                        }
                     }
-                    Some(MediaCommand::SendDtmf(_)) | Some(MediaCommand::SetMuted(_)) | Some(MediaCommand::SetEarmuffed(_)) => {}
+                    Some(MediaCommand::SetEarmuffed(earmuffed)) => {
+                        if let Some(media) = &media {
+                            media.set_earmuff(earmuffed);
+                        }
+                    }
+                },
+                event = next_media_event(&mut media_events) => match event {
+                    Some(MediaEvent::PlaybackFinished(id)) => self.report(CarrierEvent::PlaybackFinished(id)),
+                    Some(MediaEvent::Dtmf { digit, .. }) => self.report(CarrierEvent::Dtmf(digit)),
+                    Some(MediaEvent::DtmfSent) => {}
+                    None => media_events = None,
                 },
                 _ = tokio::time::sleep_until(sleep_until), if next_end.is_some() => {
                     if let Some((id, _)) = next_end {
-                        playing.remove(&id);
+                        timed.remove(&id);
                         self.report(CarrierEvent::PlaybackFinished(id));
                     }
                 }
             }
         }
-        let packets = rtp.received.load(std::sync::atomic::Ordering::Relaxed);
-        if packets > 0 {
-            self.log(format!("{packets} RTP packets received on {}", rtp.local));
+        match &media {
+            Some(media) => {
+                let stats = media.stats();
+                self.log(format!(
+                    "RTP: {} packets sent, {} received, {} lost; send-time deviation p99 {} ms",
+                    stats.packets_sent,
+                    stats.packets_received,
+                    stats.packets_lost,
+                    stats.send_deviation.quantile(0.99).as_millis()
+                ));
+                media.close();
+            }
+            None => {
+                let packets = rtp.received.load(std::sync::atomic::Ordering::Relaxed);
+                if packets > 0 {
+                    self.log(format!("{packets} RTP packets received on {}", rtp.local));
+                }
+            }
         }
     }
 }
@@ -341,6 +399,25 @@ struct Answered {
     rtp: RtpSocket,
     our_rtp: std::net::SocketAddr,
     session_id: u64,
+    /// The far end's audio, from the answer (None: no usable SDP, no audio).
+    remote_media: Option<sdp::RemoteMedia>,
+}
+
+/// The leg's audio: the media engine's session on the leg's RTP socket.
+fn start_media(rtp: &mut RtpSocket, remote: &sdp::RemoteMedia) -> (MediaHandle, mpsc::UnboundedReceiver<MediaEvent>) {
+    let codec = match remote.codec {
+        sdp::Codec::Pcmu => crate::media::Codec::Pcmu,
+        sdp::Codec::Pcma => crate::media::Codec::Pcma,
+    };
+    MediaSession::start(rtp.take_for_media(), remote.address, codec, remote.telephone_event)
+}
+
+/// The next event of the leg's media session, or never without one.
+async fn next_media_event(events: &mut Option<mpsc::UnboundedReceiver<MediaEvent>>) -> Option<MediaEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The Request-URI: a phone number at the trunk's host, or the SIP endpoint's own URI.

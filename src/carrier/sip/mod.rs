@@ -95,6 +95,10 @@ impl Carrier for SipCarrier {
         "sip"
     }
 
+    fn plays_audio(&self) -> bool {
+        true
+    }
+
     fn signalling_address(&self) -> Option<SocketAddr> {
         Some(self.local_address())
     }

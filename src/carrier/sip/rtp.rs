@@ -16,13 +16,19 @@ pub struct RtpPorts {
 
 /// A leg's RTP socket; the port is free again when it is dropped.
 pub struct RtpSocket {
-    /// For the media engine (next): it sends and receives the leg's audio here.
-    #[allow(dead_code)]
     pub socket: Arc<UdpSocket>,
     pub local: SocketAddr,
     /// Packets received so far.
     pub received: Arc<AtomicU64>,
     drain: tokio::task::JoinHandle<()>,
+}
+
+impl RtpSocket {
+    /// The socket for the media engine: nothing else reads it from now on.
+    pub fn take_for_media(&mut self) -> Arc<UdpSocket> {
+        self.drain.abort();
+        self.socket.clone()
+    }
 }
 
 impl Drop for RtpSocket {

@@ -67,7 +67,7 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
         if let Some(url) = &c.music_on_hold_url {
             if let Ok(duration) = audio_duration(&leg.ctx.client, url).await {
                 let id = leg.play_id();
-                leg.control(MediaCommand::Play { id, media: Media::Audio { url: url.clone() }, duration, loops: 0 });
+                leg.control(MediaCommand::Play { id, media: Media::Audio { url: url.clone() }, duration, loops: 0, audio: None, level: 0.0 });
                 music = Some(id);
             }
         }

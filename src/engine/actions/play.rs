@@ -28,7 +28,7 @@ pub async fn stream(leg: &mut Leg, stream: &Stream) -> Step<Flow> {
 
 async fn play(leg: &mut Leg, media: Media, duration: std::time::Duration, loops: u32, barge_in: bool) -> Step<Flow> {
     let id = leg.play_id();
-    leg.control(MediaCommand::Play { id, media, duration, loops });
+    leg.control(MediaCommand::Play { id, media, duration, loops, audio: None, level: 0.0 });
     if barge_in {
         leg.background_playback.push(id);
         return Ok(Flow::Next);
