@@ -7,7 +7,6 @@
 
 use super::answer::{self, Reply, Target};
 use super::leg::{Leg, Step, Stop};
-use super::media::{audio_duration, tts_duration};
 use super::store::Change;
 use crate::calls::control::Command;
 use crate::calls::format_time;
@@ -210,16 +209,16 @@ async fn apply(leg: &mut Leg, command: Command) -> Step<Applied> {
             leg.control(MediaCommand::SetEarmuffed(matches!(command, Command::Earmuff)));
             Ok(Applied::Done)
         }
-        Command::StreamStart { url, loop_count, .. } => {
-            let duration = match audio_duration(&leg.ctx.client, &url).await {
-                Ok(d) => d,
+        Command::StreamStart { url, loop_count, level } => {
+            let (duration, audio) = match super::media::stream(&leg.ctx, &url).await {
+                Ok(found) => found,
                 Err(reason) => return Ok(Applied::Rejected(format!("could not fetch {url}: {reason}"))),
             };
             if let Some(old) = leg.api_stream.take() {
                 leg.control(MediaCommand::StopPlayback { id: old });
             }
             let id = leg.play_id();
-            leg.control(MediaCommand::Play { id, media: Media::Audio { url }, duration, loops: loop_count, audio: None, level: 0.0 });
+            leg.control(MediaCommand::Play { id, media: Media::Audio { url }, duration, loops: loop_count, audio, level: level as f32 });
             leg.api_stream = Some(id);
             Ok(Applied::Done)
         }
@@ -229,13 +228,16 @@ async fn apply(leg: &mut Leg, command: Command) -> Step<Applied> {
             }
             Ok(Applied::Done)
         }
-        Command::TalkStart { text, language, loop_count, .. } => {
+        Command::TalkStart { text, language, style, loop_count, level, .. } => {
+            let (duration, audio) = match super::media::speech(&leg.ctx, &text, &language, style).await {
+                Ok(found) => found,
+                Err(reason) => return Ok(Applied::Rejected(format!("could not synthesize the text: {reason}"))),
+            };
             if let Some(old) = leg.api_talk.take() {
                 leg.control(MediaCommand::StopPlayback { id: old });
             }
             let id = leg.play_id();
-            let duration = tts_duration(&text);
-            leg.control(MediaCommand::Play { id, media: Media::Tts { text, language }, duration, loops: loop_count, audio: None, level: 0.0 });
+            leg.control(MediaCommand::Play { id, media: Media::Tts { text, language }, duration, loops: loop_count, audio, level: level as f32 });
             leg.api_talk = Some(id);
             Ok(Applied::Done)
         }

@@ -1,4 +1,5 @@
-//! How long media lasts: TTS by word count, audio files by their real length.
+//! How long media lasts, and the audio itself when the carrier plays it: TTS by word count
+//! (or its synthesized length), audio files by their real length.
 
 use crate::webhooks::{Outbound, WebhookClient};
 use std::time::Duration;
@@ -57,6 +58,22 @@ pub async fn audio_duration(client: &WebhookClient, url: &str) -> Result<Duratio
         .await
         .map_err(|(e, _)| e.to_string())?;
     Ok(wav_duration(&response.body).unwrap_or_else(|| Duration::from_secs_f64(response.body.len() as f64 * 8.0 / 128_000.0)))
+}
+
+/// What a `talk` plays: its length, and its audio when the carrier plays real audio.
+pub async fn speech(ctx: &super::EngineCtx, text: &str, language: &str, style: u32) -> Result<(Duration, Option<crate::media::Clip>), String> {
+    match &ctx.audio {
+        Some(loader) => loader.speech(text, language, style).await.map(|clip| (clip.duration(), Some(clip))),
+        None => Ok((tts_duration(text), None)),
+    }
+}
+
+/// What a `stream` plays: its length, and its audio when the carrier plays real audio.
+pub async fn stream(ctx: &super::EngineCtx, url: &str) -> Result<(Duration, Option<crate::media::Clip>), String> {
+    match &ctx.audio {
+        Some(loader) => loader.stream(url).await.map(|clip| (clip.duration(), Some(clip))),
+        None => audio_duration(&ctx.client, url).await.map(|d| (d, None)),
+    }
 }
 
 /// A WAV file (16 kHz, 16-bit mono) of silence lasting `duration`, as the simulated network records.

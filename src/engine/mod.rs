@@ -3,6 +3,7 @@
 
 mod actions;
 mod answer;
+mod audio;
 mod claim;
 pub mod commands;
 pub mod instance;
@@ -39,6 +40,8 @@ pub struct EngineCtx {
     pub holds: crate::billing::holds::CreditHolds,
     pub clock: Clock,
     pub carrier: Arc<dyn Carrier>,
+    /// Speech and audio files as samples, when the carrier plays real audio.
+    pub audio: Option<audio::AudioLoader>,
     /// SIP trunks, for routing calls without a query each.
     pub trunks: crate::trunks::TrunkTable,
     pub client: WebhookClient,
@@ -87,6 +90,7 @@ impl EngineCtx {
                 settings.engine.write_batch_max,
             ),
             trunks: crate::trunks::TrunkTable::new(invalidations),
+            audio: carrier.plays_audio().then(|| audio::AudioLoader::new(&settings, WebhookClient::new(&settings.webhooks))),
             pool,
             clock,
             carrier,

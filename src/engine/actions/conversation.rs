@@ -6,7 +6,6 @@ use super::{next, Flow};
 use crate::calls::format_time;
 use crate::carrier::{Media, MediaCommand};
 use crate::engine::leg::{Leg, Step, Stop};
-use crate::engine::media::audio_duration;
 use crate::ncco::{Conversation, Record, Transfer};
 use serde_json::json;
 use std::collections::HashMap;
@@ -65,9 +64,9 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     let mut music = None;
     if !*started.borrow() {
         if let Some(url) = &c.music_on_hold_url {
-            if let Ok(duration) = audio_duration(&leg.ctx.client, url).await {
+            if let Ok((duration, audio)) = crate::engine::media::stream(&leg.ctx, url).await {
                 let id = leg.play_id();
-                leg.control(MediaCommand::Play { id, media: Media::Audio { url: url.clone() }, duration, loops: 0, audio: None, level: 0.0 });
+                leg.control(MediaCommand::Play { id, media: Media::Audio { url: url.clone() }, duration, loops: 0, audio, level: 0.0 });
                 music = Some(id);
             }
         }
