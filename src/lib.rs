@@ -16,6 +16,7 @@ pub mod engine;
 pub mod group_commit;
 pub mod history;
 pub mod http;
+pub mod media;
 pub mod ncco;
 pub mod notify;
 pub mod reports;
