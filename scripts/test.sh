@@ -23,6 +23,15 @@ if ! command -v sipp >/dev/null; then
     echo "test.sh: sipp is missing; install it (sudo apt-get install sip-tester) or the SIP trunk tests fail" >&2
   fi
 fi
+# espeak-ng speaks `talk` text (media.tts_engine = "espeak-ng"; tests/media_audio.rs).
+if ! command -v espeak-ng >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing espeak-ng with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+  else
+    echo "test.sh: espeak-ng is missing; install it (sudo apt-get install espeak-ng) or the TTS tests fail" >&2
+  fi
+fi
 
 # baresip (Debian baresip-core: the phone that answers, plays and records, tests/common/baresip.rs)
 # and sox (the audio kit's reference files, tests/audio_kit.rs) let tests assert on real audio.

@@ -19,6 +19,7 @@ pub struct Settings {
     pub history: HistorySettings,
     pub reports: ReportSettings,
     pub log: LogSettings,
+    pub media: MediaSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,4 +173,26 @@ impl Settings {
         }
         builder.build()?.try_deserialize()
     }
+}
+
+/// Audio for calls: text-to-speech and decoded streams (`[media]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MediaSettings {
+    pub tts_engine: TtsEngineKind,
+    /// The HTTP engine's endpoint ("" when unused).
+    pub tts_http_url: String,
+    /// The espeak-ng program: a name looked up in PATH, or a path.
+    pub espeak_path: String,
+    pub tts_timeout_ms: u64,
+    /// Longest clip decoded or synthesized.
+    pub max_clip_s: u64,
+    pub audio_cache_bytes: usize,
+}
+
+/// Which text-to-speech engine speaks `talk` (`media.tts_engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TtsEngineKind {
+    EspeakNg,
+    Http,
 }

@@ -5,15 +5,20 @@
 //!
 //! Audio only: no SIP, no SQL, no HTTP. The SIP carrier hands a session its socket, the far
 //! end's address and the negotiated codec; the engine plays clips and reads events and taps.
-//! All audio here is 8 kHz mono 16-bit; decoding, resampling and TTS produce `Clip`s elsewhere.
+//! All audio here is 8 kHz mono 16-bit: `decode` (files) and `tts` (speech) make `Clip`s, kept
+//! in `cache`.
 
+pub mod cache;
+pub mod clip;
 pub mod codec;
+pub mod decode;
 pub mod dtmf;
 mod jitter;
 pub mod rtp;
 mod session;
 pub mod source;
 pub mod tap;
+pub mod tts;
 
 use std::time::Duration;
 

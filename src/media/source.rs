@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Audio ready to play: 8 kHz, mono, 16-bit. Cheap to clone (shared samples), so one decoded
 /// or synthesized clip can play on many legs at once.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Clip {
     samples: Arc<[i16]>,
 }
@@ -46,6 +46,17 @@ impl Clip {
 
     pub fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.samples.len() as f64 / SAMPLE_RATE as f64)
+    }
+
+    /// Memory the samples take (what the audio cache counts).
+    pub fn size_bytes(&self) -> usize {
+        std::mem::size_of_val::<[i16]>(&self.samples)
+    }
+}
+
+impl From<Vec<i16>> for Clip {
+    fn from(samples: Vec<i16>) -> Clip {
+        Clip::new(samples)
     }
 }
 
