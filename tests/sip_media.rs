@@ -89,3 +89,59 @@ async fn api_dtmf_is_decoded_by_the_softphone(pool: PgPool) {
     events.wait_status("/events", &uuid, "completed").await;
     app.stop().await;
 }
+
+/// A 16 kHz WAV of `seconds` of `freq` Hz, as a customer's server would serve it.
+fn tone_wav(freq: f64, seconds: f64) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("outdial-tone-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tone.wav");
+    common::audio::write_tone_wav(&path, freq, seconds, 16_000);
+    let bytes = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// A `stream` of a 1 kHz tone (16 kHz WAV, resampled to 8 kHz) arrives at the softphone as
+/// a 1 kHz tone of the file's length.
+#[sqlx::test]
+async fn a_streamed_tone_is_heard_by_the_softphone(pool: PgPool) {
+    if !Baresip::available() {
+        return;
+    }
+    let callee = Baresip::callee("agent", None);
+    let (app, events) = sip_app(pool).await;
+    events.respond_bytes("/tone.wav", 200, &tone_wav(1000.0, 2.0));
+    let ncco = json!([{"action": "stream", "streamUrl": [events.url("/tone.wav")]}]);
+    let uuid = app.place(&call_to(&callee.uri(), ncco)).await;
+    events.wait_status("/events", &uuid, "completed").await;
+    callee.wait_hangup(Duration::from_secs(10)).await;
+    let (heard, rate) = callee.heard().await;
+    let spans = common::audio::tone_spans(&heard, rate, 1000.0, 0.5);
+    let longest = common::audio::longest_span_ms(&spans);
+    assert!((1900..=2100).contains(&longest), "a 2 s tone, heard as {spans:?}");
+    assert!(common::audio::tone_spans(&heard, rate, 440.0, 0.5).is_empty(), "nothing else");
+    app.stop().await;
+}
+
+/// A `talk` is synthesized (espeak-ng) and arrives as speech: non-silent audio of a sentence's
+/// length, and no pure tone.
+#[sqlx::test]
+async fn a_talk_is_heard_as_speech(pool: PgPool) {
+    if !Baresip::available() {
+        return;
+    }
+    let callee = Baresip::callee("agent", None);
+    let (app, events) = sip_app(pool).await;
+    let ncco = json!([{"action": "talk", "text": "Your parcel will arrive tomorrow between nine and eleven", "language": "en-GB"}]);
+    let uuid = app.place(&call_to(&callee.uri(), ncco)).await;
+    events.wait_status("/events", &uuid, "completed").await;
+    callee.wait_hangup(Duration::from_secs(10)).await;
+    let (heard, rate) = callee.heard().await;
+    let voiced = common::audio::non_silent_ms(&heard, rate, 300.0);
+    assert!((1500..=6000).contains(&voiced), "speech-length audio: {voiced} ms non-silent of {} ms", heard.len() as u64 * 1000 / rate as u64);
+    assert!(common::audio::longest_span_ms(&common::audio::tone_spans(&heard, rate, 1000.0, 0.8)) < 200, "speech, not a tone");
+    let completed = events.requests("/events").into_iter().find(|e| e.body["uuid"] == uuid && e.body["status"] == "completed").unwrap();
+    let duration: u64 = completed.body["duration"].as_str().unwrap().parse().unwrap();
+    assert!((2..=6).contains(&duration), "the call lasted as long as the speech: {duration} s");
+    app.stop().await;
+}
