@@ -242,6 +242,22 @@ async fn espeak_ng_failures_are_reported_not_hung() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[tokio::test]
+async fn a_burst_of_different_texts_is_all_spoken() {
+    // More texts than espeak-ng processes allowed at once: the rest queue, none fails.
+    let engine = Arc::new(espeak());
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.synthesize(&format!("caller number {n}"), &Voice::default()).await })
+        })
+        .collect();
+    for task in tasks {
+        let clip = task.await.unwrap().unwrap();
+        assert!(loud_fraction(&clip) > 0.3);
+    }
+}
+
 /// Languages in Vonage's spec and SDKs, and the older NCCO schema's four (vonage-voice-api.md §talk).
 const VONAGE_LANGUAGES: &str = "ar ca-ES cmn-CN cmn-TW cs-CZ cy-GB da-DK de-DE el-GR en-AU en-GB en-GB-WLS en-IN \
     en-US en-ZA es-ES es-MX es-US eu-ES fi-FI fil-PH fr-CA fr-FR he-IL hi-IN hu-HU id-ID is-IS it-IT ja-JP ko-KR \

@@ -2,8 +2,8 @@
 //!
 //! symphonia reads WAV (PCM of 8 to 32 bits, float, µ-law, A-law), MP3 and OGG/Vorbis; the
 //! channels are averaged to mono and rubato's FFT resampler (with its anti-alias filter) brings
-//! any rate to 8 kHz. This is CPU work of a few milliseconds per second of audio: call it from
-//! `tokio::task::spawn_blocking` on an async path.
+//! any rate to 8 kHz. This is CPU work of a few milliseconds per second of audio: on an async
+//! path use [`decode_blocking`].
 
 use crate::media::clip::{Clip, RATE_HZ};
 use std::time::Duration;
@@ -54,6 +54,20 @@ pub fn decode(bytes: Vec<u8>, hint: &Hint<'_>) -> Result<Clip, DecodeError> {
         return Err(DecodeError::Empty);
     }
     Ok(Clip::new(samples.iter().map(|&x| to_i16(x)).collect::<Vec<i16>>()))
+}
+
+/// [`decode`] on tokio's blocking pool, for async callers (a stream fetched for a call).
+/// `content_type` is the response's Content-Type, if any.
+pub async fn decode_blocking(
+    bytes: Vec<u8>,
+    content_type: Option<String>,
+    max_duration: Duration,
+) -> Result<Clip, DecodeError> {
+    tokio::task::spawn_blocking(move || {
+        decode(bytes, &Hint { mime_type: content_type.as_deref(), extension: None, max_duration })
+    })
+    .await
+    .unwrap_or_else(|e| Err(DecodeError::Malformed(format!("the decoder stopped: {e}"))))
 }
 
 /// A float sample (-1.0..1.0) to 16-bit, rounded and clipped.

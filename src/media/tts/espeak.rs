@@ -6,8 +6,7 @@
 //! The WAV it writes (22,050 Hz mono) is decoded and resampled like any stream.
 
 use super::{is_ssml, TextToSpeech, TtsError, TtsFuture, Voice};
-use crate::media::clip::Clip;
-use crate::media::decode::{self, Hint};
+use crate::media::decode;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,6 +20,9 @@ pub struct EspeakNg {
     timeout: Duration,
     max_duration: Duration,
     max_output_bytes: usize,
+    /// espeak-ng processes running at once: a burst of new texts queues instead of forking
+    /// hundreds of processes (each takes ~10 ms of CPU).
+    running: tokio::sync::Semaphore,
 }
 
 impl EspeakNg {
@@ -29,11 +31,15 @@ impl EspeakNg {
     pub fn new(program: impl Into<PathBuf>, timeout: Duration, max_duration: Duration) -> EspeakNg {
         // espeak-ng writes 16-bit mono at 22,050 Hz; allow any rate up to 48 kHz for other builds.
         let max_output_bytes = 44 + (max_duration.as_secs_f64() * 48_000.0 * 2.0) as usize;
-        EspeakNg { program: program.into(), timeout, max_duration, max_output_bytes }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let running = tokio::sync::Semaphore::new(2 * cores);
+        EspeakNg { program: program.into(), timeout, max_duration, max_output_bytes, running }
     }
 
     /// The WAV espeak-ng writes for `text`.
     async fn run(&self, text: &str, voice: &Voice) -> Result<Vec<u8>, TtsError> {
+        // Never closed, so acquiring only waits.
+        let _running = self.running.acquire().await.map_err(|e| TtsError::Unavailable(e.to_string()))?;
         let mut command = tokio::process::Command::new(&self.program);
         command.arg("-v").arg(voice.espeak_name());
         if is_ssml(text) {
@@ -97,14 +103,7 @@ impl TextToSpeech for EspeakNg {
             let wav = tokio::time::timeout(self.timeout, self.run(text, voice))
                 .await
                 .map_err(|_| TtsError::Timeout(self.timeout))??;
-            let max_duration = self.max_duration;
-            let clip = tokio::task::spawn_blocking(move || -> Result<Clip, TtsError> {
-                let hint = Hint { mime_type: Some("audio/wav"), extension: Some("wav"), max_duration };
-                Ok(decode::decode(wav, &hint)?)
-            })
-            .await
-            .map_err(|e| TtsError::Failed(format!("decoding espeak-ng's audio: {e}")))??;
-            Ok(clip)
+            Ok(decode::decode_blocking(wav, Some("audio/wav".into()), self.max_duration).await?)
         })
     }
 

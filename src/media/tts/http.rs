@@ -10,8 +10,7 @@
 //! [`Fetch`] that performs the POST (the engine's reqwest client, with its address checks).
 
 use super::{is_ssml, TextToSpeech, TtsError, TtsFuture, Voice};
-use crate::media::clip::Clip;
-use crate::media::decode::{self, Hint};
+use crate::media::decode;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -103,13 +102,7 @@ impl TextToSpeech for HttpTts {
             if response.body.len() > max_bytes {
                 return Err(TtsError::TooLarge(max_bytes));
             }
-            let max_duration = self.max_duration;
-            tokio::task::spawn_blocking(move || -> Result<Clip, TtsError> {
-                let hint = Hint { mime_type: response.content_type.as_deref(), extension: None, max_duration };
-                Ok(decode::decode(response.body, &hint)?)
-            })
-            .await
-            .map_err(|e| TtsError::Failed(format!("decoding the TTS endpoint's audio: {e}")))?
+            Ok(decode::decode_blocking(response.body, response.content_type, self.max_duration).await?)
         })
     }
 
