@@ -34,10 +34,12 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::cpu::{read_stat, CpuSnapshot, HZ};
+use common::cpu::{CpuSnapshot, HZ};
 use common::load::{hist, ms, place_calls, Minter, TOKEN_TTL_S};
 use common::pg::pg_sampler;
+use common::procs::{backend_ticks, nofile_limit, proc_is_zombie, proc_ticks, udp_errors, udp_socket_drops};
 use common::receiver::{Arrival, Receiver, STATUSES};
+use common::sipp::{sipp_installed, sipp_stat_last, Sipp};
 use hdrhistogram::Histogram;
 use outdial::applications::{self, keys, ApplicationSpec};
 use outdial::config::Settings;
@@ -46,7 +48,7 @@ use outdial::trunks::model::PasswordChange;
 use outdial::trunks::TrunkSpec;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -172,7 +174,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("trunk: {e}"))?;
 
     // The trunk: SIPp answering every call, until told to stop.
-    let mut trunk = Sipp::trunk(o.sipp_port, &work)?;
+    let mut trunk = Sipp::trunk("sip/uas.xml", o.sipp_port, &work.join("trunk"), &[])?;
     println!("trunk: SIPp (pid {}) at 127.0.0.1:{} running benches/sip/uas.xml", trunk.pid(), o.sipp_port);
 
     // 3. Receiver, application, instance.
@@ -707,198 +709,6 @@ async fn sampler(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// SIPp.
-
-fn sipp_installed() -> bool {
-    Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
-
-/// The soft limit on open files (from /proc/self/limits).
-fn nofile_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
-/// utime + stime of a process (a zombie keeps them until reaped).
-fn proc_ticks(pid: u32) -> Option<u64> {
-    read_stat(&format!("/proc/{pid}/stat")).map(|(_, ticks)| ticks)
-}
-
-/// UDP RcvbufErrors and InErrors of the machine (/proc/net/snmp).
-fn udp_errors() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
-    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return (0, 0) };
-    let field = |name: &str| {
-        names.split_whitespace().position(|n| n == name).and_then(|i| values.split_whitespace().nth(i)).and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
-    (field("RcvbufErrors"), field("InErrors"))
-}
-
-/// Datagrams dropped so far by the UDP socket bound to `port` (/proc/net/udp, last column).
-fn udp_socket_drops(port: u16) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/net/udp").ok()?;
-    let suffix = format!(":{port:04X}");
-    text.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1)?.ends_with(&suffix)).then(|| fields.last()?.parse().ok())?
-    })
-}
-
-/// CPU ticks of the PostgreSQL backends connected to `db` (their command line names it).
-fn backend_ticks(db: &str) -> HashMap<u32, u64> {
-    let mut ticks = HashMap::new();
-    let needle = format!(" {db} ");
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.starts_with("postgres:") && cmdline.contains(&needle) {
-            if let Some(t) = proc_ticks(pid) {
-                ticks.insert(pid, t);
-            }
-        }
-    }
-    ticks
-}
-
-fn proc_is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .unwrap_or(true)
-}
-
-/// The last row of a SIPp statistics file (-trace_stat -stf F -fd 1).
-#[derive(Debug, Clone, Copy, Default)]
-struct SippStat {
-    current: u64,
-    successful: u64,
-    failed: u64,
-}
-
-fn sipp_stat_last(path: &Path) -> Option<SippStat> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let header: Vec<&str> = text.lines().next()?.split(';').collect();
-    let last: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).last()?.split(';').collect();
-    if last.first() == header.first() {
-        return None;
-    }
-    let col = |name: &str| header.iter().position(|h| *h == name).and_then(|i| last.get(i)).and_then(|v| v.trim().parse::<u64>().ok());
-    Some(SippStat {
-        current: col("CurrentCall")?,
-        successful: col("SuccessfulCall(C)").unwrap_or(0),
-        failed: col("FailedCall(C)").unwrap_or(0),
-    })
-}
-
-struct Sipp {
-    child: Child,
-    dir: PathBuf,
-}
-
-struct SippResult {
-    exit: Option<i32>,
-    successful: u64,
-    failed: u64,
-}
-
-impl SippResult {
-    fn summary(&self) -> String {
-        format!(
-            "SIPp counted {} successful and {} failed calls (exit {})",
-            self.successful,
-            self.failed,
-            self.exit.map_or("killed".to_string(), |c| c.to_string())
-        )
-    }
-}
-
-impl Sipp {
-    /// The bench's trunk: benches/sip/uas.xml on 127.0.0.1:port, logging each INVITE.
-    fn trunk(port: u16, work: &Path) -> anyhow::Result<Sipp> {
-        let dir = work.join("trunk");
-        std::fs::create_dir_all(&dir)?;
-        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sip/uas.xml");
-        let mut command = Command::new("sipp");
-        command.arg("-sf").arg(&scenario);
-        let sipp = Sipp::spawn(command, port, &dir)?;
-        Ok(sipp)
-    }
-
-    fn spawn(mut command: Command, port: u16, dir: &Path) -> anyhow::Result<Sipp> {
-        command
-            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-trace_stat", "-fd", "1", "-trace_logs", "-trace_err"])
-            // 4 MiB socket buffers (SIPp's default is 64 KiB), as Outdial's SIP socket has.
-            .args(["-buff_size", "4194304"])
-            .arg("-stf")
-            .arg(dir.join("stat.csv"))
-            .arg("-log_file")
-            .arg(dir.join("log.txt"))
-            .arg("-error_file")
-            .arg(dir.join("errors.txt"))
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("screen.txt"))?)
-            .stderr(std::fs::File::create(dir.join("stderr.txt"))?);
-        let mut child = command.spawn().map_err(|e| anyhow::anyhow!("cannot start sipp: {e}"))?;
-        // Listening once its statistics file has its header (or it exited: port taken, bad scenario).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !dir.join("stat.csv").exists() {
-            if let Some(status) = child.try_wait()? {
-                let err = std::fs::read_to_string(dir.join("stderr.txt")).unwrap_or_default();
-                anyhow::bail!("sipp exited at start ({status}) on port {port}: {}", err.trim());
-            }
-            anyhow::ensure!(Instant::now() < deadline, "sipp did not start within 10 s on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(Sipp { child, dir: dir.to_path_buf() })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stat_file(&self) -> PathBuf {
-        self.dir.join("stat.csv")
-    }
-
-    fn log_file(&self) -> PathBuf {
-        self.dir.join("log.txt")
-    }
-
-    /// SIGUSR1 (SIPp: stop taking calls, quit when the current ones end), then SIGKILL after 10 s.
-    async fn stop(&mut self) -> SippResult {
-        let _ = Command::new("kill").arg("-USR1").arg(self.pid().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let exit = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let stat = sipp_stat_last(&self.stat_file()).unwrap_or_default();
-        SippResult { exit, successful: stat.successful, failed: stat.failed }
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

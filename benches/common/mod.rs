@@ -4,7 +4,9 @@
 pub mod cpu;
 pub mod load;
 pub mod pg;
+pub mod procs;
 pub mod receiver;
+pub mod sipp;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

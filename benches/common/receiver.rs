@@ -1,8 +1,10 @@
 //! The webhook receiver every call benchmark shares: an HTTP/1.1 server on its own thread that
-//! records when each event arrives (and its payload's uuid, status and timestamp).
+//! records when each event arrives (and its payload's uuid, status and timestamp), and serves
+//! the files a bench's calls fetch (a `streamUrl`).
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +25,8 @@ pub struct Arrival {
     pub status: u8,
     /// The payload's `timestamp`, microseconds since the epoch (i64::MIN when absent).
     pub stamp_us: i64,
+    /// A `record` event (it has a `recording_url`).
+    pub recording: bool,
 }
 
 #[derive(Default)]
@@ -32,6 +36,9 @@ pub struct RecvState {
     pub completed: AtomicUsize,
     pub connections: AtomicUsize,
     pub unparsed: AtomicUsize,
+    pub recordings: AtomicUsize,
+    /// GETs answered with a served file.
+    pub files_served: AtomicUsize,
 }
 
 #[derive(serde::Deserialize)]
@@ -39,6 +46,7 @@ pub struct EventBody {
     pub uuid: Option<Uuid>,
     pub status: Option<String>,
     pub timestamp: Option<String>,
+    pub recording_url: Option<String>,
 }
 
 impl RecvState {
@@ -57,10 +65,14 @@ impl RecvState {
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map_or(i64::MIN, |t| t.timestamp_micros());
-        self.arrivals.lock().unwrap().push(Arrival { wall_us: wall.timestamp_micros(), at, uuid, status: status as u8, stamp_us });
+        let recording = event.recording_url.is_some();
+        self.arrivals.lock().unwrap().push(Arrival { wall_us: wall.timestamp_micros(), at, uuid, status: status as u8, stamp_us, recording });
         self.events.fetch_add(1, Ordering::Relaxed);
         if status == 3 {
             self.completed.fetch_add(1, Ordering::Relaxed);
+        }
+        if recording {
+            self.recordings.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -75,6 +87,12 @@ impl Receiver {
     /// apart and it never waits behind the instance's tasks. HTTP/1.1 with keep-alive (hyper);
     /// each event is recorded when its whole body has arrived, and answered 200 at once.
     pub fn start(calls: usize) -> anyhow::Result<Receiver> {
+        Receiver::serving(calls, Vec::new())
+    }
+
+    /// As `start`, and a GET of one of `files` (path, content type, body) is answered with it.
+    pub fn serving(calls: usize, files: Vec<(String, &'static str, bytes::Bytes)>) -> anyhow::Result<Receiver> {
+        let files = Arc::new(files);
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
@@ -92,12 +110,24 @@ impl Receiver {
                     shared.connections.fetch_add(1, Ordering::Relaxed);
                     let _ = socket.set_nodelay(true);
                     let state = shared.clone();
+                    let files = files.clone();
                     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
+                        let (state, files) = (state.clone(), files.clone());
                         async move {
+                            if request.method() == hyper::Method::GET {
+                                let Some((_, content_type, file)) = files.iter().find(|(path, _, _)| path == request.uri().path()) else {
+                                    let mut missing = hyper::Response::new(Full::new(Bytes::new()));
+                                    *missing.status_mut() = hyper::StatusCode::NOT_FOUND;
+                                    return Ok(missing);
+                                };
+                                state.files_served.fetch_add(1, Ordering::Relaxed);
+                                let mut found = hyper::Response::new(Full::new(file.clone()));
+                                found.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+                                return Ok(found);
+                            }
                             let body = request.into_body().collect().await?.to_bytes();
                             state.record(&body, Utc::now(), Instant::now());
-                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::new())))
                         }
                     });
                     tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(socket), service));

@@ -6,24 +6,28 @@
 //! Audio only: no SIP, no SQL, no HTTP. The SIP carrier hands a session its socket, the far
 //! end's address and the negotiated codec; the engine plays clips and reads events and taps.
 //! All audio here is 8 kHz mono 16-bit: `decode` (files) and `tts` (speech) make `Clip`s, kept
-//! in `cache`.
+//! in `cache`. The process's counters over every session, live and closed, are in `totals()`.
 
 pub mod cache;
 pub mod clip;
 pub mod codec;
 pub mod decode;
+mod deviation;
 pub mod dtmf;
 mod jitter;
 pub mod rtp;
 mod session;
 pub mod source;
 pub mod tap;
+mod totals;
 pub mod tts;
 
 use std::time::Duration;
 
 pub use codec::Codec;
-pub use session::{DeviationHistogram, MediaHandle, MediaSession, MediaStats};
+pub use deviation::DeviationHistogram;
+pub use session::{MediaHandle, MediaSession, MediaStats};
+pub use totals::{totals, MediaTotals};
 pub use source::{level_to_gain, Clip};
 pub use tap::{rms_dbfs, Activity, FramePair, VoiceDetector};
 

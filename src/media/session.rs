@@ -12,11 +12,13 @@
 //! hears nothing, so we send it silence (the clock keeps sending, and DTMF still goes out).
 
 use super::codec::Codec;
+use super::deviation::DeviationHistogram;
 use super::dtmf::{DtmfReceiver, DtmfSender, ReceivedDigit};
 use super::jitter::{Insert, JitterBuffer, SeqCounter};
 use super::rtp::{self, RtpSender, MAX_PACKET};
 use super::source::{Clip, Mixer};
 use super::tap::{FramePair, Taps};
+use super::totals::{self, SessionCount};
 use super::{Frame, MediaError, MediaEvent, FRAME_DURATION, FRAME_SAMPLES};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,72 +35,6 @@ const MAX_BURST_FRAMES: u32 = 3;
 const RELATCH_AFTER: Duration = Duration::from_secs(2);
 /// The playback id of in-band DTMF when no telephone-event payload type was negotiated.
 const INBAND_DTMF_ID: u64 = u64::MAX;
-
-/// Send-time deviation (actual send − deadline) in 50 µs buckets up to 50 ms.
-#[derive(Clone)]
-pub struct DeviationHistogram {
-    buckets: Vec<u64>,
-    max: Duration,
-}
-
-const BUCKET: Duration = Duration::from_micros(50);
-const BUCKETS: usize = 1000;
-
-impl DeviationHistogram {
-    fn new() -> DeviationHistogram {
-        DeviationHistogram { buckets: vec![0; BUCKETS + 1], max: Duration::ZERO }
-    }
-
-    pub fn record(&mut self, deviation: Duration) {
-        let index = ((deviation.as_micros() / BUCKET.as_micros()) as usize).min(BUCKETS);
-        self.buckets[index] += 1;
-        self.max = self.max.max(deviation);
-    }
-
-    /// Adds another histogram (the benchmark sums its sessions).
-    pub fn merge(&mut self, other: &DeviationHistogram) {
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
-        self.max = self.max.max(other.max);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.buckets.iter().sum()
-    }
-
-    pub fn max(&self) -> Duration {
-        self.max
-    }
-
-    /// The upper edge of the bucket holding quantile `q` (0..=1); the max for the last bucket.
-    pub fn quantile(&self, q: f64) -> Duration {
-        let total = self.count();
-        if total == 0 {
-            return Duration::ZERO;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, &n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return if i == BUCKETS { self.max } else { (BUCKET * (i as u32 + 1)).min(self.max) };
-            }
-        }
-        self.max
-    }
-}
-
-impl std::fmt::Debug for DeviationHistogram {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviationHistogram")
-            .field("count", &self.count())
-            .field("p50", &self.quantile(0.5))
-            .field("p99", &self.quantile(0.99))
-            .field("max", &self.max)
-            .finish()
-    }
-}
 
 /// Counters of a session (a snapshot from `MediaHandle::stats`).
 #[derive(Debug, Clone)]
@@ -151,6 +87,8 @@ struct State {
     last_from_remote: Option<Instant>,
     jitter: JitterBuffer,
     seqs: SeqCounter,
+    /// The loss last added to the process's totals.
+    lost_counted: u64,
     dtmf_in: DtmfReceiver,
     taps: Taps,
     stats: MediaStats,
@@ -199,6 +137,7 @@ impl MediaSession {
                 last_from_remote: None,
                 jitter: JitterBuffer::new(),
                 seqs: SeqCounter::default(),
+                lost_counted: 0,
                 dtmf_in: DtmfReceiver::default(),
                 taps: Taps::default(),
                 stats: MediaStats::new(),
@@ -207,7 +146,8 @@ impl MediaSession {
             local: socket.local_addr().ok(),
         });
         // The tasks hold the event senders, so the stream ends when both have stopped.
-        tokio::spawn(clock_loop(shared.clone(), socket.clone(), events.clone()));
+        let count = SessionCount::start();
+        tokio::spawn(clock_loop(shared.clone(), socket.clone(), events.clone(), count));
         tokio::spawn(receive_loop(shared.clone(), socket, events));
         (MediaHandle { shared }, events_rx)
     }
@@ -328,7 +268,8 @@ impl MediaHandle {
     }
 }
 
-async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<MediaEvent>) {
+/// `_count` keeps the session counted as live in the process's totals until this task ends.
+async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<MediaEvent>, _count: SessionCount) {
     let mut rtp = RtpSender::new();
     let (codec, mut encoder) = {
         let state = shared.lock();
@@ -357,6 +298,7 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
                 receive_tick(&mut state, &[0; FRAME_SAMPLES], &mut digits);
             }
             state.stats.ticks_skipped += behind as u64;
+            totals::ticks_skipped(behind as u64);
             tick += behind;
         }
         let deadline = start + FRAME_DURATION * tick;
@@ -393,6 +335,7 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
         let sendable = !remote.ip().is_unspecified() && remote.port() != 0;
         let deviation = Instant::now().saturating_duration_since(deadline);
         let result = if sendable { socket.send_to(&packet[..len], remote).await.map(|_| ()) } else { Ok(()) };
+        totals::tick_sent(deviation, sendable.then_some(result.is_ok()));
         {
             let mut state = shared.lock();
             state.stats.send_deviation.record(deviation);
@@ -468,6 +411,12 @@ async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc:
         state.last_from_remote = Some(now);
         state.stats.packets_received += 1;
         state.seqs.record(packet.seq);
+        totals::packet_received();
+        let lost = state.seqs.lost();
+        if lost != state.lost_counted {
+            totals::loss_changed(lost as i64 - state.lost_counted as i64);
+            state.lost_counted = lost;
+        }
         if is_event {
             state.dtmf_in.on_packet(packet.timestamp, packet.payload, now.into_std(), &mut digits);
             for d in digits.drain(..) {
@@ -481,25 +430,5 @@ async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc:
             Insert::Late => state.stats.packets_late += 1,
             Insert::Duplicate => state.stats.packets_duplicate += 1,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_come_from_the_buckets() {
-        let mut histogram = DeviationHistogram::new();
-        for us in 0..100u64 {
-            histogram.record(Duration::from_micros(us * 10));
-        }
-        histogram.record(Duration::from_millis(80));
-        assert_eq!(histogram.count(), 101);
-        assert_eq!(histogram.quantile(0.5), Duration::from_micros(550));
-        assert_eq!(histogram.quantile(1.0), Duration::from_millis(80));
-        let mut total = DeviationHistogram::new();
-        total.merge(&histogram);
-        assert_eq!(total.count(), 101);
     }
 }

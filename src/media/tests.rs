@@ -320,3 +320,39 @@ async fn a_stopped_session_stops_sending_and_ends_its_events() {
     sleep(Duration::from_millis(100)).await;
     assert!(sink.try_recv_from(&mut buffer).is_err());
 }
+
+/// The process's totals count a session's packets while it runs, the far end's loss, and its
+/// close; a window of them is the difference of two snapshots. (Other tests' sessions run at the
+/// same time and add to them too: hence lower bounds.)
+#[tokio::test]
+async fn the_process_totals_count_live_and_closed_sessions() {
+    let before = totals();
+    let (far, far_addr) = socket().await;
+    let (socket, addr) = socket().await;
+    let (session, mut events) = MediaSession::start(socket, far_addr, Codec::Pcmu, None);
+    // The far end sends 4 packets of 5: the third is lost.
+    let mut sender = rtp::RtpSender::new();
+    let mut packet = [0u8; rtp::MAX_PACKET];
+    for i in 0..5u32 {
+        let len = sender.build(Codec::Pcmu.payload_type(), i * FRAME_SAMPLES as u32, false, &[0xff; FRAME_SAMPLES], &mut packet);
+        if i != 2 {
+            far.send_to(&packet[..len], addr).await.unwrap();
+        }
+    }
+    sleep(Duration::from_millis(300)).await;
+    let stats = session.stats();
+    let live = totals();
+    let window = live.since(&before);
+    assert!(live.live_sessions() >= 1);
+    assert!(window.sessions_started >= 1);
+    assert!(stats.packets_sent >= 10, "{stats:?}");
+    assert!(window.packets_sent >= stats.packets_sent, "{window:?} vs {stats:?}");
+    assert!(window.send_deviation.count() >= stats.send_deviation.count());
+    assert_eq!((stats.packets_received, stats.packets_lost), (4, 1));
+    assert!(window.packets_received >= 4 && window.packets_lost >= 1, "{window:?}");
+
+    drop(session);
+    assert_eq!(timeout(Duration::from_secs(1), events.recv()).await.unwrap(), None);
+    sleep(Duration::from_millis(50)).await;
+    assert!(totals().since(&before).sessions_closed >= 1);
+}

@@ -1,0 +1,295 @@
+//! The wire meter: N UDP sockets on 127.0.0.1, each the far end of one RTP stream, read on a
+//! thread of their own. The kernel stamps each datagram as it reaches its socket
+//! (SO_TIMESTAMPNS, CLOCK_REALTIME), so when the meter's thread gets to run does not count.
+//!
+//! Deviation: a packet's offset is its arrival minus its RTP timestamp's time since the stream's
+//! first packet (8 kHz: 125 µs a sample); its deviation is that offset minus the stream's smallest,
+//! i.e. how much later than the stream's most punctual packet it arrived, on the 20 ms grid of the
+//! sender's own clock. On loopback that is how late it was sent. A tick the sender skipped is a
+//! timestamp jump without a sequence gap (counted as skipped, not as deviation); a sequence gap
+//! is loss.
+
+use hdrhistogram::Histogram;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::Interest;
+use tokio_util::sync::CancellationToken;
+
+/// RTP header (12 bytes) + 20 ms of G.711 (160 bytes): what both senders send.
+pub const PACKET_BYTES: usize = 172;
+const SAMPLE_NS: i64 = 125_000;
+const FRAME_SAMPLES: i64 = 160;
+
+/// What the meter has seen so far, for the bench to watch while streams run.
+pub struct Live {
+    /// Sockets that have received a packet.
+    pub streams_started: AtomicUsize,
+    pub packets: AtomicU64,
+    /// Kernel stamp (ns since the epoch) of the first packet on any socket; i64::MAX before.
+    pub first_ns: AtomicI64,
+}
+
+pub struct Meter {
+    pub addrs: Vec<SocketAddr>,
+    pub live: Arc<Live>,
+    stop: CancellationToken,
+    thread: std::thread::JoinHandle<Vec<Stream>>,
+}
+
+impl Meter {
+    /// Binds `n` sockets and starts reading them.
+    pub fn start(n: usize, name: &str) -> anyhow::Result<Meter> {
+        let mut sockets = Vec::with_capacity(n);
+        let mut addrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            socket.set_nonblocking(true)?;
+            stamp_arrivals(socket.as_raw_fd())?;
+            addrs.push(socket.local_addr()?);
+            sockets.push(socket);
+        }
+        let live = Arc::new(Live { streams_started: AtomicUsize::new(0), packets: AtomicU64::new(0), first_ns: AtomicI64::new(i64::MAX) });
+        let stop = CancellationToken::new();
+        let (thread_live, thread_stop) = (live.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("meter runtime");
+            runtime.block_on(async move {
+                let mut tasks = Vec::with_capacity(sockets.len());
+                for socket in sockets {
+                    let socket = tokio::net::UdpSocket::from_std(socket).expect("meter socket");
+                    tasks.push(tokio::spawn(read(socket, thread_live.clone(), thread_stop.clone())));
+                }
+                let mut streams = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    streams.push(task.await.expect("meter task"));
+                }
+                streams
+            })
+        })?;
+        Ok(Meter { addrs, live, stop, thread })
+    }
+
+    /// Stops reading; every socket's stream, in the order of `addrs`.
+    pub fn finish(self) -> Vec<Stream> {
+        self.stop.cancel();
+        self.thread.join().expect("meter thread")
+    }
+}
+
+/// SO_TIMESTAMPNS: every datagram comes with the kernel's receive time.
+fn stamp_arrivals(fd: RawFd) -> std::io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and an int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// One datagram and its kernel receive time (ns since the epoch), without blocking.
+fn recv_stamped(fd: RawFd, buffer: &mut [u8]) -> std::io::Result<(usize, i64)> {
+    let mut iov = libc::iovec { iov_base: buffer.as_mut_ptr().cast(), iov_len: buffer.len() };
+    // Room for one cmsg with a timespec, u64-aligned as cmsghdr wants.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; zeroed is its empty value.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: the iovec and control buffers outlive the call.
+    let len = unsafe { libc::recvmsg(fd, &mut message, libc::MSG_DONTWAIT) };
+    if len < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the kernel filled the control buffer; the CMSG_* walk stays within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&message);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                stamp = Some(ts.tv_sec * 1_000_000_000 + ts.tv_nsec);
+            }
+            cmsg = libc::CMSG_NXTHDR(&message, cmsg);
+        }
+    }
+    Ok((len as usize, stamp.unwrap_or_else(realtime_ns)))
+}
+
+/// Now, in the kernel stamps' clock (CLOCK_REALTIME, ns).
+pub fn realtime_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+async fn read(socket: tokio::net::UdpSocket, live: Arc<Live>, stop: CancellationToken) -> Stream {
+    let fd = socket.as_raw_fd();
+    let mut stream = Stream::default();
+    let mut buffer = [0u8; 2048];
+    // One wait for the stop, not one per packet.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    loop {
+        let received = tokio::select! {
+            _ = &mut stopped => break,
+            received = socket.async_io(Interest::READABLE, || recv_stamped(fd, &mut buffer)) => received,
+        };
+        match received {
+            Ok((len, at_ns)) => stream.on_datagram(&buffer[..len], at_ns, &live),
+            Err(_) => stream.errors += 1,
+        }
+    }
+    stream
+}
+
+/// What one socket received.
+#[derive(Default)]
+pub struct Stream {
+    pub ssrcs: Vec<u32>,
+    pub packets: u64,
+    /// Datagrams that were not RTP, or not 172 bytes.
+    pub odd: u64,
+    pub errors: u64,
+    /// Ticks skipped by the sender: timestamp steps past 20 ms with no sequence gap.
+    pub skipped_ticks: u64,
+    /// Packets out of order (a sequence number below the highest seen).
+    pub reordered: u64,
+    /// (sequence, timestamp) of the last packet, and both extended from the first packet's.
+    last: Option<(u16, u32)>,
+    seq: i64,
+    highest_seq: i64,
+    ts: i64,
+    /// (kernel arrival ns, arrival − timestamp's time since the first packet, ns)
+    pub arrivals: Vec<(i64, i64)>,
+}
+
+impl Stream {
+    fn on_datagram(&mut self, data: &[u8], at_ns: i64, live: &Live) {
+        if data.len() < 12 || data[0] >> 6 != 2 {
+            self.odd += 1;
+            return;
+        }
+        if data.len() != PACKET_BYTES {
+            self.odd += 1;
+        }
+        let seq = u16::from_be_bytes([data[2], data[3]]);
+        let ts = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+        let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+        if !self.ssrcs.contains(&ssrc) {
+            self.ssrcs.push(ssrc);
+        }
+        match self.last {
+            None => {
+                live.streams_started.fetch_add(1, Ordering::Relaxed);
+                live.first_ns.fetch_min(at_ns, Ordering::Relaxed);
+                self.arrivals.reserve(64 * 50);
+            }
+            Some((last_seq, last_ts)) => {
+                let seq_step = i64::from(seq.wrapping_sub(last_seq) as i16);
+                let ts_step = i64::from(ts.wrapping_sub(last_ts) as i32);
+                if seq_step == 1 && ts_step > FRAME_SAMPLES {
+                    self.skipped_ticks += ((ts_step - FRAME_SAMPLES) / FRAME_SAMPLES) as u64;
+                }
+                self.seq += seq_step;
+                self.ts += ts_step;
+                if self.seq < self.highest_seq {
+                    self.reordered += 1;
+                }
+                self.highest_seq = self.highest_seq.max(self.seq);
+            }
+        }
+        self.last = Some((seq, ts));
+        self.packets += 1;
+        live.packets.fetch_add(1, Ordering::Relaxed);
+        self.arrivals.push((at_ns, at_ns - self.ts * SAMPLE_NS));
+    }
+
+    /// Sequence numbers never seen (from the first to the highest).
+    pub fn lost(&self) -> u64 {
+        if self.packets == 0 {
+            0
+        } else {
+            (self.highest_seq + 1 - self.packets as i64).max(0) as u64
+        }
+    }
+
+    pub fn first_ns(&self) -> Option<i64> {
+        self.arrivals.first().map(|a| a.0)
+    }
+
+    pub fn last_ns(&self) -> Option<i64> {
+        self.arrivals.last().map(|a| a.0)
+    }
+}
+
+/// The streams as measured over a window of the run.
+pub struct Wire {
+    pub streams: usize,
+    /// Streams flowing through the whole window (first packet before it, last after it).
+    pub concurrent: usize,
+    pub packets: u64,
+    pub seconds: f64,
+    /// Deviation of the window's packets, µs.
+    pub deviation: Histogram<u64>,
+    /// Over whole streams: lost packets, skipped ticks, reordered, odd datagrams, streams with
+    /// more than one SSRC, read errors.
+    pub lost: u64,
+    pub skipped_ticks: u64,
+    pub reordered: u64,
+    pub odd: u64,
+    pub mixed: usize,
+    pub errors: u64,
+}
+
+impl Wire {
+    pub fn measure(streams: &[Stream], from_ns: i64, to_ns: i64) -> Wire {
+        let mut deviation = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        let mut wire = Wire {
+            streams: streams.iter().filter(|s| s.packets > 0).count(),
+            concurrent: 0,
+            packets: 0,
+            seconds: (to_ns - from_ns) as f64 / 1e9,
+            deviation: Histogram::new(3).expect("histogram"),
+            lost: 0,
+            skipped_ticks: 0,
+            reordered: 0,
+            odd: 0,
+            mixed: 0,
+            errors: 0,
+        };
+        for stream in streams {
+            wire.lost += stream.lost();
+            wire.skipped_ticks += stream.skipped_ticks;
+            wire.reordered += stream.reordered;
+            wire.odd += stream.odd;
+            wire.errors += stream.errors;
+            wire.mixed += usize::from(stream.ssrcs.len() > 1);
+            let (Some(first), Some(last)) = (stream.first_ns(), stream.last_ns()) else { continue };
+            wire.concurrent += usize::from(first <= from_ns && last >= to_ns);
+            let best = stream.arrivals.iter().map(|a| a.1).min().unwrap_or(0);
+            for &(at, offset) in &stream.arrivals {
+                if at >= from_ns && at < to_ns {
+                    wire.packets += 1;
+                    deviation.saturating_record(((offset - best) / 1_000) as u64);
+                }
+            }
+        }
+        wire.deviation = deviation;
+        wire
+    }
+
+    pub fn packets_per_s(&self) -> f64 {
+        self.packets as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Deviation quantile `q` in ms.
+    pub fn ms(&self, q: f64) -> f64 {
+        self.deviation.value_at_quantile(q) as f64 / 1000.0
+    }
+}
