@@ -156,8 +156,11 @@ pub struct Stream {
     /// Datagrams that were not RTP, or not 172 bytes.
     pub odd: u64,
     pub errors: u64,
-    /// Ticks skipped by the sender: timestamp steps past 20 ms with no sequence gap.
-    pub skipped_ticks: u64,
+    /// Ticks skipped by the sender (timestamp steps past 20 ms with no sequence gap): when the
+    /// packet after them arrived, and how many.
+    pub skips: Vec<(i64, u64)>,
+    /// Sequence gaps: when the packet after one arrived, and how many numbers it jumped.
+    pub gaps: Vec<(i64, u64)>,
     /// Packets out of order (a sequence number below the highest seen).
     pub reordered: u64,
     /// (sequence, timestamp) of the last packet, and both extended from the first packet's.
@@ -194,7 +197,10 @@ impl Stream {
                 let seq_step = i64::from(seq.wrapping_sub(last_seq) as i16);
                 let ts_step = i64::from(ts.wrapping_sub(last_ts) as i32);
                 if seq_step == 1 && ts_step > FRAME_SAMPLES {
-                    self.skipped_ticks += ((ts_step - FRAME_SAMPLES) / FRAME_SAMPLES) as u64;
+                    self.skips.push((at_ns, ((ts_step - FRAME_SAMPLES) / FRAME_SAMPLES) as u64));
+                }
+                if seq_step > 1 {
+                    self.gaps.push((at_ns, (seq_step - 1) as u64));
                 }
                 self.seq += seq_step;
                 self.ts += ts_step;
@@ -210,15 +216,6 @@ impl Stream {
         self.arrivals.push((at_ns, at_ns - self.ts * SAMPLE_NS));
     }
 
-    /// Sequence numbers never seen (from the first to the highest).
-    pub fn lost(&self) -> u64 {
-        if self.packets == 0 {
-            0
-        } else {
-            (self.highest_seq + 1 - self.packets as i64).max(0) as u64
-        }
-    }
-
     pub fn first_ns(&self) -> Option<i64> {
         self.arrivals.first().map(|a| a.0)
     }
@@ -228,19 +225,37 @@ impl Stream {
     }
 }
 
-/// The streams as measured over a window of the run.
+/// Packets in one part of a run: before the window (calls starting), in it, after it (ending).
+pub struct Part {
+    pub packets: u64,
+    /// Deviation, µs.
+    pub deviation: Histogram<u64>,
+    pub skipped_ticks: u64,
+    /// Sequence numbers jumped over (a late packet still counts as lost here).
+    pub lost: u64,
+}
+
+impl Part {
+    fn new() -> Part {
+        Part { packets: 0, deviation: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"), skipped_ticks: 0, lost: 0 }
+    }
+
+    /// Deviation quantile `q` in ms.
+    pub fn ms(&self, q: f64) -> f64 {
+        self.deviation.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// The streams as measured over a window of the run (and before and after it).
 pub struct Wire {
     pub streams: usize,
     /// Streams flowing through the whole window (first packet before it, last after it).
     pub concurrent: usize,
-    pub packets: u64,
     pub seconds: f64,
-    /// Deviation of the window's packets, µs.
-    pub deviation: Histogram<u64>,
-    /// Over whole streams: lost packets, skipped ticks, reordered, odd datagrams, streams with
-    /// more than one SSRC, read errors.
-    pub lost: u64,
-    pub skipped_ticks: u64,
+    /// Before the window, in it, after it.
+    pub parts: [Part; 3],
+    /// Over whole streams: packets out of order, odd datagrams, streams with more than one
+    /// SSRC, read errors.
     pub reordered: u64,
     pub odd: u64,
     pub mixed: usize,
@@ -249,23 +264,18 @@ pub struct Wire {
 
 impl Wire {
     pub fn measure(streams: &[Stream], from_ns: i64, to_ns: i64) -> Wire {
-        let mut deviation = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
         let mut wire = Wire {
             streams: streams.iter().filter(|s| s.packets > 0).count(),
             concurrent: 0,
-            packets: 0,
             seconds: (to_ns - from_ns) as f64 / 1e9,
-            deviation: Histogram::new(3).expect("histogram"),
-            lost: 0,
-            skipped_ticks: 0,
+            parts: [Part::new(), Part::new(), Part::new()],
             reordered: 0,
             odd: 0,
             mixed: 0,
             errors: 0,
         };
+        let part = |at: i64| usize::from(at >= from_ns) + usize::from(at >= to_ns);
         for stream in streams {
-            wire.lost += stream.lost();
-            wire.skipped_ticks += stream.skipped_ticks;
             wire.reordered += stream.reordered;
             wire.odd += stream.odd;
             wire.errors += stream.errors;
@@ -274,22 +284,30 @@ impl Wire {
             wire.concurrent += usize::from(first <= from_ns && last >= to_ns);
             let best = stream.arrivals.iter().map(|a| a.1).min().unwrap_or(0);
             for &(at, offset) in &stream.arrivals {
-                if at >= from_ns && at < to_ns {
-                    wire.packets += 1;
-                    deviation.saturating_record(((offset - best) / 1_000) as u64);
-                }
+                let part = &mut wire.parts[part(at)];
+                part.packets += 1;
+                part.deviation.saturating_record(((offset - best) / 1_000) as u64);
+            }
+            for &(at, n) in &stream.skips {
+                wire.parts[part(at)].skipped_ticks += n;
+            }
+            for &(at, n) in &stream.gaps {
+                wire.parts[part(at)].lost += n;
             }
         }
-        wire.deviation = deviation;
         wire
     }
 
-    pub fn packets_per_s(&self) -> f64 {
-        self.packets as f64 / self.seconds.max(1e-9)
+    pub fn window(&self) -> &Part {
+        &self.parts[1]
     }
 
-    /// Deviation quantile `q` in ms.
+    pub fn packets_per_s(&self) -> f64 {
+        self.window().packets as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Deviation quantile `q` in the window, ms.
     pub fn ms(&self, q: f64) -> f64 {
-        self.deviation.value_at_quantile(q) as f64 / 1000.0
+        self.window().ms(q)
     }
 }

@@ -14,13 +14,15 @@ use tokio::time::Instant;
 
 const FRAME: Duration = Duration::from_millis(20);
 
-/// Streams to `targets`, stream i starting at `start` + i / `rate` seconds and lasting `hold`;
-/// each task returns the packets it sent. Sockets are bound before this returns.
+/// Streams to `targets`, stream i starting at `start` + i / `rate` seconds (plus a random part of
+/// a frame: calls are answered at any moment, so their clocks tick at every phase of the 20 ms)
+/// and lasting `hold`; each task returns the packets it sent. Sockets are bound before this returns.
 pub async fn start(targets: &[SocketAddr], start: Instant, rate: f64, hold: Duration, payloads: Arc<Vec<[u8; 160]>>) -> anyhow::Result<Vec<JoinHandle<u64>>> {
     let mut tasks = Vec::with_capacity(targets.len());
     for (i, &target) in targets.iter().enumerate() {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        let begin = start + Duration::from_secs_f64(i as f64 / rate);
+        let phase = FRAME.mul_f64(rand::random::<f64>());
+        let begin = start + Duration::from_secs_f64(i as f64 / rate) + phase;
         tasks.push(tokio::spawn(stream(socket, target, begin, hold, payloads.clone())));
     }
     Ok(tasks)
