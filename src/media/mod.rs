@@ -12,8 +12,10 @@ pub mod cache;
 pub mod clip;
 pub mod codec;
 pub mod decode;
+pub mod detect;
 pub mod dtmf;
 mod jitter;
+pub mod recorder;
 pub mod rtp;
 mod session;
 pub mod source;
@@ -23,7 +25,7 @@ pub mod tts;
 use std::time::Duration;
 
 pub use codec::Codec;
-pub use session::{DeviationHistogram, MediaHandle, MediaSession, MediaStats};
+pub use session::{DeviationHistogram, MediaHandle, MediaSession, MediaStats, MediaTap};
 pub use source::{level_to_gain, Clip};
 pub use tap::{rms_dbfs, Activity, FramePair, VoiceDetector};
 

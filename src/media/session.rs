@@ -318,6 +318,12 @@ impl MediaHandle {
         stats
     }
 
+    /// A second reader of the session's audio (the engine's recorder, recognizer, detector):
+    /// it subscribes to taps and never stops the session.
+    pub fn tap(&self) -> MediaTap {
+        MediaTap { shared: self.shared.clone() }
+    }
+
     /// Stops both tasks (as dropping the handle does); the event stream then ends.
     pub fn close(&self) {
         self.shared.cancel.cancel();
@@ -415,6 +421,8 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
         }
         tick = tick.wrapping_add(1);
     }
+    // Subscribers (a recorder, a recognizer) see the end of the audio.
+    shared.lock().taps.close();
 }
 
 /// The receive half of a tick: the next received frame through the mute gate to the taps,
@@ -501,5 +509,40 @@ mod tests {
         let mut total = DeviationHistogram::new();
         total.merge(&histogram);
         assert_eq!(total.count(), 101);
+    }
+}
+
+/// Reads a session's audio without owning it (see `MediaHandle::tap`). Subscriptions end when
+/// the session stops.
+#[derive(Clone)]
+pub struct MediaTap {
+    shared: Arc<Shared>,
+}
+
+impl MediaTap {
+    /// As `MediaHandle::subscribe_received`.
+    pub fn subscribe_received(&self) -> mpsc::Receiver<Frame> {
+        self.shared.lock().taps.subscribe_received()
+    }
+
+    /// As `MediaHandle::subscribe_pairs`.
+    pub fn subscribe_pairs(&self) -> mpsc::Receiver<FramePair> {
+        self.shared.lock().taps.subscribe_pairs()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+}
+
+impl PartialEq for MediaTap {
+    fn eq(&self, other: &MediaTap) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl std::fmt::Debug for MediaTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MediaTap({:?})", self.shared.local)
     }
 }
