@@ -92,6 +92,8 @@ impl Recorder {
     /// recording of more channels is written as WAV, as Vonage's default for them is). When
     /// the MP3 encoder fails the audio is kept as WAV and `Encoded::fallback` says why.
     pub async fn encode(self, format: FileFormat, lame: &str) -> Result<Encoded, RecordingError> {
+        // Never closed, so acquiring only waits.
+        let _turn = encoders().acquire().await.map_err(|e| RecordingError::Encoder(e.to_string()))?;
         let channels = self.channel_count();
         let format = if channels > 2 { FileFormat::Wav } else { format };
         let lanes = tokio::task::spawn_blocking(move || self.upsampled())
@@ -132,6 +134,13 @@ impl Recorder {
             })
             .collect()
     }
+}
+
+/// Recordings encoded at once, one per core: when many calls end together (a campaign, a
+/// drain) their encoding queues instead of taking the CPU from the calls still sending audio.
+fn encoders() -> &'static tokio::sync::Semaphore {
+    static ENCODERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    ENCODERS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
 }
 
 /// Interleaved 16-bit samples of `channels` channels: the lanes, then silence.
