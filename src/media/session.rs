@@ -533,6 +533,17 @@ impl MediaTap {
     pub fn is_closed(&self) -> bool {
         self.shared.cancel.is_cancelled()
     }
+
+    /// Plays live audio into the leg (another leg's voice for a bridge or a conversation, a
+    /// WebSocket's): `frames` are mixed one per tick, at `level`, until they end or `detach`.
+    /// The leg's earmuff silences them as all it hears.
+    pub fn attach(&self, id: u64, frames: mpsc::Receiver<Frame>, level: f32) {
+        self.shared.lock().mixer.attach(id, frames, level);
+    }
+
+    pub fn detach(&self, id: u64) -> bool {
+        self.shared.lock().mixer.detach(id)
+    }
 }
 
 impl PartialEq for MediaTap {
