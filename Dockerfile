@@ -10,7 +10,7 @@ COPY benches benches
 RUN cargo build --release --bin outdial
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates espeak-ng && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates espeak-ng lame && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/outdial /usr/local/bin/outdial
 ENV OUTDIAL__HTTP__HOST=0.0.0.0
 # SIP (carrier.kind = "sip"): signalling on 5080 UDP/TCP, RTP on sip.rtp_port_min..max. Set

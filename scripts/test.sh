@@ -34,8 +34,9 @@ if ! command -v espeak-ng >/dev/null; then
 fi
 
 # baresip (Debian baresip-core: the phone that answers, plays and records, tests/common/baresip.rs)
-# and sox (the audio kit's reference files, tests/audio_kit.rs) let tests assert on real audio.
-for tool in baresip:baresip-core sox:sox; do
+# and sox (the audio kit's reference files, tests/audio_kit.rs) let tests assert on real audio;
+# lame encodes MP3 recordings (media.lame_path; tests/sip_media.rs, src/media/recorder.rs).
+for tool in baresip:baresip-core sox:sox lame:lame; do
   if ! command -v "${tool%%:*}" >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       echo "test.sh: installing ${tool#*:} with apt-get" >&2

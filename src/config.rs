@@ -187,6 +187,8 @@ pub struct MediaSettings {
     /// Longest clip decoded or synthesized.
     pub max_clip_s: u64,
     pub audio_cache_bytes: usize,
+    /// The LAME program that encodes MP3 recordings: a name looked up in PATH, or a path.
+    pub lame_path: String,
 }
 
 /// Which text-to-speech engine speaks `talk` (`media.tts_engine`).

@@ -213,7 +213,7 @@ fn identity_problem(s: &str) -> Option<String> {
 
 /// The keys of `calls.sip` the API shows: the engine also keeps the dialog there (tags, CSeq,
 /// route set), which stays inside.
-pub const SHOWN_SIP_KEYS: [&str; 7] = ["call_id", "trunk", "remote_address", "codec", "final_code", "final_reason", "attempts"];
+pub const SHOWN_SIP_KEYS: [&str; 8] = ["call_id", "trunk", "remote_address", "codec", "early_media_ms", "final_code", "final_reason", "attempts"];
 
 /// The `sip` object of `GET /v1/calls/{uuid}`: the shown keys of the stored facts, as stored;
 /// None when the leg has none of them (not a SIP leg, or not dialled yet).

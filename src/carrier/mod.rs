@@ -56,6 +56,9 @@ pub enum CarrierEvent {
     Ended(EndReason),
     /// What the callee heard or how its audio was switched, for the call's history.
     Log(String),
+    /// The leg's audio started (early media or the answer; before `Answered`): the engine
+    /// reads it through this tap (recording, speech recognition, machine detection).
+    Media(crate::media::MediaTap),
     /// The leg's SIP facts changed (Call-ID, trunk, codec, dialog state): the leg stores them
     /// so another instance can end the dialog after a takeover.
     Sip(serde_json::Value),

@@ -138,6 +138,11 @@ pub struct Leg {
     pub api_talk: Option<u64>,
     /// SIP facts the carrier reported, written with the leg's next change.
     pub pending_sip: Option<Value>,
+    /// The leg's real audio, when the carrier has it (SIP): recorder, recognizer and
+    /// detector read it.
+    pub media: Option<crate::media::MediaTap>,
+    /// What those readers found (a recording ended, speech recognized…), for `next`.
+    pub audio_events: super::audio_tasks::AudioEvents,
 }
 
 /// The flat address (`to`/`from` in webhooks) of a stored endpoint.
@@ -200,6 +205,8 @@ impl Leg {
             api_stream: None,
             api_talk: None,
             pending_sip: None,
+            media: None,
+            audio_events: Default::default(),
         }
     }
 
@@ -426,6 +433,7 @@ impl Leg {
                     }
                     Some(Reported { event: CarrierEvent::Log(line), wall, .. }) => self.log_at(&line, wall),
                     Some(Reported { event: CarrierEvent::Sip(facts), .. }) => self.pending_sip = Some(facts),
+                    Some(Reported { event: CarrierEvent::Media(tap), .. }) => self.media = Some(tap),
                     Some(Reported { event: CarrierEvent::Ended(reason), wall, .. }) => {
                         let (status, detail) = match &reason {
                             EndReason::Busy => ("busy", None),

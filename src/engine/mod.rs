@@ -4,6 +4,7 @@
 mod actions;
 mod answer;
 mod audio;
+mod audio_tasks;
 mod claim;
 pub mod commands;
 pub mod instance;

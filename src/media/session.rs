@@ -258,6 +258,12 @@ impl MediaHandle {
         stats
     }
 
+    /// A second reader of the session's audio (the engine's recorder, recognizer, detector):
+    /// it subscribes to taps and never stops the session.
+    pub fn tap(&self) -> MediaTap {
+        MediaTap { shared: self.shared.clone() }
+    }
+
     /// Stops both tasks (as dropping the handle does); the event stream then ends.
     pub fn close(&self) {
         self.shared.cancel.cancel();
@@ -358,6 +364,8 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
         }
         tick = tick.wrapping_add(1);
     }
+    // Subscribers (a recorder, a recognizer) see the end of the audio.
+    shared.lock().taps.close();
 }
 
 /// The receive half of a tick: the next received frame through the mute gate to the taps,
@@ -430,5 +438,50 @@ async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc:
             Insert::Late => state.stats.packets_late += 1,
             Insert::Duplicate => state.stats.packets_duplicate += 1,
         }
+    }
+}
+/// Reads a session's audio without owning it (see `MediaHandle::tap`). Subscriptions end when
+/// the session stops.
+#[derive(Clone)]
+pub struct MediaTap {
+    shared: Arc<Shared>,
+}
+
+impl MediaTap {
+    /// As `MediaHandle::subscribe_received`.
+    pub fn subscribe_received(&self) -> mpsc::Receiver<Frame> {
+        self.shared.lock().taps.subscribe_received()
+    }
+
+    /// As `MediaHandle::subscribe_pairs`.
+    pub fn subscribe_pairs(&self) -> mpsc::Receiver<FramePair> {
+        self.shared.lock().taps.subscribe_pairs()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.cancel.is_cancelled()
+    }
+
+    /// Plays live audio into the leg (another leg's voice for a bridge or a conversation, a
+    /// WebSocket's): `frames` are mixed one per tick, at `level`, until they end or `detach`.
+    /// The leg's earmuff silences them as all it hears.
+    pub fn attach(&self, id: u64, frames: mpsc::Receiver<Frame>, level: f32) {
+        self.shared.lock().mixer.attach(id, frames, level);
+    }
+
+    pub fn detach(&self, id: u64) -> bool {
+        self.shared.lock().mixer.detach(id)
+    }
+}
+
+impl PartialEq for MediaTap {
+    fn eq(&self, other: &MediaTap) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl std::fmt::Debug for MediaTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MediaTap({:?})", self.shared.local)
     }
 }

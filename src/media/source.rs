@@ -81,10 +81,22 @@ struct Playback {
     gain: f32,
 }
 
+/// Live audio from elsewhere (another leg's voice, a WebSocket), one frame per tick.
+struct LiveInput {
+    id: u64,
+    frames: tokio::sync::mpsc::Receiver<Frame>,
+    gain: f32,
+}
+
+/// More frames than this waiting on a live input are dropped, oldest first: the two clocks
+/// feeding and reading it drift, and latency must not grow with the drift (60 ms at most).
+const LIVE_BACKLOG_FRAMES: usize = 3;
+
 /// The sources playing on a leg.
 #[derive(Default)]
 pub(crate) struct Mixer {
     playing: Vec<Playback>,
+    live: Vec<LiveInput>,
 }
 
 impl Mixer {
@@ -104,6 +116,20 @@ impl Mixer {
 
     pub fn stop_all(&mut self) {
         self.playing.clear();
+    }
+
+    /// Mixes `frames` in as they come (a frame per tick), at Vonage `level`, until they end or
+    /// `detach(id)`. Replaces the live input under the same id.
+    pub fn attach(&mut self, id: u64, frames: tokio::sync::mpsc::Receiver<Frame>, level: f32) {
+        self.detach(id);
+        self.live.push(LiveInput { id, frames, gain: level_to_gain(level) });
+    }
+
+    /// Stops mixing live input `id`; true if it was attached.
+    pub fn detach(&mut self, id: u64) -> bool {
+        let before = self.live.len();
+        self.live.retain(|l| l.id != id);
+        self.live.len() != before
     }
 
     pub fn is_playing(&self, id: u64) -> bool {
@@ -152,6 +178,21 @@ impl Mixer {
                 playback.passes_left = Some(0);
             }
         }
+        self.live.retain_mut(|input| {
+            while input.frames.len() > LIVE_BACKLOG_FRAMES {
+                let _ = input.frames.try_recv();
+            }
+            match input.frames.try_recv() {
+                Ok(frame) => {
+                    for (acc, &s) in sum.iter_mut().zip(&frame) {
+                        *acc += s as f32 * input.gain;
+                    }
+                    true
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => true,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => false,
+            }
+        });
         for (o, s) in out.iter_mut().zip(sum) {
             *o = s.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16;
         }
@@ -208,6 +249,25 @@ mod tests {
         mixer.play(4, Clip::new(vec![1000i16; 160]), 1, -1.0);
         assert_eq!(frames(&mut mixer, 1).0[0][0], 0, "level -1 is silent");
         assert_eq!(level_to_gain(0.0), 1.0);
+    }
+
+    #[test]
+    fn live_input_is_mixed_a_frame_a_tick_with_a_bounded_backlog() {
+        let mut mixer = Mixer::default();
+        let (tx, rx) = tokio::sync::mpsc::channel(50);
+        mixer.attach(9, rx, 0.0);
+        mixer.play(1, Clip::new(vec![100i16; 1600]), 0, 0.0);
+        for n in 1..=6i16 {
+            tx.try_send([n * 1000; FRAME_SAMPLES]).unwrap();
+        }
+        let (out, ended) = frames(&mut mixer, 3);
+        assert!(ended.is_empty(), "live input never finishes a playback");
+        // Six waiting, three kept (the newest): 4, 5, 6 thousand, each with the clip's 100.
+        assert_eq!([out[0][0], out[1][0], out[2][0]], [4100, 5100, 6100]);
+        assert_eq!(frames(&mut mixer, 1).0[0][0], 100, "nothing came: only the clip");
+        drop(tx);
+        frames(&mut mixer, 1);
+        assert!(!mixer.detach(9), "an ended input is dropped");
     }
 
     #[test]

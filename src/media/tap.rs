@@ -26,19 +26,32 @@ pub(crate) struct Taps {
     pairs: Vec<mpsc::Sender<FramePair>>,
     /// Frames dropped because a subscriber was full.
     pub dropped: u64,
+    /// The session stopped: no more frames, new subscriptions end at once.
+    closed: bool,
 }
 
 impl Taps {
     pub fn subscribe_received(&mut self) -> mpsc::Receiver<Frame> {
         let (tx, rx) = mpsc::channel(TAP_CAPACITY);
-        self.received.push(tx);
+        if !self.closed {
+            self.received.push(tx);
+        }
         rx
     }
 
     pub fn subscribe_pairs(&mut self) -> mpsc::Receiver<FramePair> {
         let (tx, rx) = mpsc::channel(TAP_CAPACITY);
-        self.pairs.push(tx);
+        if !self.closed {
+            self.pairs.push(tx);
+        }
         rx
+    }
+
+    /// Ends every subscription (their receivers drain, then get None).
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.received.clear();
+        self.pairs.clear();
     }
 
     /// Hands the tick's frames to every subscriber; forgets the ones that went away.

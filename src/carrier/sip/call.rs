@@ -54,7 +54,7 @@ impl OutboundCall {
     }
 
     pub async fn run(mut self) {
-        let Some(rtp) = self.shared.rtp.open() else {
+        let Some(mut rtp) = self.shared.rtp.open() else {
             self.log("no RTP port free in sip.rtp_port_min..max".into());
             self.report(CarrierEvent::Ended(EndReason::Failed("no_rtp_port".into())));
             return;
@@ -69,6 +69,8 @@ impl OutboundCall {
         let session_id = rand::random::<u32>() as u64;
         let offer = sdp::offer(our_rtp, session_id, 1);
         let mut rang = false;
+        // The leg's audio, from early media (183 with SDP) or the answer.
+        let mut audio: Option<LegAudio> = None;
         let mut last_failure = "trunks_at_capacity".to_string();
         for (attempt, route) in routes.iter().enumerate() {
             let channel = match self.shared.limits.take(route.trunk_id, route.cps, route.max_channels) {
@@ -103,22 +105,34 @@ impl OutboundCall {
             // Stored before the far end can answer: an instance taking the leg over can CANCEL.
             self.facts(&facts);
             self.log(format!("INVITE {} via trunk {} ({}:{})", target_of(&self.request.to, route), route.name, route.host, route.port));
-            match self.attempt(invitation, &mut rang).await {
+            let outcome = self.attempt(invitation, &mut rang, &mut rtp, &mut audio).await;
+            if let Some(early) = audio.as_mut().and_then(|a| a.early.take()) {
+                let heard = early.finish();
+                facts.early_media_ms = Some(heard.as_millis() as u64);
+                self.log(format!("early media: {} ms of audio heard before the final response", heard.as_millis()));
+            }
+            match outcome {
                 AttemptEnd::Answered(dialog, id, body, states) => {
                     facts.final_code = Some(200);
                     facts.final_reason = Some("OK".into());
                     facts.attempts.push(Attempt { trunk: route.name.clone(), code: Some(200), reason: "OK".into(), at: chrono::Utc::now() });
-                    let remote_media = match sdp::parse(&body) {
-                        Ok(media) => {
-                            facts.remote_rtp = Some(media.address.to_string());
-                            facts.codec = Some(media.codec.name().into());
-                            Some(media)
+                    match sdp::parse(&body) {
+                        Ok(remote) => {
+                            facts.remote_rtp = Some(remote.address.to_string());
+                            facts.codec = Some(remote.codec.name().into());
+                            match audio.as_ref() {
+                                // Early media's session goes on, to the answer's address.
+                                Some(early) if early.codec == remote.codec => early.handle.set_remote(remote.address),
+                                _ => audio = Some(self.start_audio(&mut rtp, &remote)),
+                            }
                         }
+                        // A 200 without SDP keeps the 183's (its answer was the early one).
+                        Err(_) if body.is_empty() && audio.is_some() => {}
                         Err(e) => {
+                            audio = None;
                             self.log(format!("the answer's SDP is unusable ({e}); the call stays up without audio"));
-                            None
                         }
-                    };
+                    }
                     facts.invite = None;
                     facts.dialog = Some(DialogRecord::from_snapshot(&dialog.snapshot(), destination));
                     self.facts(&facts);
@@ -128,7 +142,7 @@ impl OutboundCall {
                         self.report(CarrierEvent::Ringing);
                     }
                     self.report(CarrierEvent::Answered { by_machine: false });
-                    self.answered(Answered { dialog, id, states, rtp, our_rtp, session_id, remote_media }, facts, channel).await;
+                    self.answered(Answered { dialog, id, states, rtp, our_rtp, session_id, audio }, facts, channel).await;
                     return;
                 }
                 AttemptEnd::Refused(code, reason) => {
@@ -158,6 +172,8 @@ impl OutboundCall {
                     return;
                 }
             }
+            // The next trunk's call has its own media.
+            audio = None;
             drop(channel);
         }
         self.facts(&facts);
@@ -186,7 +202,7 @@ impl OutboundCall {
     }
 
     /// One INVITE until its final response, or until the leg hangs up (CANCEL).
-    async fn attempt(&mut self, mut invitation: Invitation, rang: &mut bool) -> AttemptEnd {
+    async fn attempt(&mut self, mut invitation: Invitation, rang: &mut bool, rtp: &mut RtpSocket, audio: &mut Option<LegAudio>) -> AttemptEnd {
         let deadline = Instant::now() + self.shared.invite_timeout;
         let mut responded = false;
         let mut states_open = true;
@@ -203,8 +219,16 @@ impl OutboundCall {
                             *rang = true;
                             self.report(CarrierEvent::Ringing);
                         }
-                        if code == 183 && !response.body.is_empty() {
-                            self.log("183 Session Progress with SDP: early media".into());
+                        if code == 183 && !response.body.is_empty() && audio.is_none() {
+                            match sdp::parse(&response.body) {
+                                Ok(remote) => {
+                                    self.log(format!("183 Session Progress with SDP: early media from {}", remote.address));
+                                    let mut early = self.start_audio(rtp, &remote);
+                                    early.early = Some(EarlyMeter::start(&early.handle));
+                                    *audio = Some(early);
+                                }
+                                Err(e) => self.log(format!("183 Session Progress with unusable SDP ({e}): no early media")),
+                            }
                         }
                     }
                     Some(_) => {}
@@ -259,12 +283,9 @@ impl OutboundCall {
     /// The answered call: until the callee's BYE or our hang-up. Its audio runs in the media
     /// engine (`crate::media`): playbacks, DTMF both ways, mute and earmuff.
     async fn answered(mut self, call: Answered, mut facts: SipFacts, _channel: super::limits::Channel) {
-        let Answered { dialog, id, mut states, mut rtp, our_rtp, session_id, remote_media } = call;
-        let (media, mut media_events) = match &remote_media {
-            Some(remote) => {
-                let (handle, events) = start_media(&mut rtp, remote);
-                (Some(handle), Some(events))
-            }
+        let Answered { dialog, id, mut states, rtp, our_rtp, session_id, audio } = call;
+        let (media, mut media_events) = match audio {
+            Some(LegAudio { handle, events, .. }) => (Some(handle), Some(events)),
             None => (None, None),
         };
         // Playbacks without audio (no media session, or no samples given) last their length.
@@ -399,17 +420,60 @@ struct Answered {
     rtp: RtpSocket,
     our_rtp: std::net::SocketAddr,
     session_id: u64,
-    /// The far end's audio, from the answer (None: no usable SDP, no audio).
-    remote_media: Option<sdp::RemoteMedia>,
+    /// The leg's audio (None: no usable SDP, no audio).
+    audio: Option<LegAudio>,
 }
 
-/// The leg's audio: the media engine's session on the leg's RTP socket.
-fn start_media(rtp: &mut RtpSocket, remote: &sdp::RemoteMedia) -> (MediaHandle, mpsc::UnboundedReceiver<MediaEvent>) {
-    let codec = match remote.codec {
-        sdp::Codec::Pcmu => crate::media::Codec::Pcmu,
-        sdp::Codec::Pcma => crate::media::Codec::Pcma,
-    };
-    MediaSession::start(rtp.take_for_media(), remote.address, codec, remote.telephone_event)
+/// A leg's media session (the media engine's, on the leg's RTP socket) and its events.
+struct LegAudio {
+    handle: MediaHandle,
+    events: mpsc::UnboundedReceiver<MediaEvent>,
+    codec: sdp::Codec,
+    /// Measures what early media brought, until the final response.
+    early: Option<EarlyMeter>,
+}
+
+impl OutboundCall {
+    /// Starts the leg's audio and hands the engine its tap (recording, recognition, detection).
+    fn start_audio(&self, rtp: &mut RtpSocket, remote: &sdp::RemoteMedia) -> LegAudio {
+        let codec = match remote.codec {
+            sdp::Codec::Pcmu => crate::media::Codec::Pcmu,
+            sdp::Codec::Pcma => crate::media::Codec::Pcma,
+        };
+        let (handle, events) = MediaSession::start(rtp.take_for_media(), remote.address, codec, remote.telephone_event);
+        self.report(CarrierEvent::Media(handle.tap()));
+        LegAudio { handle, events, codec: remote.codec, early: None }
+    }
+}
+
+/// Counts the audible part of early media (ringback, announcements), measured on the audio.
+struct EarlyMeter {
+    audible_frames: Arc<std::sync::atomic::AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EarlyMeter {
+    /// Louder than this a frame is audible (a quiet line is below -50 dBFS).
+    const AUDIBLE_DBFS: f32 = -45.0;
+
+    fn start(handle: &MediaHandle) -> EarlyMeter {
+        let mut frames = handle.subscribe_received();
+        let audible_frames = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = audible_frames.clone();
+        let task = tokio::spawn(async move {
+            while let Some(frame) = frames.recv().await {
+                if crate::media::rms_dbfs(&frame) > Self::AUDIBLE_DBFS {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        EarlyMeter { audible_frames, task }
+    }
+
+    fn finish(self) -> Duration {
+        self.task.abort();
+        crate::media::FRAME_DURATION * self.audible_frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The next event of the leg's media session, or never without one.

@@ -62,6 +62,9 @@ pub struct SipFacts {
     pub final_code: Option<u16>,
     pub final_reason: Option<String>,
     pub local_rtp: Option<String>,
+    /// Audible early media (183 with SDP) before the final response, measured on the audio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_media_ms: Option<u64>,
     pub attempts: Vec<Attempt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub invite: Option<InviteRecord>,

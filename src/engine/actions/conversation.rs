@@ -74,21 +74,18 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     if c.mute {
         leg.control(MediaCommand::SetMuted(true));
     }
-    let recording = c.record.then(|| super::record::BackgroundRecording {
-        record: Record {
-            format: "wav".into(),
-            split: false,
-            channels: None,
-            end_on_silence_s: None,
-            end_on_key: None,
-            time_out_s: 7200,
-            beep_start: false,
-            event: c.event.clone(),
-            transcription: None,
-        },
-        started_at: chrono::Utc::now(),
-        started_wall: tokio::time::Instant::now(),
+    let recording = c.record.then(|| Record {
+        format: "wav".into(),
+        split: false,
+        channels: None,
+        end_on_silence_s: None,
+        end_on_key: None,
+        time_out_s: 7200,
+        beep_start: false,
+        event: c.event.clone(),
+        transcription: None,
     });
+    let recording = recording.map(|record| super::record::BackgroundRecording::start(leg, record));
     if recording.is_some() {
         super::record::finish_background(leg).await?;
         leg.background_recording = recording;

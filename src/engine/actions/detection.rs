@@ -3,6 +3,8 @@
 //! is run the same way here).
 
 use super::{next, pause, Signal};
+use crate::engine::audio_tasks::{AudioEvent, MachineDetection};
+use crate::media::detect::Verdict;
 use crate::calls::format_time;
 use crate::carrier::CarrierEvent;
 use crate::engine::leg::{Leg, Step};
@@ -33,7 +35,17 @@ pub async fn detect_machine(leg: &mut Leg, by_machine: bool) -> Step<bool> {
         (None, Some(md)) => (md.clone(), false, 0),
         (None, None) => return Ok(false),
     };
-    pause(leg, Duration::from_secs_f64(leg.ctx.settings.engine.machine_detection_s)).await?;
+    // On real audio the greeting decides; the simulated network says who answered.
+    let (by_machine, _detection) = match leg.media.clone() {
+        Some(tap) => {
+            let detection = MachineDetection::start(&tap, wants_beep, leg.audio_events.sender());
+            (greeting_verdict(leg).await? == Verdict::Machine, Some(detection))
+        }
+        None => {
+            pause(leg, Duration::from_secs_f64(leg.ctx.settings.engine.machine_detection_s)).await?;
+            (by_machine, None)
+        }
+    };
     let verdict = if by_machine { "machine" } else { "human" };
     let payload = machine_event(leg, verdict, None);
     let event = leg.event(verdict, payload);
@@ -45,7 +57,11 @@ pub async fn detect_machine(leg: &mut Leg, by_machine: bool) -> Step<bool> {
         while !beeped {
             match next(leg, Some(deadline)).await? {
                 Signal::Event(CarrierEvent::Beep) => beeped = true,
-                Signal::Event(_) => {}
+                Signal::Audio(AudioEvent::Beep { hz }) => {
+                    leg.log(&format!("machine detection: a {hz:.0} Hz beep"));
+                    beeped = true;
+                }
+                Signal::Event(_) | Signal::Audio(_) => {}
                 Signal::Deadline => break,
             }
         }
@@ -54,4 +70,22 @@ pub async fn detect_machine(leg: &mut Leg, by_machine: bool) -> Step<bool> {
         leg.side_event("machine", payload).await?;
     }
     Ok(by_machine && behavior == "hangup")
+}
+
+/// Waits for the greeting analysis (it decides within 5 s of audio; a person if it never does).
+async fn greeting_verdict(leg: &mut Leg) -> Step<Verdict> {
+    let deadline = leg.ctx.clock.deadline(Duration::from_secs(7));
+    loop {
+        match next(leg, Some(deadline)).await? {
+            Signal::Audio(AudioEvent::Machine { verdict, reason }) => {
+                leg.log(&format!("machine detection: {verdict:?} ({reason:?})").to_lowercase());
+                return Ok(verdict);
+            }
+            Signal::Event(_) | Signal::Audio(_) => {}
+            Signal::Deadline => {
+                leg.log("machine detection: no verdict from the audio; taken for a human");
+                return Ok(Verdict::Human);
+            }
+        }
+    }
 }

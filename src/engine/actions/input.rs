@@ -67,7 +67,7 @@ pub async fn input(leg: &mut Leg, input: &Input) -> Step<Flow> {
                 speech = Some(text);
                 break;
             }
-            Signal::Event(_) => {}
+            Signal::Event(_) | Signal::Audio(_) => {}
             Signal::Deadline => break,
         }
     }

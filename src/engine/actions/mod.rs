@@ -13,6 +13,7 @@ pub use detection::detect_machine;
 pub use conversation::Rooms;
 pub use record::BackgroundRecording;
 
+use super::audio_tasks::AudioEvent;
 use super::leg::{recv_command, Leg, Step, Stop};
 use crate::carrier::{CarrierEvent, MediaCommand, Reported};
 use crate::ncco::{Action, Ncco};
@@ -60,6 +61,8 @@ pub async fn run_ncco(leg: &mut Leg, ncco: Ncco) -> Step<()> {
 /// What `next` saw.
 pub enum Signal {
     Event(CarrierEvent),
+    /// One of the leg's audio readers finished something (see `audio_tasks`).
+    Audio(AudioEvent),
     Deadline,
 }
 
@@ -83,8 +86,10 @@ pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
                     leg.write(crate::engine::store::Change::default()).await?;
                 }
                 Some(Reported { event: CarrierEvent::Sip(facts), .. }) => leg.pending_sip = Some(facts),
+                Some(Reported { event: CarrierEvent::Media(tap), .. }) => leg.media = Some(tap),
                 other => break other,
             },
+            Some(found) = leg.audio_events.next() => return Ok(Signal::Audio(found)),
             _ = tokio::time::sleep_until(hangup_at) => {
                 // Out of credit unless the account was topped up meanwhile.
                 if !leg.credit_extended().await? {
