@@ -47,7 +47,7 @@ mod pacer;
 
 use common::cpu::{CpuDelta, CpuSnapshot, HZ};
 use common::load::{ms, place_calls, Minter};
-use common::procs::{backend_ticks, nofile_limit, proc_ticks, udp_errors};
+use common::procs::{all_ticks, backend_ticks, machine_ticks, nofile_limit, proc_ticks, udp_errors, MachineTicks};
 use common::receiver::Receiver;
 use common::sipp::{sipp_installed, sipp_stat_last, Sipp};
 use meter::{realtime_ns, Live, Meter, Wire};
@@ -93,7 +93,8 @@ struct Options {
     /// Skip the bare UDP pacer baseline
     #[arg(long)]
     no_baseline: bool,
-    /// Give up waiting for `completed` webhooks after T s [default: hold + 60]
+    /// Give up waiting for `completed` and `record` webhooks after T s [default: hold + 60 +
+    /// calls / 10: a call hangs up once its recording is encoded, one per core at a time]
     #[arg(long, value_name = "T", value_parser = common::positive::<f64>)]
     timeout_seconds: Option<f64>,
     #[command(flatten)]
@@ -278,7 +279,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
 
     // 5. Every call ends (Outdial's BYE at its length_timer) with its `record` event.
     let expected = load.created.len();
-    let timeout = Duration::from_secs_f64(o.timeout_seconds.unwrap_or(hold.as_secs_f64() + 60.0));
+    let timeout = Duration::from_secs_f64(o.timeout_seconds.unwrap_or(hold.as_secs_f64() + 60.0 + n as f64 / 10.0));
     let mut timed_out = false;
     while receiver.state.completed.load(Ordering::Relaxed) < expected || receiver.state.recordings.load(Ordering::Relaxed) < expected {
         if load.end.elapsed() > timeout {
@@ -489,6 +490,7 @@ async fn pacer_run(o: &Options, payloads: Arc<Vec<[u8; 160]>>) -> anyhow::Result
 struct Mark {
     cpu: CpuSnapshot,
     ns: i64,
+    sipp_pid: Option<u32>,
     sipp_ticks: Option<u64>,
     /// SIPp's current calls (its statistics file, written every second).
     sipp_current: Option<u64>,
@@ -496,6 +498,9 @@ struct Mark {
     media: MediaTotals,
     live_legs: Option<usize>,
     udp: (u64, u64),
+    /// Every process (to name what else ran), and the machine's ticks by kind.
+    procs: HashMap<u32, (String, u64)>,
+    machine: MachineTicks,
 }
 
 impl Mark {
@@ -504,10 +509,13 @@ impl Mark {
             ns: realtime_ns(),
             media: totals(),
             live_legs: ctx.map(|c| c.live_legs()),
+            sipp_pid: sipp.map(|(pid, _)| pid),
             sipp_ticks: sipp.and_then(|(pid, _)| proc_ticks(pid)),
             sipp_current: sipp.and_then(|(_, stat)| sipp_stat_last(stat)).map(|s| s.current),
             backends: db.map(backend_ticks).unwrap_or_default(),
             udp: udp_errors(),
+            procs: all_ticks(),
+            machine: machine_ticks(),
             cpu: CpuSnapshot::take(),
         }
     }
@@ -548,6 +556,12 @@ struct Run {
     sipp_current: (Option<u64>, Option<u64>),
     media_live: (u64, u64),
     udp_drops: u64,
+    /// The busiest other processes (not this one, SIPp or PostgreSQL): name, CPU seconds.
+    others: Vec<(String, f64)>,
+    /// The machine's CPU seconds: interrupts (softirq: loopback delivery), steal, all busy.
+    interrupts_s: f64,
+    steal_s: f64,
+    busy_s: f64,
 }
 
 impl Run {
@@ -559,7 +573,23 @@ impl Run {
         let backends_s =
             end.backends.iter().map(|(pid, t)| t.saturating_sub(*start.backends.get(pid).unwrap_or(&0))).sum::<u64>() as f64 / HZ;
         let media = end.media.since(&start.media);
+        let own = std::process::id();
+        let mut others: Vec<(String, f64)> = end
+            .procs
+            .iter()
+            .filter(|(pid, (comm, _))| **pid != own && Some(**pid) != start.sipp_pid && comm != "postgres")
+            .map(|(pid, (comm, t))| (comm.clone(), t.saturating_sub(start.procs.get(pid).map_or(0, |p| p.1)) as f64 / HZ))
+            .filter(|(_, s)| *s > 0.0)
+            .collect();
+        others.sort_by(|a, b| b.1.total_cmp(&a.1));
+        others.truncate(4);
+        let (m0, m1) = (start.machine, end.machine);
+        let busy = |m: MachineTicks| m.user + m.system + m.interrupts + m.steal;
         Run {
+            others,
+            interrupts_s: m1.interrupts.saturating_sub(m0.interrupts) as f64 / HZ,
+            steal_s: m1.steal.saturating_sub(m0.steal) as f64 / HZ,
+            busy_s: busy(m1).saturating_sub(busy(m0)) as f64 / HZ,
             wire: Wire::measure(streams, start.ns, end.ns),
             cpu,
             process_s,
@@ -640,9 +670,14 @@ impl Run {
             w.errors
         );
         let per_call = |s: f64| s * 1e6 / w.seconds.max(1e-9) / n.max(1) as f64;
+        let cores = |s: f64| s / self.cpu.wall.max(1e-9);
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+        let seen = self.cpu.groups.values().sum::<f64>() + self.sipp_s.unwrap_or(0.0) + self.cpu.postgres;
+        let rest = (self.cpu.machine_busy_frac * cpus - cores(seen)).max(0.0);
         println!(
             "  CPU per call (µs of CPU per second of call): this process {:.0} ({:.2} cores for {n} calls{}), the meter {:.0}{}, \
-             PostgreSQL {:.1} (backends of the bench database; all postgres processes {:.1}); machine busy {:.0}%",
+             PostgreSQL {:.1} (backends of the bench database; all postgres processes {:.1}); machine busy {:.0}% of {cpus} cores, \
+             {rest:.2} cores of them other processes",
             per_call(self.process_s),
             self.process_s / w.seconds.max(1e-9),
             if self.process_s > 0.0 { format!(": {:.0} calls per core", n as f64 * w.seconds / self.process_s) } else { String::new() },
@@ -651,6 +686,15 @@ impl Run {
             per_call(self.backends_s),
             per_call(self.cpu.postgres),
             self.cpu.machine_busy_frac * 100.0
+        );
+        let others: Vec<String> = self.others.iter().map(|(comm, s)| format!("{comm} {:.2}", cores(*s))).collect();
+        println!(
+            "  the machine in the window: {:.2} cores busy, of which interrupts (softirq: loopback delivery) {:.2}, stolen by the \
+             hypervisor {:.2}; busiest other processes (cores): {}",
+            cores(self.busy_s),
+            cores(self.interrupts_s),
+            cores(self.steal_s),
+            if others.is_empty() { "none".to_string() } else { others.join(", ") }
         );
         let groups: Vec<String> = self.cpu.groups.iter().filter(|(_, s)| **s > 0.0).map(|(g, s)| format!("{g} {:.2}", s / w.seconds.max(1e-9))).collect();
         println!("  cores by thread group of this process: {}", groups.join(", "));

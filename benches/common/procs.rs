@@ -60,3 +60,33 @@ pub fn proc_is_zombie(pid: u32) -> bool {
         .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
         .unwrap_or(true)
 }
+
+/// Every process's name and CPU ticks (utime + stime), by pid.
+pub fn all_ticks() -> HashMap<u32, (String, u64)> {
+    let mut all = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if let Some(stat) = read_stat(&format!("/proc/{pid}/stat")) {
+            all.insert(pid, stat);
+        }
+    }
+    all
+}
+
+/// The machine's CPU ticks by kind, summed over cores (/proc/stat's first line): user (with
+/// nice), system, irq + softirq, steal (taken by the hypervisor), idle (with iowait).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineTicks {
+    pub user: u64,
+    pub system: u64,
+    pub interrupts: u64,
+    pub steal: u64,
+    pub idle: u64,
+}
+
+pub fn machine_ticks() -> MachineTicks {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = text.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    MachineTicks { user: at(0) + at(1), system: at(2), idle: at(3) + at(4), interrupts: at(5) + at(6), steal: at(7) }
+}

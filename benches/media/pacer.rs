@@ -1,8 +1,9 @@
 //! The baseline: a bare UDP pacer, the simplest honest one. One tokio task and one UDP socket
-//! per stream, as the media engine has one session per leg: sleep until the next 20 ms deadline
-//! of the stream's own clock (start + 20 ms × tick, never the last wake-up + 20 ms), send a
-//! 172-byte RTP packet (the same µ-law tone, already encoded), repeat. No mixing, no locks, no
-//! encoding: what pacing alone costs and how exact it is with this machine's tokio timer.
+//! per stream, as the media engine has one session per leg: a `tokio::time::interval` of 20 ms
+//! (deadlines on the stream's own grid, start + 20 ms × tick, never the last wake-up + 20 ms; a
+//! late tick is sent at once, `MissedTickBehavior::Burst`), send a 172-byte RTP packet (the same
+//! µ-law tone, already encoded), repeat. No mixing, no locks, no encoding: what pacing alone
+//! costs and how exact it is with this machine's tokio timer.
 
 use super::meter::PACKET_BYTES;
 use std::net::SocketAddr;
@@ -36,9 +37,11 @@ async fn stream(socket: UdpSocket, target: SocketAddr, start: Instant, hold: Dur
     packet[1] = 0; // PCMU
     packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
     let ticks = (hold.as_micros() / FRAME.as_micros()) as u32;
+    let mut clock = tokio::time::interval_at(start, FRAME);
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sent = 0;
     for tick in 0..ticks {
-        tokio::time::sleep_until(start + FRAME * tick).await;
+        clock.tick().await;
         packet[1] = if tick == 0 { 0x80 } else { 0 }; // marker on the first packet
         packet[2..4].copy_from_slice(&seq.to_be_bytes());
         packet[4..8].copy_from_slice(&timestamp_base.wrapping_add(tick * 160).to_be_bytes());

@@ -288,11 +288,20 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
     let mut packet = [0u8; MAX_PACKET];
     let mut finished = Vec::new();
     let mut digits = Vec::new();
+    // One cancellation wait and one timer for the whole session, reset each tick: a new sleep
+    // per tick takes the runtime's timer lock twice (register, then deregister on drop), a
+    // reset once; a new cancellation wait per tick joins and leaves the token's waiter list.
+    let cancelled = shared.cancel.clone().cancelled_owned();
+    let sleep = tokio::time::sleep_until(start);
+    tokio::pin!(cancelled, sleep);
     loop {
         let deadline = start + FRAME_DURATION * tick;
+        sleep.as_mut().reset(deadline);
         tokio::select! {
-            _ = shared.cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(deadline) => {}
+            // Checked in this order (no random pick per tick): a closed session stops at once.
+            biased;
+            _ = &mut cancelled => break,
+            _ = &mut sleep => {}
         }
         let late = Instant::now().saturating_duration_since(deadline);
         let behind = (late.as_micros() / FRAME_DURATION.as_micros()) as u32;
@@ -384,9 +393,12 @@ async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc:
     let mut buffer = [0u8; 2048];
     let mut decoder = shared.lock().codec.decoder();
     let mut digits = Vec::new();
+    let cancelled = shared.cancel.clone().cancelled_owned();
+    tokio::pin!(cancelled);
     loop {
         let (len, from) = tokio::select! {
-            _ = shared.cancel.cancelled() => break,
+            biased;
+            _ = &mut cancelled => break,
             received = socket.recv_from(&mut buffer) => match received {
                 Ok(received) => received,
                 // ICMP errors surface here on some platforms; the next datagram may be fine.

@@ -194,7 +194,9 @@ impl Mixer {
             }
         });
         for (o, s) in out.iter_mut().zip(sum) {
-            *o = s.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16;
+            // Rounds half away from zero, as f32::round, without its libm call per sample (x86-64's
+            // baseline has no rounding instruction), so the loop vectorizes; `as` saturates.
+            *o = (s + 0.5f32.copysign(s)) as i16;
         }
         self.playing.retain(|p| {
             let done = p.passes_left == Some(0) || (p.passes_left.is_none() && p.clip.is_empty());
