@@ -32,8 +32,9 @@
 //! legs), for the pacer the same threads; SIPp and PostgreSQL apart.
 //!
 //! Targets are judged on a clean run only (every call placed, answered, completed and recorded,
-//! one stream per meter socket, the pacer's streams all measured, a window of at least 10 s):
-//! otherwise the run prints "not judged" and exits 1. Open files: Outdial holds one UDP socket
+//! one stream per meter socket, the pacer's streams all measured, a window of at least 10 s, and
+//! a quiet machine: other processes took under 0.2 cores in each window): otherwise the run
+//! prints "not judged" and exits 1. Open files: Outdial holds one UDP socket
 //! per call and the meter one per stream, so `ulimit -n` must exceed 2 × N by a margin (it
 //! checks; `ulimit -n 65536` if your shell's is lower).
 //!
@@ -111,6 +112,8 @@ const TARGET_P99_MS: f64 = 5.0;
 /// Left out at each end of the window: streams starting, the first ones ending.
 const SETTLE: Duration = Duration::from_secs(1);
 const MIN_WINDOW_S: f64 = 10.0;
+/// A run is judged only when other processes took less than this from the machine in each window.
+const MAX_OTHERS_CORES: f64 = 0.2;
 /// Outdial's RTP ports: below the kernel's ephemeral range, where the meter's sockets are.
 const RTP_PORTS: (u16, u16) = (20000, 32767);
 const METER_THREAD: &str = "rtp-meter";
@@ -400,6 +403,12 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         if r.wire.seconds < MIN_WINDOW_S {
             faults.push(format!("{name}: a window of {:.1} s (< {MIN_WINDOW_S} s)", r.wire.seconds));
         }
+        if r.others_cores() > MAX_OTHERS_CORES {
+            faults.push(format!(
+                "{name}: the machine was not quiet (other processes took {:.2} cores in the window; at most {MAX_OTHERS_CORES})",
+                r.others_cores()
+            ));
+        }
     }
     let clean = faults.is_empty();
     if !clean {
@@ -604,6 +613,12 @@ impl Run {
         }
     }
 
+    /// Cores that other processes took from the machine in the window.
+    fn others_cores(&self) -> f64 {
+        let ours = self.cpu.groups.values().sum::<f64>() + self.sipp_s.unwrap_or(0.0) + self.cpu.postgres + self.interrupts_s;
+        ((self.busy_s - ours) / self.cpu.wall.max(1e-9)).max(0.0)
+    }
+
     /// This process's CPU per call: µs of CPU per second of call.
     fn us_per_call_s(&self, n: usize) -> f64 {
         self.process_s * 1e6 / self.wire.seconds.max(1e-9) / n as f64
@@ -671,13 +686,10 @@ impl Run {
         );
         let per_call = |s: f64| s * 1e6 / w.seconds.max(1e-9) / n.max(1) as f64;
         let cores = |s: f64| s / self.cpu.wall.max(1e-9);
-        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
-        let seen = self.cpu.groups.values().sum::<f64>() + self.sipp_s.unwrap_or(0.0) + self.cpu.postgres;
-        let rest = (self.cpu.machine_busy_frac * cpus - cores(seen)).max(0.0);
+        let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
         println!(
             "  CPU per call (µs of CPU per second of call): this process {:.0} ({:.2} cores for {n} calls{}), the meter {:.0}{}, \
-             PostgreSQL {:.1} (backends of the bench database; all postgres processes {:.1}); machine busy {:.0}% of {cpus} cores, \
-             {rest:.2} cores of them other processes",
+             PostgreSQL {:.1} (backends of the bench database; all postgres processes {:.1}); machine busy {:.0}% of {cpus} cores",
             per_call(self.process_s),
             self.process_s / w.seconds.max(1e-9),
             if self.process_s > 0.0 { format!(": {:.0} calls per core", n as f64 * w.seconds / self.process_s) } else { String::new() },
@@ -690,10 +702,12 @@ impl Run {
         let others: Vec<String> = self.others.iter().map(|(comm, s)| format!("{comm} {:.2}", cores(*s))).collect();
         println!(
             "  the machine in the window: {:.2} cores busy, of which interrupts (softirq: loopback delivery) {:.2}, stolen by the \
-             hypervisor {:.2}; busiest other processes (cores): {}",
+             hypervisor {:.2}, other processes {:.2} (what the bench, SIPp and PostgreSQL did not use; also processes that \
+             exited meanwhile, a build's compiler runs); busiest other processes still running (cores): {}",
             cores(self.busy_s),
             cores(self.interrupts_s),
             cores(self.steal_s),
+            self.others_cores(),
             if others.is_empty() { "none".to_string() } else { others.join(", ") }
         );
         let groups: Vec<String> = self.cpu.groups.iter().filter(|(_, s)| **s > 0.0).map(|(g, s)| format!("{g} {:.2}", s / w.seconds.max(1e-9))).collect();

@@ -1,6 +1,9 @@
 //! The wire meter: N UDP sockets on 127.0.0.1, each the far end of one RTP stream, read on a
 //! thread of their own. The kernel stamps each datagram as it reaches its socket
-//! (SO_TIMESTAMPNS, CLOCK_REALTIME), so when the meter's thread gets to run does not count.
+//! (SO_TIMESTAMPNS, CLOCK_REALTIME), so when the meter's thread gets to run does not count, and
+//! it reads in sweeps every 2 ms (epoll, then every ready socket drained): some 100 packets a
+//! wake-up at 50,000 a second instead of a wake-up each, to take as little CPU from what it
+//! measures as it can.
 //!
 //! Deviation: a packet's offset is its arrival minus its RTP timestamp's time since the stream's
 //! first packet (8 kHz: 125 µs a sample); its deviation is that offset minus the stream's smallest,
@@ -12,15 +15,16 @@
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::io::Interest;
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
 
 /// RTP header (12 bytes) + 20 ms of G.711 (160 bytes): what both senders send.
 pub const PACKET_BYTES: usize = 172;
 const SAMPLE_NS: i64 = 125_000;
 const FRAME_SAMPLES: i64 = 160;
+/// The pause between sweeps: packets wait in their sockets meanwhile, already stamped.
+const SWEEP: Duration = Duration::from_millis(2);
 
 /// What the meter has seen so far, for the bench to watch while streams run.
 pub struct Live {
@@ -34,7 +38,7 @@ pub struct Live {
 pub struct Meter {
     pub addrs: Vec<SocketAddr>,
     pub live: Arc<Live>,
-    stop: CancellationToken,
+    stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Vec<Stream>>,
 }
 
@@ -51,29 +55,15 @@ impl Meter {
             sockets.push(socket);
         }
         let live = Arc::new(Live { streams_started: AtomicUsize::new(0), packets: AtomicU64::new(0), first_ns: AtomicI64::new(i64::MAX) });
-        let stop = CancellationToken::new();
+        let stop = Arc::new(AtomicBool::new(false));
         let (thread_live, thread_stop) = (live.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("meter runtime");
-            runtime.block_on(async move {
-                let mut tasks = Vec::with_capacity(sockets.len());
-                for socket in sockets {
-                    let socket = tokio::net::UdpSocket::from_std(socket).expect("meter socket");
-                    tasks.push(tokio::spawn(read(socket, thread_live.clone(), thread_stop.clone())));
-                }
-                let mut streams = Vec::with_capacity(tasks.len());
-                for task in tasks {
-                    streams.push(task.await.expect("meter task"));
-                }
-                streams
-            })
-        })?;
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || read(sockets, &thread_live, &thread_stop))?;
         Ok(Meter { addrs, live, stop, thread })
     }
 
     /// Stops reading; every socket's stream, in the order of `addrs`.
     pub fn finish(self) -> Vec<Stream> {
-        self.stop.cancel();
+        self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("meter thread")
     }
 }
@@ -128,24 +118,43 @@ pub fn realtime_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
-async fn read(socket: tokio::net::UdpSocket, live: Arc<Live>, stop: CancellationToken) -> Stream {
-    let fd = socket.as_raw_fd();
-    let mut stream = Stream::default();
+/// Sweeps the sockets until `stop`: waits for one to be readable (epoll, level-triggered),
+/// drains every ready one, pauses `SWEEP`, again.
+fn read(sockets: Vec<std::net::UdpSocket>, live: &Live, stop: &AtomicBool) -> Vec<Stream> {
+    let mut streams: Vec<Stream> = sockets.iter().map(|_| Stream::default()).collect();
+    // SAFETY: plain epoll calls on descriptors this thread owns until it returns.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(epoll >= 0, "epoll_create1: {}", std::io::Error::last_os_error());
+    for (i, socket) in sockets.iter().enumerate() {
+        let mut event = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
+        let rc = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut event) };
+        assert!(rc == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; sockets.len().max(1)];
     let mut buffer = [0u8; 2048];
-    // One wait for the stop, not one per packet.
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
-    loop {
-        let received = tokio::select! {
-            _ = &mut stopped => break,
-            received = socket.async_io(Interest::READABLE, || recv_stamped(fd, &mut buffer)) => received,
-        };
-        match received {
-            Ok((len, at_ns)) => stream.on_datagram(&buffer[..len], at_ns, &live),
-            Err(_) => stream.errors += 1,
+    while !stop.load(Ordering::Relaxed) {
+        // At most 100 ms asleep, to see `stop`.
+        let ready = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 100) };
+        for event in &events[..ready.max(0) as usize] {
+            let i = event.u64 as usize;
+            let fd = sockets[i].as_raw_fd();
+            loop {
+                match recv_stamped(fd, &mut buffer) {
+                    Ok((len, at_ns)) => streams[i].on_datagram(&buffer[..len], at_ns, live),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        streams[i].errors += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        if ready > 0 {
+            std::thread::sleep(SWEEP);
         }
     }
-    stream
+    unsafe { libc::close(epoll) };
+    streams
 }
 
 /// What one socket received.
