@@ -666,6 +666,25 @@ impl Run {
             w.ms(0.999),
             window.deviation.max() as f64 / 1000.0
         );
+        println!(
+            "  by second (t from the first packet; the window is {:.0}..{:.0} s): t packets p50/p99/max ms, skipped ticks — {}",
+            (w.from_ns - w.first_ns) as f64 / 1e9,
+            (w.to_ns - w.first_ns) as f64 / 1e9,
+            w.by_second
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.packets > 0)
+                .map(|(t, p)| format!(
+                    "{t} {} {:.1}/{:.1}/{:.0}{}",
+                    p.packets,
+                    p.ms(0.5),
+                    p.ms(0.99),
+                    p.deviation.max() as f64 / 1000.0,
+                    if p.skipped_ticks > 0 { format!(" {}", p.skipped_ticks) } else { String::new() }
+                ))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
         let [before, _, after] = &w.parts;
         println!(
             "  outside the window, before it (streams starting) / after it (ending): {} / {} packets, deviation p99 {:.2} / {:.2} ms, \

@@ -263,6 +263,12 @@ pub struct Wire {
     pub seconds: f64,
     /// Before the window, in it, after it.
     pub parts: [Part; 3],
+    /// Each second from the first packet of any stream: when trouble came.
+    pub by_second: Vec<Part>,
+    /// The first packet's kernel stamp, and the window's bounds, ns.
+    pub first_ns: i64,
+    pub from_ns: i64,
+    pub to_ns: i64,
     /// Over whole streams: packets out of order, odd datagrams, streams with more than one
     /// SSRC, read errors.
     pub reordered: u64,
@@ -278,12 +284,19 @@ impl Wire {
             concurrent: 0,
             seconds: (to_ns - from_ns) as f64 / 1e9,
             parts: [Part::new(), Part::new(), Part::new()],
+            by_second: Vec::new(),
+            first_ns: streams.iter().filter_map(Stream::first_ns).min().unwrap_or(from_ns),
+            from_ns,
+            to_ns,
             reordered: 0,
             odd: 0,
             mixed: 0,
             errors: 0,
         };
         let part = |at: i64| usize::from(at >= from_ns) + usize::from(at >= to_ns);
+        let last_ns = streams.iter().filter_map(Stream::last_ns).max().unwrap_or(to_ns);
+        wire.by_second = (0..=((last_ns - wire.first_ns) / 1_000_000_000).max(0)).map(|_| Part::new()).collect();
+        let second = |at: i64| ((at - wire.first_ns).max(0) / 1_000_000_000) as usize;
         for stream in streams {
             wire.reordered += stream.reordered;
             wire.odd += stream.odd;
@@ -293,15 +306,21 @@ impl Wire {
             wire.concurrent += usize::from(first <= from_ns && last >= to_ns);
             let best = stream.arrivals.iter().map(|a| a.1).min().unwrap_or(0);
             for &(at, offset) in &stream.arrivals {
+                let us = ((offset - best) / 1_000) as u64;
                 let part = &mut wire.parts[part(at)];
                 part.packets += 1;
-                part.deviation.saturating_record(((offset - best) / 1_000) as u64);
+                part.deviation.saturating_record(us);
+                let by_second = &mut wire.by_second[second(at)];
+                by_second.packets += 1;
+                by_second.deviation.saturating_record(us);
             }
             for &(at, n) in &stream.skips {
                 wire.parts[part(at)].skipped_ticks += n;
+                wire.by_second[second(at)].skipped_ticks += n;
             }
             for &(at, n) in &stream.gaps {
                 wire.parts[part(at)].lost += n;
+                wire.by_second[second(at)].lost += n;
             }
         }
         wire
