@@ -298,10 +298,12 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
         let deadline = start + FRAME_DURATION * tick;
         sleep.as_mut().reset(deadline);
         tokio::select! {
-            // Checked in this order (no random pick per tick): a closed session stops at once.
+            // The timer first, in this order (no random pick per tick): polling the cancellation
+            // takes its token's lock, so it is polled only when the tick is not due, which is
+            // when its close woke the task.
             biased;
-            _ = &mut cancelled => break,
             _ = &mut sleep => {}
+            _ = &mut cancelled => break,
         }
         let late = Instant::now().saturating_duration_since(deadline);
         let behind = (late.as_micros() / FRAME_DURATION.as_micros()) as u32;
@@ -397,13 +399,15 @@ async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc:
     tokio::pin!(cancelled);
     loop {
         let (len, from) = tokio::select! {
+            // The socket first, as the clock's timer: the cancellation is polled (its lock taken)
+            // only when nothing has arrived.
             biased;
-            _ = &mut cancelled => break,
             received = socket.recv_from(&mut buffer) => match received {
                 Ok(received) => received,
                 // ICMP errors surface here on some platforms; the next datagram may be fine.
                 Err(_) => continue,
             },
+            _ = &mut cancelled => break,
         };
         let now = Instant::now();
         let mut state = shared.lock();

@@ -144,39 +144,32 @@ impl Mixer {
     /// Mixes the next 20 ms of every source into `out` (sum with saturation) and pushes the ids
     /// whose last audio is in this frame onto `finished`.
     pub fn next_frame(&mut self, out: &mut Frame, finished: &mut Vec<u64>) {
+        if self.live.is_empty() && self.playing.len() == 1 && self.playing[0].gain == 1.0 {
+            // One clip at its own level and nothing live (a talk, a stream): its samples as they
+            // are, copied, without the float mix (the same result: exact at gain 1).
+            *out = [0; FRAME_SAMPLES];
+            advance(&mut self.playing[0], |at, run| out[at..at + run.len()].copy_from_slice(run));
+        } else {
+            self.mix(out);
+        }
+        self.playing.retain(|p| {
+            let done = p.passes_left == Some(0) || (p.passes_left.is_none() && p.clip.is_empty());
+            if done {
+                finished.push(p.id);
+            }
+            !done
+        });
+    }
+
+    fn mix(&mut self, out: &mut Frame) {
         let mut sum = [0f32; FRAME_SAMPLES];
         for playback in &mut self.playing {
-            let samples = playback.clip.samples();
-            let mut filled = 0;
-            while filled < FRAME_SAMPLES {
-                if playback.position >= samples.len() {
-                    match &mut playback.passes_left {
-                        None if samples.is_empty() => break,
-                        None => playback.position = 0,
-                        Some(left) if *left > 1 => {
-                            *left -= 1;
-                            playback.position = 0;
-                        }
-                        Some(left) => {
-                            *left = 0;
-                            break;
-                        }
-                    }
-                    // An empty clip looping a fixed number of times uses up its passes here.
-                    if samples.is_empty() {
-                        continue;
-                    }
+            let gain = playback.gain;
+            advance(playback, |at, run| {
+                for (acc, &s) in sum[at..at + run.len()].iter_mut().zip(run) {
+                    *acc += s as f32 * gain;
                 }
-                let take = (samples.len() - playback.position).min(FRAME_SAMPLES - filled);
-                for (acc, &s) in sum[filled..filled + take].iter_mut().zip(&samples[playback.position..playback.position + take]) {
-                    *acc += s as f32 * playback.gain;
-                }
-                playback.position += take;
-                filled += take;
-            }
-            if playback.passes_left == Some(1) && playback.position >= samples.len() {
-                playback.passes_left = Some(0);
-            }
+            });
         }
         self.live.retain_mut(|input| {
             while input.frames.len() > LIVE_BACKLOG_FRAMES {
@@ -198,13 +191,40 @@ impl Mixer {
             // baseline has no rounding instruction), so the loop vectorizes; `as` saturates.
             *o = (s + 0.5f32.copysign(s)) as i16;
         }
-        self.playing.retain(|p| {
-            let done = p.passes_left == Some(0) || (p.passes_left.is_none() && p.clip.is_empty());
-            if done {
-                finished.push(p.id);
+    }
+}
+
+/// Plays the next frame's worth of `playback`, looping as it must: `each(offset, run)` for every
+/// run of its samples, at the run's offset in the frame. A clip that ends leaves the rest unplayed.
+fn advance(playback: &mut Playback, mut each: impl FnMut(usize, &[i16])) {
+    let samples = playback.clip.samples();
+    let mut filled = 0;
+    while filled < FRAME_SAMPLES {
+        if playback.position >= samples.len() {
+            match &mut playback.passes_left {
+                None if samples.is_empty() => break,
+                None => playback.position = 0,
+                Some(left) if *left > 1 => {
+                    *left -= 1;
+                    playback.position = 0;
+                }
+                Some(left) => {
+                    *left = 0;
+                    break;
+                }
             }
-            !done
-        });
+            // An empty clip looping a fixed number of times uses up its passes here.
+            if samples.is_empty() {
+                continue;
+            }
+        }
+        let take = (samples.len() - playback.position).min(FRAME_SAMPLES - filled);
+        each(filled, &samples[playback.position..playback.position + take]);
+        playback.position += take;
+        filled += take;
+    }
+    if playback.passes_left == Some(1) && playback.position >= samples.len() {
+        playback.passes_left = Some(0);
     }
 }
 
@@ -270,6 +290,24 @@ mod tests {
         drop(tx);
         frames(&mut mixer, 1);
         assert!(!mixer.detach(9), "an ended input is dropped");
+    }
+
+    /// A lone clip at its own level is copied, not mixed: the same samples as the mix gives
+    /// (here beside a silent clip), looping across frame edges, then silence once it ends.
+    #[test]
+    fn a_lone_clip_plays_as_the_mix_would() {
+        let ramp: Vec<i16> = (0..250).map(|i| (i * 131 - 16_000) as i16).collect();
+        let mut alone = Mixer::default();
+        alone.play(1, Clip::new(ramp.clone()), 3, 0.0);
+        let mut mixed = Mixer::default();
+        mixed.play(1, Clip::new(ramp.clone()), 3, 0.0);
+        mixed.play(2, Clip::new(vec![0i16; 1000]), 1, 0.0);
+        let (out, ended) = frames(&mut alone, 6);
+        assert_eq!(out, frames(&mut mixed, 6).0);
+        let played: Vec<i16> = out.iter().flatten().copied().collect();
+        assert_eq!(played[..750], [ramp.clone(), ramp.clone(), ramp].concat()[..]);
+        assert!(played[750..].iter().all(|&s| s == 0));
+        assert_eq!(ended, vec![(4, 1)]);
     }
 
     #[test]
