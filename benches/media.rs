@@ -5,9 +5,9 @@
 //!
 //! One run, in order:
 //!  1. the baseline: a bare UDP pacer in this process (benches/media/pacer.rs: one tokio task
-//!     and socket per stream, sleep until the next 20 ms deadline, send) sends N streams of
-//!     172-byte RTP packets, started at `--rate` a second and each lasting `--hold-seconds`, to N
-//!     sockets of a wire meter (benches/media/meter.rs);
+//!     and socket per stream, a 20 ms interval on the stream's own grid, send) sends N streams of
+//!     172-byte RTP packets, started at `--rate` a second (at random phases of the frame) and each
+//!     lasting `--hold-seconds`, to N sockets of a wire meter (benches/media/meter.rs);
 //!  2. resets the bench database (DATABASE_URL; its name must contain "bench"), migrates, creates
 //!     an account, an application and one trunk at a SIPp running benches/media/uas.xml, which
 //!     answers call i with the address of the meter's socket i (an injection file), so each
@@ -18,7 +18,8 @@
 //!  4. places N calls at `--rate`, each `[record (in the background), stream tone.wav loop 0]`
 //!     with `length_timer` = hold, so Outdial's media engine plays the tone in G.711 20 ms packets
 //!     until it hangs up;
-//!  5. waits for every `completed` and `record` webhook, and prints for both runs, over the same
+//!  5. waits for every `completed` and `record` webhook (a leg hangs up once its recording is
+//!     encoded, so the calls end slower than they started), and prints for both runs, over the same
 //!     kind of window (from 1 s after every stream flows to 1 s before the first one's hold ends):
 //!     concurrent calls, packets/s, loss, send-time deviation p50/p99 at the wire, CPU per call,
 //!     and the ratios of ours to the pacer's; and Outdial's own measure (`media::totals()`).
@@ -28,15 +29,15 @@
 //! smallest such offset: how much later than its most punctual packet a packet came, on the
 //! 20 ms grid of the sender's own clock. Ticks a clock skipped and lost packets are counted apart.
 //! CPU per call: CPU time over the window ÷ window ÷ calls, in µs per second of call; for us this
-//! process without the meter's and the receiver's threads (the media engine, the SIP stack, idle
-//! legs), for the pacer the same threads; SIPp and PostgreSQL apart.
+//! process without the meter's and the receiver's threads (the media engine, the recorders, the
+//! SIP stack, idle legs), for the pacer the same threads; SIPp and PostgreSQL apart.
 //!
 //! Targets are judged on a clean run only (every call placed, answered, completed and recorded,
 //! one stream per meter socket, the pacer's streams all measured, a window of at least 10 s, and
 //! a quiet machine: other processes took under 0.2 cores in each window): otherwise the run
-//! prints "not judged" and exits 1. Open files: Outdial holds one UDP socket
-//! per call and the meter one per stream, so `ulimit -n` must exceed 2 × N by a margin (it
-//! checks; `ulimit -n 65536` if your shell's is lower).
+//! prints "not judged" and exits 1 (a run whose targets are not met exits 1 too). Open files:
+//! Outdial holds one UDP socket per call and the meter one per stream, so `ulimit -n` must exceed
+//! 2 × N by a margin (it checks; `ulimit -n 65536` if your shell's is lower).
 //!
 //! The last line is machine-readable: `media_calls=… concurrent=… packets_per_s=… dev_p99_ms=… …`.
 
