@@ -5,6 +5,7 @@
 pub mod audio;
 pub mod baresip;
 pub mod receiver;
+pub mod sip_app;
 pub mod sipp;
 
 use outdial::accounts::{self, NewAccountCredentials};

@@ -1,13 +1,23 @@
 //! `connect`: a second outbound leg in the same conversation, dialled through the carrier and
 //! bridged to this one. Its status events go to the connect's eventUrl. If it does not connect
 //! the NCCO moves on (or, with eventType synchronous, runs the NCCO the event's answer holds).
+//!
+//! On real audio the first leg hears ringback (`ringbackTone`, or a generated 440+480 Hz
+//! cadence) while the second rings, then each leg hears the other: each one's received frames
+//! are a live input of the other's mixer, so PCMU and PCMA legs meet as PCM (transcoded).
 
 use super::notify::post_for_ncco;
 use super::{next, Flow};
+use crate::carrier::{Media, MediaCommand};
 use crate::engine::leg::{Leg, LegRow, Step, Stop};
+use crate::media::Clip;
 use crate::ncco::Connect;
 use serde_json::{json, Value};
+use std::time::Duration;
 use uuid::Uuid;
+
+/// The live-input id a bridged leg hears its peer under.
+const BRIDGE_INPUT: u64 = u64::MAX - 1;
 
 pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
     let (event_url, event_method) = match &c.event {
@@ -54,7 +64,12 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
 }
 
 async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> {
-    let answered = child.dial_and_ring().await?;
+    let ringback = start_ringback(leg, c).await;
+    let answered = child.dial_and_ring().await;
+    if let Some(id) = ringback {
+        leg.control(MediaCommand::StopPlayback { id });
+    }
+    let answered = answered?;
     if answered.is_none() {
         if c.synchronous_events {
             // Connect fallback: the final status event may answer with an NCCO.
@@ -67,6 +82,7 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
         return Ok(Flow::Next);
     }
     child.answer().await?;
+    bridge(leg, child);
     // Bridged until one side hangs up.
     let outcome = tokio::select! {
         parent = wait_end(leg) => Err(parent),
@@ -88,6 +104,43 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
             Ok(Flow::Next)
         }
         Ok(other) => Err(other),
+    }
+}
+
+/// What the first leg hears while the second rings: `ringbackTone`, else the generated cadence.
+/// None without real audio (or when the tone cannot be loaded: then silence, logged).
+async fn start_ringback(leg: &mut Leg, c: &Connect) -> Option<u64> {
+    leg.media.as_ref()?;
+    let (media, audio) = match &c.ringback_tone {
+        Some(url) => match crate::engine::media::stream(&leg.ctx, url).await {
+            Ok((_, audio)) => (Media::Audio { url: url.clone() }, audio?),
+            Err(e) => {
+                leg.log(&format!("ringbackTone {url} not played: {e}"));
+                return None;
+            }
+        },
+        None => (Media::Audio { url: "ringback".into() }, ringback_cadence()),
+    };
+    let id = leg.play_id();
+    leg.control(MediaCommand::Play { id, media, duration: audio.duration(), loops: 0, audio: Some(audio), level: 0.0 });
+    Some(id)
+}
+
+/// North American ringback: 440 + 480 Hz, 2 s on, 4 s off.
+fn ringback_cadence() -> Clip {
+    let on = Duration::from_secs(2);
+    let low = Clip::tone(440.0, on, 0.15);
+    let high = Clip::tone(480.0, on, 0.15);
+    let mut samples: Vec<i16> = low.samples().iter().zip(high.samples()).map(|(a, b)| a.saturating_add(*b)).collect();
+    samples.extend(Clip::silence(Duration::from_secs(4)).samples());
+    Clip::from(samples)
+}
+
+/// Each leg hears the other (when both have real audio).
+fn bridge(leg: &Leg, child: &Leg) {
+    if let (Some(a), Some(b)) = (&leg.media, &child.media) {
+        a.attach(BRIDGE_INPUT, b.subscribe_received(), 0.0);
+        b.attach(BRIDGE_INPUT, a.subscribe_received(), 0.0);
     }
 }
 

@@ -1,0 +1,54 @@
+//! Connected audio on SIP calls: a `connect` bridges two real callees (baresip), asserted on
+//! what each of them heard.
+
+mod common;
+
+use common::baresip::{Baresip, Options as PhoneOptions};
+use common::sip_app::{call_to, start as sip_app, TempDir};
+use serde_json::json;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// The first callee (PCMU, playing 1 kHz) hears ringback while the second rings, then the
+/// second callee's 700 Hz tone; the second (PCMA only: transcoded) hears the 1 kHz tone.
+#[sqlx::test]
+async fn connect_bridges_two_callees_both_ways_after_ringback(pool: PgPool) {
+    if !Baresip::available() {
+        return;
+    }
+    let dir = TempDir::new();
+    let caller = Baresip::start(PhoneOptions {
+        play: Some(dir.tone_wav("caller.wav", 1000.0, 20.0)),
+        codecs: "PCMU".into(),
+        ..PhoneOptions::new("caller")
+    });
+    let agent = Baresip::start(PhoneOptions {
+        play: Some(dir.tone_wav("agent.wav", 700.0, 20.0)),
+        codecs: "PCMA".into(),
+        auto_answer: false,
+        ..PhoneOptions::new("agent")
+    });
+    let (app, events) = sip_app(pool).await;
+    let ncco = json!([{"action": "connect", "endpoint": [{"type": "sip", "uri": agent.uri()}], "eventUrl": [events.url("/agent")]}]);
+    let uuid = app.place(&call_to(&caller.uri(), ncco)).await;
+    agent.wait_event("CALL_INCOMING", 1, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    agent.answer().await;
+    events.wait_for("/agent", |r| r.iter().any(|e| e.body["status"] == "answered")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent.hangup().await;
+    events.wait_status("/events", &uuid, "completed").await;
+    caller.wait_hangup(Duration::from_secs(10)).await;
+    agent.wait_hangup(Duration::from_secs(10)).await;
+
+    let (heard, rate) = caller.heard().await;
+    let ringback = common::audio::tone_spans(&heard, rate, 440.0, 0.3);
+    assert!((1800..=2100).contains(&common::audio::longest_span_ms(&ringback)), "a 2 s ringback burst: {ringback:?}");
+    let agent_voice = common::audio::longest_span_ms(&common::audio::tone_spans(&heard, rate, 700.0, 0.5));
+    assert!(agent_voice >= 2500, "the caller heard the agent for ~3 s: {agent_voice} ms");
+    let (heard, rate) = agent.heard().await;
+    let caller_voice = common::audio::longest_span_ms(&common::audio::tone_spans(&heard, rate, 1000.0, 0.5));
+    assert!(caller_voice >= 2500, "the agent heard the caller for ~3 s: {caller_voice} ms");
+    assert!(common::audio::tone_spans(&heard, rate, 700.0, 0.5).is_empty(), "and not itself");
+    app.stop().await;
+}
