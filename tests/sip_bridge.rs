@@ -52,3 +52,48 @@ async fn connect_bridges_two_callees_both_ways_after_ringback(pool: PgPool) {
     assert!(common::audio::tone_spans(&heard, rate, 700.0, 0.5).is_empty(), "and not itself");
     app.stop().await;
 }
+
+/// A three-member conversation: each member hears the other two and never itself, and a muted
+/// member is heard by nobody (it still hears the others).
+#[sqlx::test]
+async fn conversation_members_hear_the_others_but_not_themselves_nor_the_muted(pool: PgPool) {
+    if !Baresip::available() {
+        return;
+    }
+    let dir = TempDir::new();
+    let tones = [("alice", 600.0), ("bob", 1000.0), ("carol", 1400.0)];
+    let phones: Vec<Baresip> =
+        tones.iter().map(|(name, hz)| Baresip::callee(name, Some(&dir.tone_wav(&format!("{name}.wav"), *hz, 30.0)))).collect();
+    let (app, events) = sip_app(pool).await;
+    let mut uuids = Vec::new();
+    for (phone, (name, _)) in phones.iter().zip(tones) {
+        let member = json!({"action": "conversation", "name": "standup", "mute": name == "carol"});
+        uuids.push(app.place(&call_to(&phone.uri(), json!([member]))).await);
+    }
+    for uuid in &uuids {
+        events.wait_status("/events", uuid, "answered").await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for uuid in &uuids {
+        app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await;
+    }
+    for (phone, uuid) in phones.iter().zip(&uuids) {
+        events.wait_status("/events", uuid, "completed").await;
+        phone.wait_hangup(Duration::from_secs(10)).await;
+    }
+    let heard_ms = |samples: &[i16], rate: u32, hz: f64| common::audio::longest_span_ms(&common::audio::tone_spans(samples, rate, hz, 0.3));
+    for (phone, (name, own)) in phones.iter().zip(tones) {
+        let (heard, rate) = phone.heard().await;
+        for (other, hz) in tones {
+            let ms = heard_ms(&heard, rate, hz);
+            if hz == own {
+                assert_eq!(ms, 0, "{name} does not hear itself");
+            } else if other == "carol" {
+                assert_eq!(ms, 0, "{name} does not hear carol, who is muted");
+            } else {
+                assert!(ms >= 2500, "{name} hears {other}: {ms} ms");
+            }
+        }
+    }
+    app.stop().await;
+}

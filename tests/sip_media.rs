@@ -4,9 +4,8 @@
 mod common;
 
 use common::baresip::Baresip;
-use common::receiver::Receiver;
 use common::sipp::Sipp;
-use common::{Options, TestApp};
+use common::TestApp;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::Duration;

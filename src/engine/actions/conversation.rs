@@ -1,11 +1,17 @@
 //! `conversation` (named per application; legs in it are bridged) and the `transfer` action
 //! (moves the leg into another conversation). Rooms live in this instance's memory: legs of one
 //! conversation driven by different instances are not bridged to each other yet.
+//!
+//! On real audio each member hears the sum of the others, never itself: every other member's
+//! received frames are a live input of its mixer (N members, N(N-1) inputs; fine for the tens
+//! of members a call has). `canHear`/`canSpeak` leave out the inputs they forbid, a muted
+//! member's frames are silence at the source, an earmuffed member's mixer sends silence.
 
 use super::{next, Flow};
 use crate::calls::format_time;
 use crate::carrier::{Media, MediaCommand};
 use crate::engine::leg::{Leg, Step, Stop};
+use crate::media::MediaTap;
 use crate::ncco::{Conversation, Record, Transfer};
 use serde_json::json;
 use std::collections::HashMap;
@@ -16,6 +22,57 @@ pub struct Room {
     started: watch::Sender<bool>,
     ended: watch::Sender<bool>,
     members: Mutex<usize>,
+    /// The members with real audio.
+    voices: Mutex<Vec<Voice>>,
+}
+
+/// A member's audio in a room.
+struct Voice {
+    leg: uuid::Uuid,
+    tap: MediaTap,
+    /// Legs that may hear it (None: all).
+    can_speak: Option<Vec<String>>,
+    /// Legs it may hear (None: all).
+    can_hear: Option<Vec<String>>,
+}
+
+impl Voice {
+    fn hears(&self, other: &Voice) -> bool {
+        let allowed = |list: &Option<Vec<String>>, leg: uuid::Uuid| list.as_ref().is_none_or(|l| l.iter().any(|u| u.eq_ignore_ascii_case(&leg.to_string())));
+        allowed(&self.can_hear, other.leg) && allowed(&other.can_speak, self.leg)
+    }
+}
+
+/// The live-input id under which a member hears another: from the other's leg uuid.
+fn input_id(leg: uuid::Uuid) -> u64 {
+    leg.as_u64_pair().1
+}
+
+impl Room {
+    /// Wires a new member's audio both ways with every member allowed to hear it.
+    fn add_voice(&self, voice: Voice) {
+        let mut voices = self.voices.lock().unwrap_or_else(|e| e.into_inner());
+        for other in voices.iter() {
+            if other.hears(&voice) {
+                other.tap.attach(input_id(voice.leg), voice.tap.subscribe_received(), 0.0);
+            }
+            if voice.hears(other) {
+                voice.tap.attach(input_id(other.leg), other.tap.subscribe_received(), 0.0);
+            }
+        }
+        voices.push(voice);
+    }
+
+    fn remove_voice(&self, leg: uuid::Uuid) {
+        let mut voices = self.voices.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = voices.iter().position(|v| v.leg == leg) {
+            let gone = voices.remove(at);
+            for other in voices.iter() {
+                other.tap.detach(input_id(leg));
+                gone.tap.detach(input_id(other.leg));
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -26,7 +83,14 @@ impl Rooms {
         let mut rooms = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let room = rooms
             .entry(key.to_string())
-            .or_insert_with(|| Arc::new(Room { started: watch::channel(false).0, ended: watch::channel(false).0, members: Mutex::new(0) }))
+            .or_insert_with(|| {
+                Arc::new(Room {
+                    started: watch::channel(false).0,
+                    ended: watch::channel(false).0,
+                    members: Mutex::new(0),
+                    voices: Mutex::new(Vec::new()),
+                })
+            })
             .clone();
         *room.members.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         if start {
@@ -74,6 +138,9 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     if c.mute {
         leg.control(MediaCommand::SetMuted(true));
     }
+    if let Some(tap) = leg.media.clone() {
+        room.add_voice(Voice { leg: leg.row.uuid, tap, can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() });
+    }
     let recording = c.record.then(|| Record {
         format: "wav".into(),
         split: false,
@@ -101,6 +168,7 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
             _ = ended.changed() => break Stop::Platform,
         }
     };
+    room.remove_voice(leg.row.uuid);
     leg.ctx.rooms.leave(&key, &room, c.end_on_exit);
     Err(stop)
 }
