@@ -6,6 +6,7 @@ pub mod audio;
 pub mod baresip;
 pub mod receiver;
 pub mod sipp;
+pub mod vosk;
 
 use outdial::accounts::{self, NewAccountCredentials};
 use outdial::applications::{self, ApplicationSpec};
