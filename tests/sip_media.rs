@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::Duration;
 
-use common::sip_app::{call_to, start as sip_app, TempDir};
+use common::sip_app::{call_to, start as sip_app, start_with as sip_app_with, TempDir};
+use common::vosk::VoskServer;
 
 /// Keys the callee presses (RFC 2833 packets from SIPp: 1, 2, 3, #) reach `input`.
 #[sqlx::test]
@@ -334,10 +335,15 @@ async fn early_media_is_heard_before_the_answer(pool: PgPool) {
 /// What a callee says, synthesized by espeak-ng (8 kHz), then `after` of silence, then a beep
 /// of `beep_hz` for 500 ms if given; written where baresip can play it.
 async fn greeting_wav(dir: &TempDir, text: &str, after: Duration, beep_hz: Option<f64>) -> std::path::PathBuf {
+    spoken_wav(dir, Duration::from_millis(200), text, after, beep_hz).await
+}
+
+/// As `greeting_wav`, after `lead` of silence.
+async fn spoken_wav(dir: &TempDir, lead: Duration, text: &str, after: Duration, beep_hz: Option<f64>) -> std::path::PathBuf {
     use outdial::media::tts::{EspeakNg, TextToSpeech, Voice};
     let espeak = EspeakNg::new("espeak-ng", Duration::from_secs(10), Duration::from_secs(60));
     let speech = espeak.synthesize(text, &Voice::new(Some("en-US"), None)).await.unwrap();
-    let mut samples = vec![0i16; 1600];
+    let mut samples = vec![0i16; (lead.as_secs_f64() * 8000.0) as usize];
     samples.extend_from_slice(speech.samples());
     samples.extend(std::iter::repeat(0).take((after.as_secs_f64() * 8000.0) as usize));
     if let Some(hz) = beep_hz {
@@ -393,6 +399,48 @@ async fn a_short_hello_is_a_human(pool: PgPool) {
     let human = events.wait_for("/events", |r| r.iter().any(|e| e.body["status"] == "human" || e.body["status"] == "machine")).await;
     let verdict = human.iter().find(|e| e.body["status"] == "human" || e.body["status"] == "machine").unwrap();
     assert_eq!(verdict.body["status"], "human", "{:?}", verdict.body);
+    events.wait_status("/events", &uuid, "completed").await;
+    app.stop().await;
+}
+
+/// Speech `input` on real audio: the callee's spoken words go to a speech server (Vosk protocol;
+/// the PocketSphinx test server) and come back as Vonage's `speech.results`.
+#[sqlx::test]
+async fn spoken_words_reach_input_through_the_speech_server(pool: PgPool) {
+    if !Baresip::available() || !VoskServer::available() {
+        return;
+    }
+    let server = VoskServer::start();
+    let dir = TempDir::new();
+    let wav = spoken_wav(&dir, Duration::from_secs(1), "yes please", Duration::from_secs(4), None).await;
+    let callee = Baresip::callee("caller", Some(&wav));
+    let url = server.url().to_string();
+    let (app, events) = sip_app_with(pool, move |s| s.media.speech_url = url).await;
+    let speech = json!({"language": "en-US", "endOnSilence": 1, "context": ["yes please", "no thanks", "operator", "hello world"]});
+    let ncco = json!([{"action": "input", "type": ["speech"], "speech": speech, "eventUrl": [events.url("/input")]}]);
+    let uuid = app.place(&call_to(&callee.uri(), ncco)).await;
+    let input = events.wait_for("/input", |r| !r.is_empty()).await[0].body.clone();
+    assert_eq!(input["speech"]["results"][0]["text"], "yes please", "{input}\n{}", server.log());
+    assert_eq!(input["speech"]["timeout_reason"], "end_on_silence_timeout", "{input}");
+    assert!(input["speech"].get("error").is_none(), "{input}");
+    events.wait_status("/events", &uuid, "completed").await;
+    app.stop().await;
+}
+
+/// Without a speech server configured, a speech input on a real call says so at once.
+#[sqlx::test]
+async fn speech_input_without_a_recognizer_reports_the_error(pool: PgPool) {
+    if !Baresip::available() {
+        return;
+    }
+    let callee = Baresip::callee("caller", None);
+    let (app, events) = sip_app(pool).await;
+    let ncco = json!([{"action": "input", "type": ["speech"], "speech": {"startTimeout": 10}, "eventUrl": [events.url("/input")]}]);
+    let started = std::time::Instant::now();
+    let uuid = app.place(&call_to(&callee.uri(), ncco)).await;
+    let input = events.wait_for("/input", |r| !r.is_empty()).await[0].body.clone();
+    assert!(input["speech"]["error"].as_str().unwrap_or_default().contains("media.speech_url"), "{input}");
+    assert!(started.elapsed() < Duration::from_secs(8), "not after startTimeout: {:?}", started.elapsed());
     events.wait_status("/events", &uuid, "completed").await;
     app.stop().await;
 }

@@ -43,6 +43,8 @@ pub struct EngineCtx {
     pub carrier: Arc<dyn Carrier>,
     /// Speech and audio files as samples, when the carrier plays real audio.
     pub audio: Option<audio::AudioLoader>,
+    /// Recognizes speech `input` on real audio (`media.speech_url`; None: not configured).
+    pub speech: Option<Arc<dyn crate::speech::SpeechRecognizer>>,
     /// SIP trunks, for routing calls without a query each.
     pub trunks: crate::trunks::TrunkTable,
     pub client: WebhookClient,
@@ -92,6 +94,7 @@ impl EngineCtx {
             ),
             trunks: crate::trunks::TrunkTable::new(invalidations),
             audio: carrier.plays_audio().then(|| audio::AudioLoader::new(&settings, WebhookClient::new(&settings.webhooks))),
+            speech: carrier.plays_audio().then(|| crate::speech::from_settings(&settings.media)).flatten(),
             pool,
             clock,
             carrier,

@@ -7,6 +7,7 @@ pub mod baresip;
 pub mod receiver;
 pub mod sip_app;
 pub mod sipp;
+pub mod vosk;
 
 use outdial::accounts::{self, NewAccountCredentials};
 use outdial::applications::{self, ApplicationSpec};

@@ -23,9 +23,16 @@ pub fn sip_settings(settings: &mut outdial::config::Settings) {
 
 /// The app (roles api, workers, webhooks; real time) and the receiver its event_url points at.
 pub async fn start(pool: PgPool) -> (TestApp, Receiver) {
+    start_with(pool, |_| {}).await
+}
+
+/// As `start`, with more settings adjusted (e.g. a speech server's URL).
+pub async fn start_with(pool: PgPool, adjust: impl FnOnce(&mut outdial::config::Settings)) -> (TestApp, Receiver) {
     let events = Receiver::start().await;
     let options = Options { roles: vec!["api", "workers", "webhooks"], time_scale: 1.0, settings: sip_settings, ..Options::default() };
-    let app = super::spawn_app_with(pool, options).await;
+    let mut settings = super::test_settings(&options);
+    adjust(&mut settings);
+    let app = super::spawn_app_with_settings(pool, settings, options.calls_per_second).await;
     sqlx::query("UPDATE applications SET event_url = $1").bind(events.url("/events")).execute(&app.pool).await.unwrap();
     (app, events)
 }
