@@ -5,6 +5,7 @@ mod behaviour;
 mod route;
 mod simulated;
 pub mod sip;
+pub mod websocket;
 
 pub use behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome, Timed};
 pub use route::{SipTransport, TrunkRoute};

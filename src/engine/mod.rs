@@ -41,6 +41,8 @@ pub struct EngineCtx {
     pub holds: crate::billing::holds::CreditHolds,
     pub clock: Clock,
     pub carrier: Arc<dyn Carrier>,
+    /// Legs to `websocket` endpoints: a WebSocket to the customer's server carries their audio.
+    pub websockets: Arc<dyn Carrier>,
     /// Speech and audio files as samples, when the carrier plays real audio.
     pub audio: Option<audio::AudioLoader>,
     /// Recognizes speech `input` on real audio (`media.speech_url`; None: not configured).
@@ -95,6 +97,10 @@ impl EngineCtx {
             trunks: crate::trunks::TrunkTable::new(invalidations),
             audio: carrier.plays_audio().then(|| audio::AudioLoader::new(&settings, WebhookClient::new(&settings.webhooks))),
             speech: carrier.plays_audio().then(|| crate::speech::from_settings(&settings.media)).flatten(),
+            websockets: Arc::new(crate::carrier::websocket::WebSocketCarrier::new(
+                crate::webhooks::address_guard::AddressGuard::new(settings.webhooks.allow_private_addresses, settings.webhooks.allowed_networks.clone()),
+                Duration::from_millis(settings.webhooks.connect_timeout_ms),
+            )),
             pool,
             clock,
             carrier,

@@ -15,6 +15,7 @@ pub mod decode;
 pub mod detect;
 pub mod dtmf;
 mod jitter;
+pub mod rate;
 pub mod recorder;
 pub mod rtp;
 mod session;

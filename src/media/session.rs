@@ -154,7 +154,18 @@ struct State {
     dtmf_in: DtmfReceiver,
     taps: Taps,
     stats: MediaStats,
+    /// A PCM session's received audio (see `start_pcm`), played out one frame per tick.
+    pcm_in: std::collections::VecDeque<Frame>,
 }
+
+/// Where a session's audio goes: RTP to the far end, or 20 ms PCM frames to a local consumer.
+enum Outbound {
+    Rtp(Arc<UdpSocket>),
+    Pcm(mpsc::Sender<Frame>),
+}
+
+/// Received PCM a session holds at most (60 s): a peer may send faster than real time.
+const PCM_IN_MAX_FRAMES: usize = 3000;
 
 struct Shared {
     state: Mutex<State>,
@@ -184,6 +195,34 @@ impl MediaSession {
         codec: Codec,
         telephone_event: Option<u8>,
     ) -> (MediaHandle, mpsc::UnboundedReceiver<MediaEvent>) {
+        let local = socket.local_addr().ok();
+        let (shared, events, events_rx) = Shared::new(remote, codec, telephone_event, local);
+        // The tasks hold the event senders, so the stream ends when both have stopped.
+        tokio::spawn(clock_loop(shared.clone(), Outbound::Rtp(socket.clone()), events.clone()));
+        tokio::spawn(receive_loop(shared.clone(), socket, events));
+        (MediaHandle { shared }, events_rx)
+    }
+
+    /// A session without RTP, for a leg whose audio is carried another way (a WebSocket): each
+    /// tick's sent frame goes to `outbound` (dropped when it is full), and what `push_received`
+    /// gives is played out as received audio, one frame per tick, in order. Mixer, taps, mute
+    /// and earmuff work as for RTP; DTMF goes out in-band.
+    pub fn start_pcm(outbound: mpsc::Sender<Frame>) -> (MediaHandle, mpsc::UnboundedReceiver<MediaEvent>) {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        let (shared, events, events_rx) = Shared::new(nowhere, Codec::Pcmu, None, None);
+        tokio::spawn(clock_loop(shared.clone(), Outbound::Pcm(outbound), events));
+        (MediaHandle { shared }, events_rx)
+    }
+}
+
+impl Shared {
+    #[allow(clippy::type_complexity)]
+    fn new(
+        remote: SocketAddr,
+        codec: Codec,
+        telephone_event: Option<u8>,
+        local: Option<SocketAddr>,
+    ) -> (Arc<Shared>, mpsc::UnboundedSender<MediaEvent>, mpsc::UnboundedReceiver<MediaEvent>) {
         let (events, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -202,14 +241,12 @@ impl MediaSession {
                 dtmf_in: DtmfReceiver::default(),
                 taps: Taps::default(),
                 stats: MediaStats::new(),
+                pcm_in: std::collections::VecDeque::new(),
             }),
             cancel: CancellationToken::new(),
-            local: socket.local_addr().ok(),
+            local,
         });
-        // The tasks hold the event senders, so the stream ends when both have stopped.
-        tokio::spawn(clock_loop(shared.clone(), socket.clone(), events.clone()));
-        tokio::spawn(receive_loop(shared.clone(), socket, events));
-        (MediaHandle { shared }, events_rx)
+        (shared, events, events_rx)
     }
 }
 
@@ -324,6 +361,20 @@ impl MediaHandle {
         MediaTap { shared: self.shared.clone() }
     }
 
+    /// A PCM session's received audio (see `MediaSession::start_pcm`): queued after what is
+    /// still waiting, played out one frame per tick. Beyond 60 s waiting, the oldest go.
+    pub fn push_received(&self, frames: impl IntoIterator<Item = Frame>) {
+        let mut state = self.shared.lock();
+        state.pcm_in.extend(frames);
+        let excess = state.pcm_in.len().saturating_sub(PCM_IN_MAX_FRAMES);
+        state.pcm_in.drain(..excess);
+    }
+
+    /// Drops received PCM still waiting (a WebSocket's `clear`).
+    pub fn clear_received(&self) {
+        self.shared.lock().pcm_in.clear();
+    }
+
     /// Stops both tasks (as dropping the handle does); the event stream then ends.
     pub fn close(&self) {
         self.shared.cancel.cancel();
@@ -334,7 +385,7 @@ impl MediaHandle {
     }
 }
 
-async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<MediaEvent>) {
+async fn clock_loop(shared: Arc<Shared>, outbound: Outbound, events: mpsc::UnboundedSender<MediaEvent>) {
     let mut rtp = RtpSender::new();
     let (codec, mut encoder) = {
         let state = shared.lock();
@@ -368,7 +419,7 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
         let deadline = start + FRAME_DURATION * tick;
         let timestamp = timestamp_base.wrapping_add(tick.wrapping_mul(FRAME_SAMPLES as u32));
 
-        let (len, remote, dtmf_done) = {
+        let (len, remote, dtmf_done, sent_frame) = {
             let mut state = shared.lock();
             let mut sent: Frame = [0; FRAME_SAMPLES];
             let event = state.telephone_event.and_then(|pt| state.dtmf_out.next(timestamp).map(|e| (pt, e)));
@@ -393,12 +444,20 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
             if dtmf_done {
                 state.dtmf_out_busy = false;
             }
-            (len, state.remote, dtmf_done)
+            (len, state.remote, dtmf_done, sent)
         };
 
         let sendable = !remote.ip().is_unspecified() && remote.port() != 0;
         let deviation = Instant::now().saturating_duration_since(deadline);
-        let result = if sendable { socket.send_to(&packet[..len], remote).await.map(|_| ()) } else { Ok(()) };
+        let result = match &outbound {
+            Outbound::Rtp(socket) if sendable => socket.send_to(&packet[..len], remote).await.map(|_| ()),
+            Outbound::Rtp(_) => Ok(()),
+            Outbound::Pcm(frames) => {
+                // A consumer that fell behind loses frames, never the clock.
+                let _ = frames.try_send(sent_frame);
+                Ok(())
+            }
+        };
         {
             let mut state = shared.lock();
             state.stats.send_deviation.record(deviation);
@@ -429,7 +488,12 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
 /// and digits whose end packets never came.
 fn receive_tick(state: &mut State, sent: &Frame, digits: &mut Vec<ReceivedDigit>) {
     let mut heard: Frame = [0; FRAME_SAMPLES];
-    state.jitter.pop(&mut heard);
+    match state.pcm_in.pop_front() {
+        Some(frame) => heard = frame,
+        None => {
+            state.jitter.pop(&mut heard);
+        }
+    }
     if state.muted {
         heard = [0; FRAME_SAMPLES];
     }

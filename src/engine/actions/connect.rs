@@ -83,9 +83,11 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
     }
     child.answer().await?;
     bridge(leg, child);
-    // Bridged until one side hangs up.
+    // Bridged until one side hangs up. Keys the first leg presses go on to the second (as
+    // RFC 4733 events, or a websocket's JSON events).
+    let keys_to = child.handle.as_ref().map(|h| h.control.clone());
     let outcome = tokio::select! {
-        parent = wait_end(leg) => Err(parent),
+        parent = wait_end_passing_keys(leg, keys_to) => Err(parent),
         child_end = wait_end(child) => Ok(child_end),
     };
     match outcome {
@@ -141,6 +143,22 @@ fn bridge(leg: &Leg, child: &Leg) {
     if let (Some(a), Some(b)) = (&leg.media, &child.media) {
         a.attach(BRIDGE_INPUT, b.subscribe_received(), 0.0);
         b.attach(BRIDGE_INPUT, a.subscribe_received(), 0.0);
+    }
+}
+
+/// Runs a leg's signals until it ends, passing its keys to `keys_to`; returns why it ended.
+async fn wait_end_passing_keys(leg: &mut Leg, keys_to: Option<tokio::sync::mpsc::UnboundedSender<MediaCommand>>) -> Stop {
+    loop {
+        match next(leg, None).await {
+            Ok(super::Signal::Event(crate::carrier::CarrierEvent::Dtmf(key))) => {
+                leg.pending_dtmf.clear();
+                if let Some(to) = &keys_to {
+                    let _ = to.send(MediaCommand::SendDtmf(key.to_string()));
+                }
+            }
+            Ok(_) => {}
+            Err(stop) => return stop,
+        }
     }
 }
 
