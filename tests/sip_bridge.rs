@@ -98,68 +98,6 @@ async fn conversation_members_hear_the_others_but_not_themselves_nor_the_muted(p
     app.stop().await;
 }
 
-/// What the test's WebSocket server got: its first (text) message, the binary messages' sizes
-/// and samples, and the text messages after the first.
-#[derive(Default)]
-struct Received {
-    first: Option<serde_json::Value>,
-    binary_sizes: Vec<usize>,
-    samples: Vec<i16>,
-    texts: Vec<serde_json::Value>,
-}
-
-/// A WebSocket server (Vonage's customer side): records what arrives, sends `reply` (16 kHz
-/// PCM, all at once: Outdial must play it in order at its pace) once connected, and closes
-/// after `hold`.
-async fn websocket_server(reply: Vec<i16>, hold: Duration) -> (u16, std::sync::Arc<std::sync::Mutex<Received>>) {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Received::default()));
-    let record = received.clone();
-    tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut socket = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        let until = tokio::time::Instant::now() + hold;
-        let mut replied = false;
-        loop {
-            let message = tokio::select! {
-                m = socket.next() => m,
-                _ = tokio::time::sleep_until(until) => break,
-            };
-            let Some(Ok(message)) = message else { return };
-            {
-                let mut got = record.lock().unwrap();
-                match message {
-                    Message::Text(text) => {
-                        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-                        if got.first.is_none() {
-                            got.first = Some(value)
-                        } else {
-                            got.texts.push(value)
-                        }
-                    }
-                    Message::Binary(bytes) => {
-                        got.binary_sizes.push(bytes.len());
-                        got.samples.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])));
-                    }
-                    _ => {}
-                }
-            }
-            if !replied {
-                replied = true;
-                for chunk in reply.chunks(320) {
-                    let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
-                    socket.send(Message::binary(bytes)).await.unwrap();
-                }
-            }
-        }
-        let _ = socket.close(None).await;
-    });
-    (port, received)
-}
-
 /// `connect` to a websocket: the server gets `websocket:connected` with the headers, then the
 /// callee's 1 kHz tone as 20 ms frames of 16 kHz PCM; the 440 Hz it sends back is heard by the
 /// callee; the callee's key arrives as JSON; the server closing ends that leg.
@@ -171,7 +109,7 @@ async fn connect_to_a_websocket_streams_the_call_both_ways(pool: PgPool) {
     let dir = TempDir::new();
     let callee = Baresip::callee("caller", Some(&dir.tone_wav("caller.wav", 1000.0, 20.0)));
     let reply = common::audio::tone(440.0, 2.0, 16_000);
-    let (port, received) = websocket_server(reply, Duration::from_secs(5)).await;
+    let (port, received) = common::ws_server::start(reply, Duration::from_secs(5)).await;
     let (app, events) = sip_app(pool).await;
     let endpoint = json!({"type": "websocket", "uri": format!("ws://127.0.0.1:{port}/socket"),
                           "content-type": "audio/l16;rate=16000", "headers": {"app": "demo", "caller": "447700900001"}});

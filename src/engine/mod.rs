@@ -43,8 +43,8 @@ pub struct EngineCtx {
     pub carrier: Arc<dyn Carrier>,
     /// Legs to `websocket` endpoints: a WebSocket to the customer's server carries their audio.
     pub websockets: Arc<dyn Carrier>,
-    /// Speech and audio files as samples, when the carrier plays real audio.
-    pub audio: Option<audio::AudioLoader>,
+    /// Speech and audio files as samples, for legs with real audio (SIP, websocket).
+    pub audio: audio::AudioLoader,
     /// Recognizes speech `input` on real audio (`media.speech_url`; None: not configured).
     pub speech: Option<Arc<dyn crate::speech::SpeechRecognizer>>,
     /// SIP trunks, for routing calls without a query each.
@@ -95,8 +95,8 @@ impl EngineCtx {
                 settings.engine.write_batch_max,
             ),
             trunks: crate::trunks::TrunkTable::new(invalidations),
-            audio: carrier.plays_audio().then(|| audio::AudioLoader::new(&settings, WebhookClient::new(&settings.webhooks))),
-            speech: carrier.plays_audio().then(|| crate::speech::from_settings(&settings.media)).flatten(),
+            audio: audio::AudioLoader::new(&settings, WebhookClient::new(&settings.webhooks)),
+            speech: crate::speech::from_settings(&settings.media),
             websockets: Arc::new(crate::carrier::websocket::WebSocketCarrier::new(
                 crate::webhooks::address_guard::AddressGuard::new(settings.webhooks.allow_private_addresses, settings.webhooks.allowed_networks.clone()),
                 Duration::from_millis(settings.webhooks.connect_timeout_ms),

@@ -8,6 +8,7 @@ pub mod receiver;
 pub mod sip_app;
 pub mod sipp;
 pub mod vosk;
+pub mod ws_server;
 
 use outdial::accounts::{self, NewAccountCredentials};
 use outdial::applications::{self, ApplicationSpec};

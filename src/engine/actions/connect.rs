@@ -114,7 +114,7 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
 async fn start_ringback(leg: &mut Leg, c: &Connect) -> Option<u64> {
     leg.media.as_ref()?;
     let (media, audio) = match &c.ringback_tone {
-        Some(url) => match crate::engine::media::stream(&leg.ctx, url).await {
+        Some(url) => match crate::engine::media::stream(leg, url).await {
             Ok((_, audio)) => (Media::Audio { url: url.clone() }, audio?),
             Err(e) => {
                 leg.log(&format!("ringbackTone {url} not played: {e}"));

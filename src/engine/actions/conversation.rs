@@ -128,7 +128,7 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     let mut music = None;
     if !*started.borrow() {
         if let Some(url) = &c.music_on_hold_url {
-            if let Ok((duration, audio)) = crate::engine::media::stream(&leg.ctx, url).await {
+            if let Ok((duration, audio)) = crate::engine::media::stream(leg, url).await {
                 let id = leg.play_id();
                 leg.control(MediaCommand::Play { id, media: Media::Audio { url: url.clone() }, duration, loops: 0, audio, level: 0.0 });
                 music = Some(id);
