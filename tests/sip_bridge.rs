@@ -112,7 +112,8 @@ async fn connect_to_a_websocket_streams_the_call_both_ways(pool: PgPool) {
     let (port, received) = common::ws_server::start(reply, Duration::from_secs(5)).await;
     let (app, events) = sip_app(pool).await;
     let endpoint = json!({"type": "websocket", "uri": format!("ws://127.0.0.1:{port}/socket"),
-                          "content-type": "audio/l16;rate=16000", "headers": {"app": "demo", "caller": "447700900001"}});
+                          "content-type": "audio/l16;rate=16000", "headers": {"app": "demo", "caller": "447700900001"},
+                          "authorization": {"type": "custom", "value": "Bearer s3cret"}});
     let ncco = json!([{"action": "connect", "endpoint": [endpoint], "eventUrl": [events.url("/ws")]}]);
     let uuid = app.place(&call_to(&callee.uri(), ncco)).await;
     events.wait_for("/ws", |r| r.iter().any(|e| e.body["status"] == "answered")).await;
@@ -126,6 +127,7 @@ async fn connect_to_a_websocket_streams_the_call_both_ways(pool: PgPool) {
     let first = got.first.clone().expect("a first message");
     assert_eq!(first["event"], "websocket:connected");
     assert_eq!(first["content-type"], "audio/l16;rate=16000");
+    assert_eq!(got.authorization.as_deref(), Some("Bearer s3cret"), "custom authorization on the upgrade");
     assert_eq!((first["app"].as_str(), first["caller"].as_str()), (Some("demo"), Some("447700900001")));
     assert!(got.binary_sizes.len() > 150, "frames for the ~5 s the socket was open: {}", got.binary_sizes.len());
     assert!(got.binary_sizes.iter().all(|&n| n == 640), "20 ms of 16 kHz 16-bit each");

@@ -64,12 +64,14 @@ struct WebSocketLeg {
     connect_timeout: Duration,
 }
 
-/// The PCM rate a content-type names: `audio/l16;rate=16000` or `;rate=8000`.
+/// The PCM rate a content-type names (`audio/l16;rate=8000`, `16000` or `24000`; 16 kHz when
+/// it names none).
 pub fn rate_of(content_type: &str) -> u32 {
-    if content_type.to_ascii_lowercase().replace(' ', "").contains("rate=8000") {
-        8000
-    } else {
-        16_000
+    let lower = content_type.to_ascii_lowercase().replace(' ', "");
+    match lower.split_once("rate=").map(|(_, rate)| rate.trim_end_matches(|c: char| !c.is_ascii_digit())) {
+        Some("8000") => 8000,
+        Some("24000") => 24_000,
+        _ => 16_000,
     }
 }
 
@@ -84,12 +86,15 @@ impl WebSocketLeg {
     }
 
     async fn run(mut self) {
-        let Endpoint::Websocket { uri, content_type, headers, .. } = self.request.to.clone() else {
+        let Endpoint::Websocket { uri, content_type, headers, authorization } = self.request.to.clone() else {
             self.fail("not a websocket endpoint".into());
             return;
         };
         self.report(CarrierEvent::Ringing);
-        let socket = match tokio::time::timeout(self.connect_timeout, open(&uri, &self.guard)).await {
+        // `{"type": "custom", "value": …}` is sent as the upgrade's Authorization header.
+        // (`{"type": "vonage"}`, a platform-minted JWT, is not minted yet: no header.)
+        let auth = authorization.as_ref().filter(|a| a["type"] == "custom").and_then(|a| a["value"].as_str());
+        let socket = match tokio::time::timeout(self.connect_timeout, open(&uri, auth, &self.guard)).await {
             Ok(Ok(socket)) => socket,
             Ok(Err(why)) => return self.fail(format!("websocket {uri} not opened: {why}")),
             Err(_) => return self.fail(format!("websocket {uri} not opened within {} ms", self.connect_timeout.as_millis())),
@@ -196,7 +201,8 @@ fn le_samples(bytes: &[u8], odd_byte: &mut Option<u8>) -> Vec<i16> {
 
 /// Connects to a permitted address of the URL's host (the same rule as webhooks), then
 /// upgrades to WebSocket.
-async fn open(uri: &str, guard: &AddressGuard) -> Result<WebSocketStream<TcpStream>, String> {
+async fn open(uri: &str, authorization: Option<&str>, guard: &AddressGuard) -> Result<WebSocketStream<TcpStream>, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = url::Url::parse(uri).map_err(|e| e.to_string())?;
     if url.scheme() != "ws" {
         return Err(format!("{}:// is not supported: use ws:// (wss:// needs TLS, which this build leaves out)", url.scheme()));
@@ -213,7 +219,12 @@ async fn open(uri: &str, guard: &AddressGuard) -> Result<WebSocketStream<TcpStre
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    let (socket, _) = tokio_tungstenite::client_async_with_config(uri, tcp, Some(config)).await.map_err(|e| e.to_string())?;
+    let mut request = uri.into_client_request().map_err(|e| e.to_string())?;
+    if let Some(value) = authorization {
+        let value = value.parse().map_err(|_| "authorization.value is not a valid header value".to_string())?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await.map_err(|e| e.to_string())?;
     Ok(socket)
 }
 
@@ -228,5 +239,6 @@ mod tests {
         assert_eq!(le_samples(&[0, 3, 0], &mut odd), vec![2, 3]);
         assert_eq!(rate_of("audio/l16;rate=8000"), 8000);
         assert_eq!(rate_of("audio/l16; rate=16000"), 16_000);
+        assert_eq!(rate_of("audio/l16;rate=24000"), 24_000);
     }
 }

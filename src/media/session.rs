@@ -164,8 +164,9 @@ enum Outbound {
     Pcm(mpsc::Sender<Frame>),
 }
 
-/// Received PCM a session holds at most (60 s): a peer may send faster than real time.
-const PCM_IN_MAX_FRAMES: usize = 3000;
+/// Received PCM a session holds at most (1,024 frames, 20 s, as Vonage buffers a WebSocket's):
+/// a peer may send faster than real time.
+const PCM_IN_MAX_FRAMES: usize = 1024;
 
 struct Shared {
     state: Mutex<State>,
@@ -362,7 +363,7 @@ impl MediaHandle {
     }
 
     /// A PCM session's received audio (see `MediaSession::start_pcm`): queued after what is
-    /// still waiting, played out one frame per tick. Beyond 60 s waiting, the oldest go.
+    /// still waiting, played out one frame per tick. Beyond 1,024 frames (20 s), the oldest go.
     pub fn push_received(&self, frames: impl IntoIterator<Item = Frame>) {
         let mut state = self.shared.lock();
         state.pcm_in.extend(frames);

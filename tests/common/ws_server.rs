@@ -12,6 +12,8 @@ pub struct Received {
     pub binary_sizes: Vec<usize>,
     pub samples: Vec<i16>,
     pub texts: Vec<serde_json::Value>,
+    /// The upgrade request's Authorization header.
+    pub authorization: Option<String>,
 }
 
 /// A WebSocket server (Vonage's customer side): records what arrives, sends `reply` (16 kHz
@@ -26,7 +28,12 @@ pub async fn start(reply: Vec<i16>, hold: Duration) -> (u16, std::sync::Arc<std:
     let record = received.clone();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut socket = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let seen = record.clone();
+        let capture = move |request: &tokio_tungstenite::tungstenite::handshake::server::Request, response| {
+            seen.lock().unwrap().authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(String::from);
+            Ok(response)
+        };
+        let mut socket = tokio_tungstenite::accept_hdr_async(tcp, capture).await.unwrap();
         let until = tokio::time::Instant::now() + hold;
         let mut replied = false;
         loop {
