@@ -54,3 +54,28 @@ async fn an_unreachable_websocket_fails_the_leg(pool: PgPool) {
     assert_eq!(failed.body["detail"], "websocket_unavailable");
     app.stop().await;
 }
+
+/// A simulated callee connected to a websocket: the bot hears the callee's sandbox speech,
+/// spoken (espeak-ng), among silence frames.
+#[sqlx::test]
+async fn a_simulated_callees_speech_reaches_the_connected_websocket(pool: PgPool) {
+    let (port, received) = common::ws_server::start(Vec::new(), Duration::from_secs(8)).await;
+    let app = spawn_app_with(pool, Options { roles: vec!["api", "workers", "webhooks"], time_scale: 1.0, ..Options::default() }).await;
+    let events = Receiver::start().await;
+    let sandbox = json!({"ring_s": 0.5, "speech": [{"after_s": 1.0, "value": "I would like to pay my bill please"}]});
+    assert_eq!(app.put_json("/v1/sandbox/numbers/447700900777", &sandbox).await.status(), 200);
+    let endpoint = json!({"type": "websocket", "uri": format!("ws://127.0.0.1:{port}/bot"), "content-type": "audio/l16;rate=16000"});
+    let call = json!({
+        "to": [{"type": "phone", "number": "447700900777"}],
+        "from": {"type": "phone", "number": "447700900001"},
+        "ncco": [{"action": "connect", "endpoint": [endpoint], "eventUrl": [events.url("/bot")]}],
+        "event_url": [events.url("/events")],
+    });
+    app.place(&call).await;
+    events.wait_for("/bot", |r| r.iter().any(|e| e.body["status"] == "completed")).await;
+    let got = std::mem::take(&mut *received.lock().unwrap());
+    assert!(got.binary_sizes.len() > 100, "frames while connected: {}", got.binary_sizes.len());
+    let speech = common::audio::non_silent_ms(&got.samples, 16_000, 300.0);
+    assert!((1000..=5000).contains(&speech), "the callee's words, spoken: {speech} ms");
+    app.stop().await;
+}

@@ -156,6 +156,19 @@ async fn wait_end_passing_keys(leg: &mut Leg, keys_to: Option<tokio::sync::mpsc:
                     let _ = to.send(MediaCommand::SendDtmf(key.to_string()));
                 }
             }
+            // A simulated callee has no audio but says its sandbox speech: the second leg (a
+            // websocket bot) hears it spoken.
+            Ok(super::Signal::Event(crate::carrier::CarrierEvent::Speech(text))) if leg.media.is_none() => {
+                let Some(to) = &keys_to else { continue };
+                match leg.ctx.audio.speech(&text, "en-US", 0).await {
+                    Ok(clip) => {
+                        let id = leg.play_id();
+                        let media = Media::Tts { text, language: "en-US".into() };
+                        let _ = to.send(MediaCommand::Play { id, media, duration: clip.duration(), loops: 1, audio: Some(clip), level: 0.0 });
+                    }
+                    Err(e) => leg.log(&format!("the callee's words not spoken to the connected leg: {e}")),
+                }
+            }
             Ok(_) => {}
             Err(stop) => return stop,
         }
