@@ -139,3 +139,50 @@ async fn connect_to_a_websocket_streams_the_call_both_ways(pool: PgPool) {
     assert!((1800..=2100).contains(&reply_heard), "the server's 2 s reply, played at its pace: {reply_heard} ms");
     app.stop().await;
 }
+
+/// A conversation whose members' legs run on two instances: the first instance mixes it, the
+/// second relays its member's voice there and the mix back; each member hears the other.
+#[sqlx::test]
+async fn a_conversation_spans_two_instances(pool: PgPool) {
+    if !Baresip::available() {
+        return;
+    }
+    let dir = TempDir::new();
+    let alice = Baresip::callee("alice", Some(&dir.tone_wav("alice.wav", 600.0, 30.0)));
+    let bob = Baresip::callee("bob", Some(&dir.tone_wav("bob.wav", 1000.0, 30.0)));
+    // The first instance drives one leg at most: the second call goes to the second instance.
+    let (app, events) = common::sip_app::start_with(pool.clone(), |s| s.engine.max_live_legs = 1).await;
+    let member = json!([{"action": "conversation", "name": "across"}]);
+    let first = app.place(&call_to(&alice.uri(), member.clone())).await;
+    events.wait_status("/events", &first, "answered").await;
+    let second_options = common::Options { roles: vec!["workers"], time_scale: 1.0, settings: common::sip_app::sip_settings, ..Default::default() };
+    let (second_instance, _) = common::start_instance(&pool, second_options).await;
+    let second = app.place(&call_to(&bob.uri(), member)).await;
+    events.wait_status("/events", &second, "answered").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for uuid in [&first, &second] {
+        app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await;
+        events.wait_status("/events", uuid, "completed").await;
+    }
+    alice.wait_hangup(Duration::from_secs(10)).await;
+    bob.wait_hangup(Duration::from_secs(10)).await;
+    let hears = |samples: &[i16], rate: u32, hz: f64| common::audio::longest_span_ms(&common::audio::tone_spans(samples, rate, hz, 0.5));
+    let (heard, rate) = alice.heard().await;
+    assert!(hears(&heard, rate, 1000.0) >= 2500, "alice hears bob across instances");
+    assert_eq!(hears(&heard, rate, 600.0), 0, "not herself");
+    let (heard, rate) = bob.heard().await;
+    assert!(hears(&heard, rate, 600.0) >= 2500, "bob hears alice across instances");
+    assert_eq!(hears(&heard, rate, 1000.0), 0, "not himself");
+    let owners: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT instance_id FROM conversation_rooms").fetch_all(&pool).await.unwrap();
+    assert_eq!(owners.len(), 1, "one instance mixes the conversation");
+    let relayed: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'what' FROM events WHERE call_uuid = $1::uuid AND kind = 'media' AND payload->>'what' LIKE '%mixed on another instance%'",
+    )
+    .bind(&second)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(relayed.len(), 1, "the second call ran on the second instance, through the relay");
+    second_instance.stop().await;
+    app.stop().await;
+}

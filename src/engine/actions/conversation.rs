@@ -1,6 +1,7 @@
 //! `conversation` (named per application; legs in it are bridged) and the `transfer` action
-//! (moves the leg into another conversation). Rooms live in this instance's memory: legs of one
-//! conversation driven by different instances are not bridged to each other yet.
+//! (moves the leg into another conversation). Rooms live in each instance's memory; the audio
+//! of a conversation is mixed by the one instance that owns it (`relay`), members on other
+//! instances reach it through their relay. Start, end and music on hold act per instance.
 //!
 //! On real audio each member hears the sum of the others, never itself: every other member's
 //! received frames are a live input of its mixer (N members, N(N-1) inputs; fine for the tens
@@ -11,6 +12,7 @@ use super::{next, Flow};
 use crate::calls::format_time;
 use crate::carrier::{Media, MediaCommand};
 use crate::engine::leg::{Leg, Step, Stop};
+use crate::engine::relay::JoinRequest;
 use crate::media::MediaTap;
 use crate::ncco::{Conversation, Record, Transfer};
 use serde_json::json;
@@ -110,6 +112,20 @@ impl Rooms {
         }
     }
 
+    /// A member whose leg runs on another instance (see `relay`): its audio is `tap`.
+    pub fn join_remote(&self, key: &str, leg: uuid::Uuid, tap: MediaTap, can_speak: Option<Vec<String>>, can_hear: Option<Vec<String>>) {
+        let room = self.join(key, true);
+        room.add_voice(Voice { leg, tap, can_speak, can_hear });
+    }
+
+    pub fn leave_remote(&self, key: &str, leg: uuid::Uuid) {
+        let room = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
+        if let Some(room) = room {
+            room.remove_voice(leg);
+            self.leave(key, &room, false);
+        }
+    }
+
     /// Names of the conversations this instance holds, with their member counts.
     pub fn len(&self) -> usize {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -138,8 +154,22 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     if c.mute {
         leg.control(MediaCommand::SetMuted(true));
     }
+    // The room's audio is mixed by the instance that owns it (this one, or another: then the
+    // relay carries this member's voice there and its mix back).
+    let mut remote_membership = None;
     if let Some(tap) = leg.media.clone() {
-        room.add_voice(Voice { leg: leg.row.uuid, tap, can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() });
+        let owner = match &leg.ctx.relay {
+            Some(relay) => claim_room(leg, &c.name, relay.address).await?,
+            None => None,
+        };
+        match (owner, leg.ctx.relay.clone()) {
+            (Some(owner), Some(relay)) => {
+                let join = JoinRequest { room: key.clone(), can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() };
+                leg.log(&format!("conversation {} is mixed on another instance ({owner})", c.name));
+                remote_membership = Some(relay.join_remote(owner, leg.row.uuid, &tap, join));
+            }
+            _ => room.add_voice(Voice { leg: leg.row.uuid, tap, can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() }),
+        }
     }
     let recording = c.record.then(|| Record {
         format: "wav".into(),
@@ -168,6 +198,7 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
             _ = ended.changed() => break Stop::Platform,
         }
     };
+    drop(remote_membership);
     room.remove_voice(leg.row.uuid);
     leg.ctx.rooms.leave(&key, &room, c.end_on_exit);
     Err(stop)
@@ -192,4 +223,37 @@ pub async fn transfer(leg: &mut Leg, t: &Transfer) -> Step<Flow> {
         transcription: None,
     };
     conversation(leg, &joined).await
+}
+
+/// Which instance mixes the conversation: None when it is this one (it claims it when no live
+/// instance holds it), else the owner's relay address.
+async fn claim_room(leg: &Leg, name: &str, our_relay: std::net::SocketAddr) -> Step<Option<std::net::SocketAddr>> {
+    let owner: Option<(uuid::Uuid, String)> = sqlx::query_as(
+        "INSERT INTO conversation_rooms (application_id, name, instance_id, relay_address) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (application_id, name) DO UPDATE SET instance_id = EXCLUDED.instance_id, relay_address = EXCLUDED.relay_address
+           WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = conversation_rooms.instance_id AND i.stopped_at IS NULL
+                             AND i.heartbeat_at > now() - make_interval(secs => $5::float8 / 1000))
+         RETURNING instance_id, relay_address",
+    )
+    .bind(leg.row.application_id)
+    .bind(name)
+    .bind(leg.ctx.instance_id)
+    .bind(our_relay.to_string())
+    .bind(leg.ctx.settings.engine.instance_timeout_ms as f64)
+    .fetch_optional(&leg.ctx.pool)
+    .await
+    .map_err(|e| Stop::Internal(e.to_string()))?;
+    let (instance, address) = match owner {
+        Some(claimed) => claimed,
+        None => sqlx::query_as("SELECT instance_id, relay_address FROM conversation_rooms WHERE application_id = $1 AND name = $2")
+            .bind(leg.row.application_id)
+            .bind(name)
+            .fetch_one(&leg.ctx.pool)
+            .await
+            .map_err(|e| Stop::Internal(e.to_string()))?,
+    };
+    if instance == leg.ctx.instance_id {
+        return Ok(None);
+    }
+    Ok(address.parse().ok())
 }
