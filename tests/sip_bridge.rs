@@ -4,6 +4,7 @@
 mod common;
 
 use common::baresip::{Baresip, Options as PhoneOptions};
+use common::sipp::Sipp;
 use common::sip_app::{call_to, start as sip_app, TempDir};
 use serde_json::json;
 use sqlx::PgPool;
@@ -184,5 +185,52 @@ async fn a_conversation_spans_two_instances(pool: PgPool) {
     .unwrap();
     assert_eq!(relayed.len(), 1, "the second call ran on the second instance, through the relay");
     second_instance.stop().await;
+    app.stop().await;
+}
+
+/// `connect` with `"method": "refer"` (an Outdial extension): a blind transfer by SIP REFER.
+/// The far end accepts (202) and reports the target's 200 (NOTIFY): the leg gets a `transfer`
+/// event and Outdial hangs up; the rest of the NCCO does not run.
+#[sqlx::test]
+async fn connect_by_refer_transfers_the_call_out_of_outdial(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let mut trunk = Sipp::uas("uas_refer.xml", &[("refer_to_re", "sip:agent@pbx.example.com")]);
+    let (app, events) = sip_app(pool).await;
+    let ncco = json!([
+        {"action": "connect", "method": "refer", "endpoint": [{"type": "sip", "uri": "sip:agent@pbx.example.com"}]},
+        {"action": "notify", "payload": {"after": "refer"}, "eventUrl": [events.url("/after")]}
+    ]);
+    let uuid = app.place(&call_to(&format!("sip:trunk@{}", trunk.address()), ncco)).await;
+    events.wait_status("/events", &uuid, "completed").await;
+    let (code, log) = trunk.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{log}");
+    let all = events.requests("/events");
+    let transfer = all.iter().find(|e| e.body["type"] == "refer").expect("a transfer event");
+    assert_eq!((transfer.body["status"].as_str(), transfer.body["to"].as_str()), (Some("transferred"), Some("sip:agent@pbx.example.com")));
+    assert!(events.requests("/after").is_empty(), "the call left Outdial: nothing after the connect runs");
+    app.stop().await;
+}
+
+/// A transfer the target refuses (NOTIFY with 486): the NCCO goes on with its next action.
+#[sqlx::test]
+async fn a_refused_refer_goes_on_with_the_ncco(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let keys = [("refer_to_re", "sip:agent@pbx.example.com"), ("target_code", "486"), ("target_reason", "Busy Here")];
+    let mut trunk = Sipp::uas("uas_refer.xml", &keys);
+    let (app, events) = sip_app(pool).await;
+    let ncco = json!([
+        {"action": "connect", "method": "refer", "endpoint": [{"type": "sip", "uri": "sip:agent@pbx.example.com"}]},
+        {"action": "notify", "payload": {"after": "refer"}, "eventUrl": [events.url("/after")]}
+    ]);
+    let uuid = app.place(&call_to(&format!("sip:trunk@{}", trunk.address()), ncco)).await;
+    events.wait_for("/after", |r| !r.is_empty()).await;
+    events.wait_status("/events", &uuid, "completed").await;
+    let (code, log) = trunk.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(events.requests("/events").iter().all(|e| e.body["type"] != "refer"), "no transfer");
     app.stop().await;
 }

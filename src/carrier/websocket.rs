@@ -172,6 +172,7 @@ impl WebSocketLeg {
                     Some(MediaCommand::StopPlayback { id }) => {
                         media.stop(id);
                     }
+                    Some(MediaCommand::Refer(_)) => self.report(CarrierEvent::Transferred { code: 0 }),
                     Some(MediaCommand::SetMuted(on)) => media.set_mute(on),
                     Some(MediaCommand::SetEarmuffed(on)) => media.set_earmuff(on),
                 },

@@ -20,6 +20,9 @@ use uuid::Uuid;
 const BRIDGE_INPUT: u64 = u64::MAX - 1;
 
 pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
+    if c.refer {
+        return refer(leg, c).await;
+    }
     let (event_url, event_method) = match &c.event {
         Some(hook) => (Some(hook.url.clone()), hook.method.clone()),
         None => (leg.row.event_url.clone(), leg.row.event_method.clone()),
@@ -106,6 +109,37 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
             Ok(Flow::Next)
         }
         Ok(other) => Err(other),
+    }
+}
+
+/// `"method": "refer"`: a blind transfer by SIP REFER. On success (the target answered, as the
+/// far end's NOTIFY says) the leg gets a `transfer` event and Outdial hangs up (the call goes on
+/// between the far end and the target, outside Outdial); on failure or `timeout` the NCCO goes
+/// on with its next action.
+async fn refer(leg: &mut Leg, c: &Connect) -> Step<Flow> {
+    let crate::ncco::Endpoint::Sip { uri, .. } = &c.endpoint else { return Ok(Flow::Next) };
+    leg.control(MediaCommand::Refer(uri.clone()));
+    let deadline = leg.ctx.clock.deadline(Duration::from_secs(u64::from(c.timeout_s)));
+    loop {
+        match next(leg, Some(deadline)).await? {
+            super::Signal::Event(crate::carrier::CarrierEvent::Transferred { code }) if (200..300).contains(&code) => {
+                let payload = json!({
+                    "uuid": leg.row.uuid, "conversation_uuid_from": leg.row.conversation_uuid, "type": "refer", "to": uri,
+                    "status": "transferred", "timestamp": crate::calls::format_time(chrono::Utc::now()),
+                });
+                leg.side_event("transfer", payload).await?;
+                return Err(Stop::Platform);
+            }
+            super::Signal::Event(crate::carrier::CarrierEvent::Transferred { code }) => {
+                leg.log(&format!("transfer to {uri} failed ({code}): the NCCO goes on"));
+                return Ok(Flow::Next);
+            }
+            super::Signal::Deadline => {
+                leg.log(&format!("transfer to {uri} not confirmed within {} s: the NCCO goes on", c.timeout_s));
+                return Ok(Flow::Next);
+            }
+            _ => {}
+        }
     }
 }
 
