@@ -12,7 +12,10 @@
 //! - `M` mix: the same (owner → member),
 //! - `L` leave (member → owner).
 //!
-//! A member silent for `MEMBER_TIMEOUT` is dropped by the owner (its instance died).
+//! A member silent for `MEMBER_TIMEOUT` is dropped by the owner (its instance died). The relay
+//! is a UDP port: a join must carry the room's token (chosen by the owner, kept in
+//! `conversation_rooms`, so only instances reading the database know it), and audio is taken
+//! only for members that joined.
 
 use super::actions::Rooms;
 use crate::media::{Frame, MediaHandle, MediaSession, MediaTap, FRAME_SAMPLES};
@@ -34,6 +37,7 @@ const FRAME_BYTES: usize = FRAME_SAMPLES * 2;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub room: String,
+    pub token: Uuid,
     pub can_speak: Option<Vec<String>>,
     pub can_hear: Option<Vec<String>>,
 }
@@ -53,6 +57,8 @@ pub struct RoomRelay {
     remote: Mutex<HashMap<Uuid, RemoteMember>>,
     /// Member side: the mix each of this instance's remote members hears.
     mixes: Mutex<HashMap<Uuid, mpsc::Sender<Frame>>>,
+    /// Owner side: the token each of this instance's rooms admits members with.
+    tokens: Mutex<HashMap<String, Uuid>>,
 }
 
 impl RoomRelay {
@@ -63,7 +69,13 @@ impl RoomRelay {
         std_socket.set_nonblocking(true)?;
         let address = SocketAddr::new(advertised, std_socket.local_addr()?.port());
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-        let relay = Arc::new(RoomRelay { socket, address, remote: Mutex::new(HashMap::new()), mixes: Mutex::new(HashMap::new()) });
+        let relay = Arc::new(RoomRelay {
+            socket,
+            address,
+            remote: Mutex::new(HashMap::new()),
+            mixes: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+        });
         tokio::spawn(serve(Arc::downgrade(&relay), relay.socket.clone(), rooms));
         Ok(relay)
     }
@@ -95,6 +107,15 @@ impl RoomRelay {
             }
         });
         RemoteMembership { relay: self.clone(), leg, owner, task, tap: tap.clone() }
+    }
+
+    /// This instance owns room `key`: members from elsewhere join it with `token`.
+    pub fn admit(&self, key: &str, token: Uuid) {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), token);
+    }
+
+    fn admits(&self, join: &JoinRequest) -> bool {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(&join.room) == Some(&join.token)
     }
 
     /// Members of this instance's rooms on other instances.
@@ -188,6 +209,9 @@ async fn serve(relay: std::sync::Weak<RoomRelay>, socket: Arc<UdpSocket>, rooms:
             }
             b'J' => {
                 let Ok(join) = serde_json::from_slice::<JoinRequest>(body) else { continue };
+                if !relay.admits(&join) {
+                    continue;
+                }
                 let mut remote = relay.remote.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(member) = remote.get_mut(&leg) {
                     member.last_heard = Instant::now();
@@ -219,6 +243,26 @@ async fn serve(relay: std::sync::Weak<RoomRelay>, socket: Arc<UdpSocket>, rooms:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn only_a_join_with_the_rooms_token_is_admitted() {
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        let relay = RoomRelay::start(loopback, loopback, Arc::new(Rooms::default())).unwrap();
+        let token = Uuid::new_v4();
+        relay.admit("app/room", token);
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let join = |token| serde_json::to_vec(&JoinRequest { room: "app/room".into(), token, can_speak: None, can_hear: None }).unwrap();
+        let (intruder, member) = (Uuid::new_v4(), Uuid::new_v4());
+        stranger.send_to(&datagram(b'J', intruder, &join(Uuid::new_v4())), relay.address).await.unwrap();
+        stranger.send_to(&datagram(b'A', intruder, &pcm_bytes(&[1000; FRAME_SAMPLES])), relay.address).await.unwrap();
+        stranger.send_to(&datagram(b'J', member, &join(token)), relay.address).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while relay.remote_members() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let members: Vec<Uuid> = relay.remote.lock().unwrap().keys().copied().collect();
+        assert_eq!(members, vec![member], "the intruder's join and audio were ignored");
+    }
 
     #[test]
     fn frames_cross_as_little_endian_pcm() {

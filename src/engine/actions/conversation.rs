@@ -159,12 +159,12 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     let mut remote_membership = None;
     if let Some(tap) = leg.media.clone() {
         let owner = match &leg.ctx.relay {
-            Some(relay) => claim_room(leg, &c.name, relay.address).await?,
+            Some(relay) => claim_room(leg, &c.name, relay).await?,
             None => None,
         };
         match (owner, leg.ctx.relay.clone()) {
-            (Some(owner), Some(relay)) => {
-                let join = JoinRequest { room: key.clone(), can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() };
+            (Some((owner, token)), Some(relay)) => {
+                let join = JoinRequest { room: key.clone(), token, can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() };
                 leg.log(&format!("conversation {} is mixed on another instance ({owner})", c.name));
                 remote_membership = Some(relay.join_remote(owner, leg.row.uuid, &tap, join));
             }
@@ -226,34 +226,38 @@ pub async fn transfer(leg: &mut Leg, t: &Transfer) -> Step<Flow> {
 }
 
 /// Which instance mixes the conversation: None when it is this one (it claims it when no live
-/// instance holds it), else the owner's relay address.
-async fn claim_room(leg: &Leg, name: &str, our_relay: std::net::SocketAddr) -> Step<Option<std::net::SocketAddr>> {
-    let owner: Option<(uuid::Uuid, String)> = sqlx::query_as(
-        "INSERT INTO conversation_rooms (application_id, name, instance_id, relay_address) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (application_id, name) DO UPDATE SET instance_id = EXCLUDED.instance_id, relay_address = EXCLUDED.relay_address
+/// instance holds it, with a new relay token), else the owner's relay address and token.
+async fn claim_room(leg: &Leg, name: &str, relay: &crate::engine::relay::RoomRelay) -> Step<Option<(std::net::SocketAddr, uuid::Uuid)>> {
+    let claimed: Option<(uuid::Uuid, String, uuid::Uuid)> = sqlx::query_as(
+        "INSERT INTO conversation_rooms (application_id, name, instance_id, relay_address, relay_token) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (application_id, name) DO UPDATE
+           SET instance_id = EXCLUDED.instance_id, relay_address = EXCLUDED.relay_address, relay_token = EXCLUDED.relay_token
            WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = conversation_rooms.instance_id AND i.stopped_at IS NULL
-                             AND i.heartbeat_at > now() - make_interval(secs => $5::float8 / 1000))
-         RETURNING instance_id, relay_address",
+                             AND i.heartbeat_at > now() - make_interval(secs => $6::float8 / 1000))
+         RETURNING instance_id, relay_address, relay_token",
     )
     .bind(leg.row.application_id)
     .bind(name)
     .bind(leg.ctx.instance_id)
-    .bind(our_relay.to_string())
+    .bind(relay.address.to_string())
+    .bind(uuid::Uuid::new_v4())
     .bind(leg.ctx.settings.engine.instance_timeout_ms as f64)
     .fetch_optional(&leg.ctx.pool)
     .await
     .map_err(|e| Stop::Internal(e.to_string()))?;
-    let (instance, address) = match owner {
+    let (instance, address, token) = match claimed {
         Some(claimed) => claimed,
-        None => sqlx::query_as("SELECT instance_id, relay_address FROM conversation_rooms WHERE application_id = $1 AND name = $2")
+        None => sqlx::query_as("SELECT instance_id, relay_address, relay_token FROM conversation_rooms WHERE application_id = $1 AND name = $2")
             .bind(leg.row.application_id)
             .bind(name)
             .fetch_one(&leg.ctx.pool)
             .await
             .map_err(|e| Stop::Internal(e.to_string()))?,
     };
+    let key = format!("{}/{name}", leg.row.application_id);
     if instance == leg.ctx.instance_id {
+        relay.admit(&key, token);
         return Ok(None);
     }
-    Ok(address.parse().ok())
+    Ok(address.parse().ok().map(|address| (address, token)))
 }
