@@ -47,6 +47,21 @@ for tool in baresip:baresip-core sox:sox lame:lame; do
   fi
 done
 
+# The test speech server (tests/speech/vosk_server.py, for tests/speech.rs): PocketSphinx and
+# websockets from PyPI in tests/speech/.venv, installed again when its requirements change.
+speech_venv=tests/speech/.venv
+speech_stamp=$speech_venv/.outdial-requirements.sha256
+speech_want=$(sha256sum tests/speech/requirements.txt | cut -d' ' -f1)
+if [ ! -f "$speech_stamp" ] || [ "$(cat "$speech_stamp")" != "$speech_want" ]; then
+  echo "test.sh: installing the test speech server's Python packages into $speech_venv" >&2
+  if { [ -x "$speech_venv/bin/python" ] || python3 -m venv "$speech_venv"; } &&
+    "$speech_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/speech/requirements.txt; then
+    echo "$speech_want" >"$speech_stamp"
+  else
+    echo "test.sh: pocketsphinx could not be installed; the speech tests are skipped (they fail when CI is set)" >&2
+  fi
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --no-fail-fast
 else

@@ -175,7 +175,7 @@ impl Settings {
     }
 }
 
-/// Audio for calls: text-to-speech and decoded streams (`[media]`).
+/// Audio for calls: text-to-speech, decoded streams and speech recognition (`[media]`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct MediaSettings {
     pub tts_engine: TtsEngineKind,
@@ -189,6 +189,14 @@ pub struct MediaSettings {
     pub audio_cache_bytes: usize,
     /// The LAME program that encodes MP3 recordings: a name looked up in PATH, or a path.
     pub lame_path: String,
+    /// The speech server for `input` speech (Vosk protocol, `ws://`); "" for none.
+    pub speech_url: String,
+    /// Longest wait to connect to the speech server and for any answer it owes.
+    pub speech_timeout_ms: u64,
+    /// Send `speech.context` as the server's `phrase_list`.
+    pub speech_phrase_list: bool,
+    /// Alternatives asked of the server (n-best); 0: one result with word confidences.
+    pub speech_max_alternatives: u32,
 }
 
 /// Which text-to-speech engine speaks `talk` (`media.tts_engine`).

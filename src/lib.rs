@@ -21,6 +21,7 @@ pub mod ncco;
 pub mod notify;
 pub mod reports;
 pub mod sandbox;
+pub mod speech;
 pub mod startup;
 pub mod telemetry;
 pub mod trunks;

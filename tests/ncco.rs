@@ -126,3 +126,14 @@ fn bad_shapes_are_named() {
     assert_eq!(problems_of(json!([{"action": "input"}])), vec!["ncco[0].type"]);
     assert_eq!(problems_of(json!([{"action": "input", "type": ["fax"]}])), vec!["ncco[0].type[0]"]);
 }
+
+#[test]
+fn connect_by_refer_needs_a_sip_endpoint() {
+    let refer = |endpoint: Value| json!([{"action": "connect", "method": "refer", "endpoint": [endpoint]}]);
+    match &parse_ok(refer(json!({"type": "sip", "uri": "sip:agent@pbx.example.com"})))[0] {
+        Action::Connect(c) => assert!(c.refer),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(problems_of(refer(json!({"type": "phone", "number": "447700900001"}))), vec!["ncco[0].method"]);
+    assert_eq!(problems_of(json!([{"action": "connect", "method": "fax", "endpoint": [{"type": "phone", "number": "447700900001"}]}])), vec!["ncco[0].method"]);
+}

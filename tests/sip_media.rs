@@ -4,31 +4,14 @@
 mod common;
 
 use common::baresip::Baresip;
-use common::receiver::Receiver;
 use common::sipp::Sipp;
-use common::{Options, TestApp};
+use common::TestApp;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use std::time::Duration;
 
-fn sip_settings(settings: &mut outdial::config::Settings) {
-    settings.carrier.kind = "sip".into();
-    settings.sip.listen = "127.0.0.1:0".into();
-    settings.sip.tcp = false;
-    settings.sip.allow_private_uris = true;
-}
-
-async fn sip_app(pool: PgPool) -> (TestApp, Receiver) {
-    let events = Receiver::start().await;
-    let options = Options { roles: vec!["api", "workers", "webhooks"], time_scale: 1.0, settings: sip_settings, ..Options::default() };
-    let app = common::spawn_app_with(pool, options).await;
-    sqlx::query("UPDATE applications SET event_url = $1").bind(events.url("/events")).execute(&app.pool).await.unwrap();
-    (app, events)
-}
-
-fn call_to(uri: &str, ncco: Value) -> Value {
-    json!({"to": [{"type": "sip", "uri": uri}], "from": {"type": "phone", "number": "447700900001"}, "ncco": ncco})
-}
+use common::sip_app::{call_to, start as sip_app, start_with as sip_app_with, TempDir};
+use common::vosk::VoskServer;
 
 /// Keys the callee presses (RFC 2833 packets from SIPp: 1, 2, 3, #) reach `input`.
 #[sqlx::test]
@@ -147,31 +130,10 @@ async fn a_talk_is_heard_as_speech(pool: PgPool) {
 }
 
 /// An 8 kHz WAV of `seconds` of `freq` Hz in a temporary directory, for baresip to play.
-fn callee_tone(freq: f64, seconds: f64) -> (tempfile_dir::Dir, std::path::PathBuf) {
-    let dir = tempfile_dir::Dir::new();
-    let path = dir.path().join("callee.wav");
-    common::audio::write_tone_wav(&path, freq, seconds, 8000);
+fn callee_tone(freq: f64, seconds: f64) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new();
+    let path = dir.tone_wav("callee.wav", freq, seconds);
     (dir, path)
-}
-
-mod tempfile_dir {
-    /// A directory removed when dropped.
-    pub struct Dir(std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            let path = std::env::temp_dir().join(format!("outdial-callee-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// The recording a `record` event points at: its bytes, fetched as the application.
@@ -372,11 +334,16 @@ async fn early_media_is_heard_before_the_answer(pool: PgPool) {
 
 /// What a callee says, synthesized by espeak-ng (8 kHz), then `after` of silence, then a beep
 /// of `beep_hz` for 500 ms if given; written where baresip can play it.
-async fn greeting_wav(dir: &tempfile_dir::Dir, text: &str, after: Duration, beep_hz: Option<f64>) -> std::path::PathBuf {
+async fn greeting_wav(dir: &TempDir, text: &str, after: Duration, beep_hz: Option<f64>) -> std::path::PathBuf {
+    spoken_wav(dir, Duration::from_millis(200), text, after, beep_hz).await
+}
+
+/// As `greeting_wav`, after `lead` of silence.
+async fn spoken_wav(dir: &TempDir, lead: Duration, text: &str, after: Duration, beep_hz: Option<f64>) -> std::path::PathBuf {
     use outdial::media::tts::{EspeakNg, TextToSpeech, Voice};
     let espeak = EspeakNg::new("espeak-ng", Duration::from_secs(10), Duration::from_secs(60));
     let speech = espeak.synthesize(text, &Voice::new(Some("en-US"), None)).await.unwrap();
-    let mut samples = vec![0i16; 1600];
+    let mut samples = vec![0i16; (lead.as_secs_f64() * 8000.0) as usize];
     samples.extend_from_slice(speech.samples());
     samples.extend(std::iter::repeat(0).take((after.as_secs_f64() * 8000.0) as usize));
     if let Some(hz) = beep_hz {
@@ -394,7 +361,7 @@ async fn a_voicemail_greeting_and_its_beep_are_detected(pool: PgPool) {
     if !Baresip::available() {
         return;
     }
-    let dir = tempfile_dir::Dir::new();
+    let dir = TempDir::new();
     let text = "Hello, you have reached the voicemail of Jane Smith. I cannot take your call right now, please leave a message after the tone.";
     let wav = greeting_wav(&dir, text, Duration::from_millis(700), Some(850.0)).await;
     let callee = Baresip::callee("voicemail", Some(&wav));
@@ -422,7 +389,7 @@ async fn a_short_hello_is_a_human(pool: PgPool) {
     if !Baresip::available() {
         return;
     }
-    let dir = tempfile_dir::Dir::new();
+    let dir = TempDir::new();
     let wav = greeting_wav(&dir, "Hello?", Duration::from_secs(5), None).await;
     let callee = Baresip::callee("person", Some(&wav));
     let (app, events) = sip_app(pool).await;
@@ -432,6 +399,48 @@ async fn a_short_hello_is_a_human(pool: PgPool) {
     let human = events.wait_for("/events", |r| r.iter().any(|e| e.body["status"] == "human" || e.body["status"] == "machine")).await;
     let verdict = human.iter().find(|e| e.body["status"] == "human" || e.body["status"] == "machine").unwrap();
     assert_eq!(verdict.body["status"], "human", "{:?}", verdict.body);
+    events.wait_status("/events", &uuid, "completed").await;
+    app.stop().await;
+}
+
+/// Speech `input` on real audio: the callee's spoken words go to a speech server (Vosk protocol;
+/// the PocketSphinx test server) and come back as Vonage's `speech.results`.
+#[sqlx::test]
+async fn spoken_words_reach_input_through_the_speech_server(pool: PgPool) {
+    if !Baresip::available() || !VoskServer::available() {
+        return;
+    }
+    let server = VoskServer::start();
+    let dir = TempDir::new();
+    let wav = spoken_wav(&dir, Duration::from_secs(1), "yes please", Duration::from_secs(4), None).await;
+    let callee = Baresip::callee("caller", Some(&wav));
+    let url = server.url().to_string();
+    let (app, events) = sip_app_with(pool, move |s| s.media.speech_url = url).await;
+    let speech = json!({"language": "en-US", "endOnSilence": 1, "context": ["yes please", "no thanks", "operator", "hello world"]});
+    let ncco = json!([{"action": "input", "type": ["speech"], "speech": speech, "eventUrl": [events.url("/input")]}]);
+    let uuid = app.place(&call_to(&callee.uri(), ncco)).await;
+    let input = events.wait_for("/input", |r| !r.is_empty()).await[0].body.clone();
+    assert_eq!(input["speech"]["results"][0]["text"], "yes please", "{input}\n{}", server.log());
+    assert_eq!(input["speech"]["timeout_reason"], "end_on_silence_timeout", "{input}");
+    assert!(input["speech"].get("error").is_none(), "{input}");
+    events.wait_status("/events", &uuid, "completed").await;
+    app.stop().await;
+}
+
+/// Without a speech server configured, a speech input on a real call says so at once.
+#[sqlx::test]
+async fn speech_input_without_a_recognizer_reports_the_error(pool: PgPool) {
+    if !Baresip::available() {
+        return;
+    }
+    let callee = Baresip::callee("caller", None);
+    let (app, events) = sip_app(pool).await;
+    let ncco = json!([{"action": "input", "type": ["speech"], "speech": {"startTimeout": 10}, "eventUrl": [events.url("/input")]}]);
+    let started = std::time::Instant::now();
+    let uuid = app.place(&call_to(&callee.uri(), ncco)).await;
+    let input = events.wait_for("/input", |r| !r.is_empty()).await[0].body.clone();
+    assert!(input["speech"]["error"].as_str().unwrap_or_default().contains("media.speech_url"), "{input}");
+    assert!(started.elapsed() < Duration::from_secs(8), "not after startTimeout: {:?}", started.elapsed());
     events.wait_status("/events", &uuid, "completed").await;
     app.stop().await;
 }

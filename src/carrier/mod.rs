@@ -5,6 +5,7 @@ mod behaviour;
 mod route;
 mod simulated;
 pub mod sip;
+pub mod websocket;
 
 pub use behaviour::{Answerer, BehaviourTable, CalleeBehaviour, Outcome, Timed};
 pub use route::{SipTransport, TrunkRoute};
@@ -59,6 +60,9 @@ pub enum CarrierEvent {
     /// The leg's audio started (early media or the answer; before `Answered`): the engine
     /// reads it through this tap (recording, speech recognition, machine detection).
     Media(crate::media::MediaTap),
+    /// How a `Refer` ended: the final status of the transfer (the REFER's own refusal, or the
+    /// transfer target's answer reported by NOTIFY), 0 when the network cannot transfer.
+    Transferred { code: u16 },
     /// The leg's SIP facts changed (Call-ID, trunk, codec, dialog state): the leg stores them
     /// so another instance can end the dialog after a takeover.
     Sip(serde_json::Value),
@@ -80,6 +84,9 @@ pub enum MediaCommand {
     SendDtmf(String),
     SetMuted(bool),
     SetEarmuffed(bool),
+    /// Blind transfer (SIP REFER) of the answered call to `uri`; the carrier answers with
+    /// `Transferred`.
+    Refer(String),
     /// Hang up (answered) or cancel (ringing).
     Hangup,
 }

@@ -118,6 +118,11 @@ impl Callee {
                             self.log(format!("stopped {what}"));
                         }
                     }
+                    Some(MediaCommand::Refer(uri)) => {
+                        // The sandbox callee's network takes every transfer.
+                        self.log(format!("transferred to {uri} (REFER)"));
+                        self.at(0.0, Scheduled::Emit(CarrierEvent::Transferred { code: 200 }));
+                    }
                     Some(MediaCommand::SendDtmf(digits)) => {
                         self.log(if self.earmuffed { format!("did not hear DTMF {digits} (earmuffed)") } else { format!("heard DTMF {digits}") });
                     }

@@ -1,11 +1,13 @@
 //! Readers of a leg's real audio that run beside its NCCO: the recorder, the machine detector
-//! (and the speech recognizer). Each is a task on the leg's media
+//! and speech capture (for a speech recognizer). Each is a task on the leg's media
 //! tap that reports what it found through the leg's `AudioEvents`, which `next` waits on with
 //! the carrier's events. Only legs whose carrier has audio (SIP) have a tap.
 
 use crate::media::detect::{BeepDetector, GreetingAnalyzer, GreetingRules, Reason, Verdict};
 use crate::media::recorder::{Layout, Recorder};
 use crate::media::{Activity, MediaTap, VoiceDetector};
+use crate::speech::{RecognitionOptions, SpeechRecognizer, Transcript};
+use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +21,20 @@ pub enum AudioEvent {
     Machine { verdict: Verdict, reason: Reason },
     /// A voicemail beep (a steady tone of `hz`) after a machine's greeting.
     Beep { hz: f32 },
+    /// A speech `input` has its result.
+    Speech(SpeechOutcome),
+}
+
+/// What a speech `input` heard.
+#[derive(Debug)]
+pub enum SpeechOutcome {
+    /// The caller spoke; the recognizer's readings, best first (empty: not understood), and
+    /// Vonage's `timeout_reason` (`end_on_silence_timeout`, `max_duration`).
+    Heard { results: Vec<Transcript>, timeout_reason: &'static str },
+    /// Nobody spoke within `startTimeout`.
+    NothingSaid,
+    /// The recognizer failed; the message goes to `speech.error`.
+    Failed(String),
 }
 
 /// The leg's line from its audio readers.
@@ -146,5 +162,76 @@ impl MachineDetection {
 impl Drop for MachineDetection {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// How a speech `input` listens (Vonage's `speech` settings).
+#[derive(Debug, Clone)]
+pub struct SpeechRules {
+    pub options: RecognitionOptions,
+    /// Nobody spoke this long after the input started: `start_timeout`.
+    pub start_timeout: Duration,
+    /// This much silence after speech ends the input.
+    pub end_on_silence: Duration,
+    /// Longest speech, from its start.
+    pub max_duration: Duration,
+}
+
+/// Streams what the caller says to the recognizer until their speech ends, then reports the
+/// outcome. Dropping it (a key pressed: DTMF overrides speech) abandons the recognition.
+pub struct SpeechCapture(tokio::task::JoinHandle<()>);
+
+impl SpeechCapture {
+    pub fn start(tap: &MediaTap, recognizer: Arc<dyn SpeechRecognizer>, rules: SpeechRules, events: mpsc::UnboundedSender<AudioEvent>) -> SpeechCapture {
+        // Subscribed before the recognizer connects: the caller's first words wait in the tap.
+        let frames = tap.subscribe_received();
+        SpeechCapture(tokio::spawn(async move {
+            let outcome = capture(frames, recognizer, rules).await;
+            let _ = events.send(AudioEvent::Speech(outcome));
+        }))
+    }
+}
+
+impl Drop for SpeechCapture {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn capture(mut frames: mpsc::Receiver<crate::media::Frame>, recognizer: Arc<dyn SpeechRecognizer>, rules: SpeechRules) -> SpeechOutcome {
+    let recognition = match recognizer.start(rules.options.clone()).await {
+        Ok(recognition) => recognition,
+        Err(e) => return SpeechOutcome::Failed(e.to_string()),
+    };
+    let mut voice = VoiceDetector::with(-40.0, Duration::from_millis(60), rules.end_on_silence);
+    let mut waited = Duration::ZERO;
+    let mut spoken: Option<Duration> = None;
+    let timeout_reason = loop {
+        // The call ended: recognize what was said so far.
+        let Some(frame) = frames.recv().await else { break "end_on_silence_timeout" };
+        if recognition.audio.try_send(frame).is_err() {
+            // Closed: the recognition failed (its result says why); full: the server stalled.
+            break "end_on_silence_timeout";
+        }
+        match (voice.push(&frame), spoken.as_mut()) {
+            (Some(Activity::Voice), None) => spoken = Some(voice.state_duration()),
+            (Some(Activity::Silence), Some(_)) => break "end_on_silence_timeout",
+            (_, Some(length)) => {
+                *length += crate::media::FRAME_DURATION;
+                if *length >= rules.max_duration {
+                    break "max_duration";
+                }
+            }
+            (_, None) => {
+                waited += crate::media::FRAME_DURATION;
+                if waited >= rules.start_timeout {
+                    return SpeechOutcome::NothingSaid;
+                }
+            }
+        }
+    };
+    match recognition.finish().await {
+        Ok(results) => SpeechOutcome::Heard { results, timeout_reason },
+        Err(e) => SpeechOutcome::Failed(e.to_string()),
     }
 }

@@ -210,7 +210,7 @@ async fn apply(leg: &mut Leg, command: Command) -> Step<Applied> {
             Ok(Applied::Done)
         }
         Command::StreamStart { url, loop_count, level } => {
-            let (duration, audio) = match super::media::stream(&leg.ctx, &url).await {
+            let (duration, audio) = match super::media::stream(leg, &url).await {
                 Ok(found) => found,
                 Err(reason) => return Ok(Applied::Rejected(format!("could not fetch {url}: {reason}"))),
             };
@@ -229,7 +229,7 @@ async fn apply(leg: &mut Leg, command: Command) -> Step<Applied> {
             Ok(Applied::Done)
         }
         Command::TalkStart { text, language, style, loop_count, level, .. } => {
-            let (duration, audio) = match super::media::speech(&leg.ctx, &text, &language, style).await {
+            let (duration, audio) = match super::media::speech(leg, &text, &language, style).await {
                 Ok(found) => found,
                 Err(reason) => return Ok(Applied::Rejected(format!("could not synthesize the text: {reason}"))),
             };

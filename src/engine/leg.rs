@@ -395,7 +395,9 @@ impl Leg {
         let mut problems = Problems::default();
         let to = parse_endpoint(&self.row.to_endpoint, "to", &mut problems).unwrap_or(Endpoint::App { user: String::new() });
         let options: crate::calls::SipOptions = self.row.sip_options.clone().and_then(|o| serde_json::from_value(o).ok()).unwrap_or_default();
-        let (routes, sip) = if self.ctx.carrier.name() == "sip" {
+        // A websocket endpoint is a WebSocket to the customer's server, whatever the network.
+        let carrier = if matches!(to, Endpoint::Websocket { .. }) { self.ctx.websockets.clone() } else { self.ctx.carrier.clone() };
+        let (routes, sip) = if carrier.name() == "sip" {
             match super::routing::routes(self, &to, &options).await {
                 Ok(routes) => (routes, super::routing::call_options(&options, &to)),
                 Err(no_route) => {
@@ -407,7 +409,7 @@ impl Leg {
         } else {
             (Vec::new(), Default::default())
         };
-        self.handle = Some(self.ctx.carrier.dial(DialRequest {
+        self.handle = Some(carrier.dial(DialRequest {
             leg_uuid: self.row.uuid,
             account_id: self.row.account_id,
             to,

@@ -60,19 +60,19 @@ pub async fn audio_duration(client: &WebhookClient, url: &str) -> Result<Duratio
     Ok(wav_duration(&response.body).unwrap_or_else(|| Duration::from_secs_f64(response.body.len() as f64 * 8.0 / 128_000.0)))
 }
 
-/// What a `talk` plays: its length, and its audio when the carrier plays real audio.
-pub async fn speech(ctx: &super::EngineCtx, text: &str, language: &str, style: u32) -> Result<(Duration, Option<crate::media::Clip>), String> {
-    match &ctx.audio {
-        Some(loader) => loader.speech(text, language, style).await.map(|clip| (clip.duration(), Some(clip))),
+/// What a `talk` plays: its length, and its audio when the leg has real audio (`leg.media`).
+pub async fn speech(leg: &super::leg::Leg, text: &str, language: &str, style: u32) -> Result<(Duration, Option<crate::media::Clip>), String> {
+    match &leg.media {
+        Some(_) => leg.ctx.audio.speech(text, language, style).await.map(|clip| (clip.duration(), Some(clip))),
         None => Ok((tts_duration(text), None)),
     }
 }
 
-/// What a `stream` plays: its length, and its audio when the carrier plays real audio.
-pub async fn stream(ctx: &super::EngineCtx, url: &str) -> Result<(Duration, Option<crate::media::Clip>), String> {
-    match &ctx.audio {
-        Some(loader) => loader.stream(url).await.map(|clip| (clip.duration(), Some(clip))),
-        None => audio_duration(&ctx.client, url).await.map(|d| (d, None)),
+/// What a `stream` plays: its length, and its audio when the leg has real audio.
+pub async fn stream(leg: &super::leg::Leg, url: &str) -> Result<(Duration, Option<crate::media::Clip>), String> {
+    match &leg.media {
+        Some(_) => leg.ctx.audio.stream(url).await.map(|clip| (clip.duration(), Some(clip))),
+        None => audio_duration(&leg.ctx.client, url).await.map(|d| (d, None)),
     }
 }
 

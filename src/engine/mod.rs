@@ -10,6 +10,7 @@ pub mod commands;
 pub mod instance;
 mod leg;
 mod media;
+mod relay;
 mod routing;
 mod store;
 mod writer;
@@ -41,8 +42,12 @@ pub struct EngineCtx {
     pub holds: crate::billing::holds::CreditHolds,
     pub clock: Clock,
     pub carrier: Arc<dyn Carrier>,
-    /// Speech and audio files as samples, when the carrier plays real audio.
-    pub audio: Option<audio::AudioLoader>,
+    /// Legs to `websocket` endpoints: a WebSocket to the customer's server carries their audio.
+    pub websockets: Arc<dyn Carrier>,
+    /// Speech and audio files as samples, for legs with real audio (SIP, websocket).
+    pub audio: audio::AudioLoader,
+    /// Recognizes speech `input` on real audio (`media.speech_url`; None: not configured).
+    pub speech: Option<Arc<dyn crate::speech::SpeechRecognizer>>,
     /// SIP trunks, for routing calls without a query each.
     pub trunks: crate::trunks::TrunkTable,
     pub client: WebhookClient,
@@ -52,7 +57,9 @@ pub struct EngineCtx {
     pub base_url: String,
     pub live_legs: AtomicUsize,
     /// Conversations with legs on this instance.
-    pub rooms: actions::Rooms,
+    pub rooms: Arc<actions::Rooms>,
+    /// Carries conversation audio between instances (with a real network only).
+    pub relay: Option<Arc<relay::RoomRelay>>,
     /// Where API commands for this instance's legs are delivered.
     pub commands: commands::CommandRouter,
     /// Wakes dispatchers in other instances (NOTIFY) and in this one (directly).
@@ -75,6 +82,8 @@ impl EngineCtx {
         let clock = Clock::new(if carrier.is_some() { 1.0 } else { settings.carrier.time_scale });
         let pool_for_notifier = pool.clone();
         let instance_id = Uuid::new_v4();
+        let rooms = Arc::new(actions::Rooms::default());
+        let relay = carrier.as_ref().and_then(|carrier| start_relay(&settings, carrier.as_ref(), rooms.clone()));
         let carrier = carrier.unwrap_or_else(|| Arc::new(SimulatedNetwork::new(clock, settings.carrier.simulated.clone())));
         Arc::new(EngineCtx {
             client: WebhookClient::new(&settings.webhooks),
@@ -91,7 +100,12 @@ impl EngineCtx {
                 settings.engine.write_batch_max,
             ),
             trunks: crate::trunks::TrunkTable::new(invalidations),
-            audio: carrier.plays_audio().then(|| audio::AudioLoader::new(&settings, WebhookClient::new(&settings.webhooks))),
+            audio: audio::AudioLoader::new(&settings, WebhookClient::new(&settings.webhooks)),
+            speech: crate::speech::from_settings(&settings.media),
+            websockets: Arc::new(crate::carrier::websocket::WebSocketCarrier::new(
+                crate::webhooks::address_guard::AddressGuard::new(settings.webhooks.allow_private_addresses, settings.webhooks.allowed_networks.clone()),
+                Duration::from_millis(settings.webhooks.connect_timeout_ms),
+            )),
             pool,
             clock,
             carrier,
@@ -99,7 +113,8 @@ impl EngineCtx {
             instance_id,
             base_url,
             live_legs: AtomicUsize::new(0),
-            rooms: actions::Rooms::default(),
+            rooms,
+            relay,
             commands: commands::CommandRouter::default(),
             notifier: Notifier::spawn(pool_for_notifier),
             events_wake: Arc::new(Notify::new()),
@@ -222,6 +237,19 @@ async fn listen(ctx: Arc<EngineCtx>, jobs: Arc<Notify>, events: Arc<Notify>, shu
                     Err(_) => break,
                 }
             }
+        }
+    }
+}
+
+/// The conversation relay on the SIP listen address (advertised at the carrier's public one).
+fn start_relay(settings: &Settings, carrier: &dyn Carrier, rooms: Arc<actions::Rooms>) -> Option<Arc<relay::RoomRelay>> {
+    let bind = settings.sip.listen.parse::<std::net::SocketAddr>().map(|a| a.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let advertised = carrier.signalling_address().map(|a| a.ip()).filter(|ip| !ip.is_unspecified()).unwrap_or(bind);
+    match relay::RoomRelay::start(bind, advertised, rooms) {
+        Ok(relay) => Some(relay),
+        Err(e) => {
+            tracing::error!(error = %e, "conversation relay not started: conversations stay on one instance");
+            None
         }
     }
 }

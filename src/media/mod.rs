@@ -16,6 +16,7 @@ pub mod detect;
 mod deviation;
 pub mod dtmf;
 mod jitter;
+pub mod rate;
 pub mod recorder;
 pub mod rtp;
 mod session;

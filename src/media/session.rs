@@ -92,7 +92,19 @@ struct State {
     dtmf_in: DtmfReceiver,
     taps: Taps,
     stats: MediaStats,
+    /// A PCM session's received audio (see `start_pcm`), played out one frame per tick.
+    pcm_in: std::collections::VecDeque<Frame>,
 }
+
+/// Where a session's audio goes: RTP to the far end, or 20 ms PCM frames to a local consumer.
+enum Outbound {
+    Rtp(Arc<UdpSocket>),
+    Pcm(mpsc::Sender<Frame>),
+}
+
+/// Received PCM a session holds at most (1,024 frames, 20 s, as Vonage buffers a WebSocket's):
+/// a peer may send faster than real time.
+const PCM_IN_MAX_FRAMES: usize = 1024;
 
 struct Shared {
     state: Mutex<State>,
@@ -122,6 +134,35 @@ impl MediaSession {
         codec: Codec,
         telephone_event: Option<u8>,
     ) -> (MediaHandle, mpsc::UnboundedReceiver<MediaEvent>) {
+        let local = socket.local_addr().ok();
+        let (shared, events, events_rx) = Shared::new(remote, codec, telephone_event, local);
+        // The tasks hold the event senders, so the stream ends when both have stopped.
+        let count = SessionCount::start();
+        tokio::spawn(clock_loop(shared.clone(), Outbound::Rtp(socket.clone()), events.clone(), count));
+        tokio::spawn(receive_loop(shared.clone(), socket, events));
+        (MediaHandle { shared }, events_rx)
+    }
+
+    /// A session without RTP, for a leg whose audio is carried another way (a WebSocket): each
+    /// tick's sent frame goes to `outbound` (dropped when it is full), and what `push_received`
+    /// gives is played out as received audio, one frame per tick, in order. Mixer, taps, mute
+    /// and earmuff work as for RTP; DTMF goes out in-band.
+    pub fn start_pcm(outbound: mpsc::Sender<Frame>) -> (MediaHandle, mpsc::UnboundedReceiver<MediaEvent>) {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        let (shared, events, events_rx) = Shared::new(nowhere, Codec::Pcmu, None, None);
+        tokio::spawn(clock_loop(shared.clone(), Outbound::Pcm(outbound), events, SessionCount::start()));
+        (MediaHandle { shared }, events_rx)
+    }
+}
+
+impl Shared {
+    #[allow(clippy::type_complexity)]
+    fn new(
+        remote: SocketAddr,
+        codec: Codec,
+        telephone_event: Option<u8>,
+        local: Option<SocketAddr>,
+    ) -> (Arc<Shared>, mpsc::UnboundedSender<MediaEvent>, mpsc::UnboundedReceiver<MediaEvent>) {
         let (events, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -141,15 +182,12 @@ impl MediaSession {
                 dtmf_in: DtmfReceiver::default(),
                 taps: Taps::default(),
                 stats: MediaStats::new(),
+                pcm_in: std::collections::VecDeque::new(),
             }),
             cancel: CancellationToken::new(),
-            local: socket.local_addr().ok(),
+            local,
         });
-        // The tasks hold the event senders, so the stream ends when both have stopped.
-        let count = SessionCount::start();
-        tokio::spawn(clock_loop(shared.clone(), socket.clone(), events.clone(), count));
-        tokio::spawn(receive_loop(shared.clone(), socket, events));
-        (MediaHandle { shared }, events_rx)
+        (shared, events, events_rx)
     }
 }
 
@@ -264,6 +302,20 @@ impl MediaHandle {
         MediaTap { shared: self.shared.clone() }
     }
 
+    /// A PCM session's received audio (see `MediaSession::start_pcm`): queued after what is
+    /// still waiting, played out one frame per tick. Beyond 1,024 frames (20 s), the oldest go.
+    pub fn push_received(&self, frames: impl IntoIterator<Item = Frame>) {
+        let mut state = self.shared.lock();
+        state.pcm_in.extend(frames);
+        let excess = state.pcm_in.len().saturating_sub(PCM_IN_MAX_FRAMES);
+        state.pcm_in.drain(..excess);
+    }
+
+    /// Drops received PCM still waiting (a WebSocket's `clear`).
+    pub fn clear_received(&self) {
+        self.shared.lock().pcm_in.clear();
+    }
+
     /// Stops both tasks (as dropping the handle does); the event stream then ends.
     pub fn close(&self) {
         self.shared.cancel.cancel();
@@ -275,7 +327,7 @@ impl MediaHandle {
 }
 
 /// `_count` keeps the session counted as live in the process's totals until this task ends.
-async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::UnboundedSender<MediaEvent>, _count: SessionCount) {
+async fn clock_loop(shared: Arc<Shared>, outbound: Outbound, events: mpsc::UnboundedSender<MediaEvent>, _count: SessionCount) {
     let mut rtp = RtpSender::new();
     let (codec, mut encoder) = {
         let state = shared.lock();
@@ -321,7 +373,7 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
         let deadline = start + FRAME_DURATION * tick;
         let timestamp = timestamp_base.wrapping_add(tick.wrapping_mul(FRAME_SAMPLES as u32));
 
-        let (len, remote, dtmf_done) = {
+        let (len, remote, dtmf_done, sent_frame) = {
             let mut state = shared.lock();
             let mut sent: Frame = [0; FRAME_SAMPLES];
             let event = state.telephone_event.and_then(|pt| state.dtmf_out.next(timestamp).map(|e| (pt, e)));
@@ -346,12 +398,20 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
             if dtmf_done {
                 state.dtmf_out_busy = false;
             }
-            (len, state.remote, dtmf_done)
+            (len, state.remote, dtmf_done, sent)
         };
 
         let sendable = !remote.ip().is_unspecified() && remote.port() != 0;
         let deviation = Instant::now().saturating_duration_since(deadline);
-        let result = if sendable { socket.send_to(&packet[..len], remote).await.map(|_| ()) } else { Ok(()) };
+        let result = match &outbound {
+            Outbound::Rtp(socket) if sendable => socket.send_to(&packet[..len], remote).await.map(|_| ()),
+            Outbound::Rtp(_) => Ok(()),
+            Outbound::Pcm(frames) => {
+                // A consumer that fell behind loses frames, never the clock.
+                let _ = frames.try_send(sent_frame);
+                Ok(())
+            }
+        };
         totals::tick_sent(deviation, sendable.then_some(result.is_ok()));
         {
             let mut state = shared.lock();
@@ -383,7 +443,12 @@ async fn clock_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc::U
 /// and digits whose end packets never came.
 fn receive_tick(state: &mut State, sent: &Frame, digits: &mut Vec<ReceivedDigit>) {
     let mut heard: Frame = [0; FRAME_SAMPLES];
-    state.jitter.pop(&mut heard);
+    match state.pcm_in.pop_front() {
+        Some(frame) => heard = frame,
+        None => {
+            state.jitter.pop(&mut heard);
+        }
+    }
     if state.muted {
         heard = [0; FRAME_SAMPLES];
     }
@@ -399,15 +464,15 @@ async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc:
     tokio::pin!(cancelled);
     loop {
         let (len, from) = tokio::select! {
-            // The socket first, as the clock's timer: the cancellation is polled (its lock taken)
-            // only when nothing has arrived.
+            // The cancellation first: a far end flooding the socket must not keep a closed
+            // session reading it.
             biased;
+            _ = &mut cancelled => break,
             received = socket.recv_from(&mut buffer) => match received {
                 Ok(received) => received,
                 // ICMP errors surface here on some platforms; the next datagram may be fine.
                 Err(_) => continue,
             },
-            _ = &mut cancelled => break,
         };
         let now = Instant::now();
         let mut state = shared.lock();

@@ -125,6 +125,9 @@ pub struct Connect {
     pub advanced_machine_detection: Option<super::AdvancedMachineDetection>,
     pub event: Option<Webhook>,
     pub ringback_tone: Option<String>,
+    /// `"method": "refer"` (an Outdial extension, SIP endpoints only): a blind transfer by SIP
+    /// REFER instead of a second leg; the call leaves Outdial.
+    pub refer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

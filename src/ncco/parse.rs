@@ -319,6 +319,10 @@ fn connect(f: &mut Fields) -> Option<Connect> {
         Some(v) => parse_advanced_machine_detection(v, &f.path("advancedMachineDetection"), f.problems),
         None => None,
     };
+    let refer = f.one_of("method", &["invite", "refer"]).is_some_and(|m| m == "refer");
+    if refer && !matches!(endpoint, Some(super::Endpoint::Sip { .. })) {
+        f.bad("method", "\"refer\" transfers to a sip endpoint only");
+    }
     let connect = Connect {
         endpoint: endpoint.clone().unwrap_or(super::Endpoint::App { user: String::new() }),
         from: from.map(|n| n.trim_start_matches('+').to_string()),
@@ -330,6 +334,7 @@ fn connect(f: &mut Fields) -> Option<Connect> {
         advanced_machine_detection: amd,
         event: event_webhook(f),
         ringback_tone: if f.has("ringbackTone") { f.url_list("ringbackTone") } else { None },
+        refer,
     };
     (all_ok(f, before) && endpoint.is_some()).then_some(connect)
 }

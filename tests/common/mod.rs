@@ -5,7 +5,10 @@
 pub mod audio;
 pub mod baresip;
 pub mod receiver;
+pub mod sip_app;
 pub mod sipp;
+pub mod vosk;
+pub mod ws_server;
 
 use outdial::accounts::{self, NewAccountCredentials};
 use outdial::applications::{self, ApplicationSpec};

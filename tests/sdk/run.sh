@@ -105,7 +105,7 @@ run_node() {
   echo "==================== Node SDK (@vonage/server-sdk) against $OUTDIAL_URL"
   set +e
   (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-reporter=spec \
-    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs)
+    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs test/websocket.test.mjs)
   local rc=$?
   set -e
   result[node]=$rc

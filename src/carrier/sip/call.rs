@@ -291,6 +291,8 @@ impl OutboundCall {
         // Playbacks without audio (no media session, or no samples given) last their length.
         let mut timed: HashMap<u64, Instant> = HashMap::new();
         let mut sdp_version = 1;
+        // A REFER was accepted: its NOTIFYs report the transfer's progress.
+        let mut referring = false;
         loop {
             let next_end = timed.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
             let sleep_until = next_end.map_or_else(|| Instant::now() + Duration::from_secs(86_400), |(_, at)| at);
@@ -326,6 +328,15 @@ impl OutboundCall {
                     Some(DialogState::Options(_, _, handle)) | Some(DialogState::Info(_, _, handle)) => {
                         let _ = handle.reply(StatusCode::OK).await;
                     }
+                    // The progress of our REFER (RFC 3515): a sipfrag of the target's answer.
+                    Some(DialogState::Notify(_, request, handle)) if referring => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                        if let Some(code) = sipfrag_code(&request.body).filter(|&code| code >= 200) {
+                            referring = false;
+                            self.log(format!("transfer target answered {code}"));
+                            self.report(CarrierEvent::Transferred { code });
+                        }
+                    }
                     Some(DialogState::Refer(_, _, handle)) | Some(DialogState::Message(_, _, handle)) | Some(DialogState::Notify(_, _, handle)) => {
                         let _ = handle.reply(StatusCode::NotImplemented).await;
                     }
@@ -357,6 +368,20 @@ impl OutboundCall {
                             media.stop(id);
                         }
                     }
+                    Some(MediaCommand::Refer(uri)) => match dialog.refer(format!("<{uri}>"), None, None).await {
+                        Ok(Some(response)) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {
+                            self.log(format!("REFER to {uri}: {}", response.status_code));
+                            referring = true;
+                        }
+                        Ok(Some(response)) => {
+                            self.log(format!("REFER to {uri} refused: {}", response.status_code));
+                            self.report(CarrierEvent::Transferred { code: response.status_code.code() });
+                        }
+                        Ok(None) | Err(_) => {
+                            self.log(format!("REFER to {uri}: no answer"));
+                            self.report(CarrierEvent::Transferred { code: 408 });
+                        }
+                    },
                     Some(MediaCommand::SendDtmf(digits)) => match &media {
                         Some(media) => {
                             if let Err(e) = media.send_dtmf(&digits) {
@@ -500,4 +525,10 @@ fn reason_phrase(code: &StatusCode) -> String {
     let text = code.to_string();
     // The stack prints "486 Busy Here"; keep the phrase.
     text.split_once(' ').map_or(text.clone(), |(_, phrase)| phrase.to_string())
+}
+
+/// The status code of a `message/sipfrag` body ("SIP/2.0 200 OK").
+fn sipfrag_code(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    text.trim_start().strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
 }

@@ -1,15 +1,28 @@
 //! `connect`: a second outbound leg in the same conversation, dialled through the carrier and
 //! bridged to this one. Its status events go to the connect's eventUrl. If it does not connect
 //! the NCCO moves on (or, with eventType synchronous, runs the NCCO the event's answer holds).
+//!
+//! On real audio the first leg hears ringback (`ringbackTone`, or a generated 440+480 Hz
+//! cadence) while the second rings, then each leg hears the other: each one's received frames
+//! are a live input of the other's mixer, so PCMU and PCMA legs meet as PCM (transcoded).
 
 use super::notify::post_for_ncco;
 use super::{next, Flow};
+use crate::carrier::{Media, MediaCommand};
 use crate::engine::leg::{Leg, LegRow, Step, Stop};
+use crate::media::Clip;
 use crate::ncco::Connect;
 use serde_json::{json, Value};
+use std::time::Duration;
 use uuid::Uuid;
 
+/// The live-input id a bridged leg hears its peer under.
+const BRIDGE_INPUT: u64 = u64::MAX - 1;
+
 pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
+    if c.refer {
+        return refer(leg, c).await;
+    }
     let (event_url, event_method) = match &c.event {
         Some(hook) => (Some(hook.url.clone()), hook.method.clone()),
         None => (leg.row.event_url.clone(), leg.row.event_method.clone()),
@@ -54,7 +67,12 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
 }
 
 async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> {
-    let answered = child.dial_and_ring().await?;
+    let ringback = start_ringback(leg, c).await;
+    let answered = child.dial_and_ring().await;
+    if let Some(id) = ringback {
+        leg.control(MediaCommand::StopPlayback { id });
+    }
+    let answered = answered?;
     if answered.is_none() {
         if c.synchronous_events {
             // Connect fallback: the final status event may answer with an NCCO.
@@ -67,9 +85,12 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
         return Ok(Flow::Next);
     }
     child.answer().await?;
-    // Bridged until one side hangs up.
+    bridge(leg, child);
+    // Bridged until one side hangs up. Keys the first leg presses go on to the second (as
+    // RFC 4733 events, or a websocket's JSON events).
+    let keys_to = child.handle.as_ref().map(|h| h.control.clone());
     let outcome = tokio::select! {
-        parent = wait_end(leg) => Err(parent),
+        parent = wait_end_passing_keys(leg, keys_to) => Err(parent),
         child_end = wait_end(child) => Ok(child_end),
     };
     match outcome {
@@ -88,6 +109,103 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
             Ok(Flow::Next)
         }
         Ok(other) => Err(other),
+    }
+}
+
+/// `"method": "refer"`: a blind transfer by SIP REFER. On success (the target answered, as the
+/// far end's NOTIFY says) the leg gets a `transfer` event and Outdial hangs up (the call goes on
+/// between the far end and the target, outside Outdial); on failure or `timeout` the NCCO goes
+/// on with its next action.
+async fn refer(leg: &mut Leg, c: &Connect) -> Step<Flow> {
+    let crate::ncco::Endpoint::Sip { uri, .. } = &c.endpoint else { return Ok(Flow::Next) };
+    leg.control(MediaCommand::Refer(uri.clone()));
+    let deadline = leg.ctx.clock.deadline(Duration::from_secs(u64::from(c.timeout_s)));
+    loop {
+        match next(leg, Some(deadline)).await? {
+            super::Signal::Event(crate::carrier::CarrierEvent::Transferred { code }) if (200..300).contains(&code) => {
+                let payload = json!({
+                    "uuid": leg.row.uuid, "conversation_uuid_from": leg.row.conversation_uuid, "type": "refer", "to": uri,
+                    "status": "transferred", "timestamp": crate::calls::format_time(chrono::Utc::now()),
+                });
+                leg.side_event("transfer", payload).await?;
+                return Err(Stop::Platform);
+            }
+            super::Signal::Event(crate::carrier::CarrierEvent::Transferred { code }) => {
+                leg.log(&format!("transfer to {uri} failed ({code}): the NCCO goes on"));
+                return Ok(Flow::Next);
+            }
+            super::Signal::Deadline => {
+                leg.log(&format!("transfer to {uri} not confirmed within {} s: the NCCO goes on", c.timeout_s));
+                return Ok(Flow::Next);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the first leg hears while the second rings: `ringbackTone`, else the generated cadence.
+/// None without real audio (or when the tone cannot be loaded: then silence, logged).
+async fn start_ringback(leg: &mut Leg, c: &Connect) -> Option<u64> {
+    leg.media.as_ref()?;
+    let (media, audio) = match &c.ringback_tone {
+        Some(url) => match crate::engine::media::stream(leg, url).await {
+            Ok((_, audio)) => (Media::Audio { url: url.clone() }, audio?),
+            Err(e) => {
+                leg.log(&format!("ringbackTone {url} not played: {e}"));
+                return None;
+            }
+        },
+        None => (Media::Audio { url: "ringback".into() }, ringback_cadence()),
+    };
+    let id = leg.play_id();
+    leg.control(MediaCommand::Play { id, media, duration: audio.duration(), loops: 0, audio: Some(audio), level: 0.0 });
+    Some(id)
+}
+
+/// North American ringback: 440 + 480 Hz, 2 s on, 4 s off.
+fn ringback_cadence() -> Clip {
+    let on = Duration::from_secs(2);
+    let low = Clip::tone(440.0, on, 0.15);
+    let high = Clip::tone(480.0, on, 0.15);
+    let mut samples: Vec<i16> = low.samples().iter().zip(high.samples()).map(|(a, b)| a.saturating_add(*b)).collect();
+    samples.extend(Clip::silence(Duration::from_secs(4)).samples());
+    Clip::from(samples)
+}
+
+/// Each leg hears the other (when both have real audio).
+fn bridge(leg: &Leg, child: &Leg) {
+    if let (Some(a), Some(b)) = (&leg.media, &child.media) {
+        a.attach(BRIDGE_INPUT, b.subscribe_received(), 0.0);
+        b.attach(BRIDGE_INPUT, a.subscribe_received(), 0.0);
+    }
+}
+
+/// Runs a leg's signals until it ends, passing its keys to `keys_to`; returns why it ended.
+async fn wait_end_passing_keys(leg: &mut Leg, keys_to: Option<tokio::sync::mpsc::UnboundedSender<MediaCommand>>) -> Stop {
+    loop {
+        match next(leg, None).await {
+            Ok(super::Signal::Event(crate::carrier::CarrierEvent::Dtmf(key))) => {
+                leg.pending_dtmf.clear();
+                if let Some(to) = &keys_to {
+                    let _ = to.send(MediaCommand::SendDtmf(key.to_string()));
+                }
+            }
+            // A simulated callee has no audio but says its sandbox speech: the second leg (a
+            // websocket bot) hears it spoken.
+            Ok(super::Signal::Event(crate::carrier::CarrierEvent::Speech(text))) if leg.media.is_none() => {
+                let Some(to) = &keys_to else { continue };
+                match leg.ctx.audio.speech(&text, "en-US", 0).await {
+                    Ok(clip) => {
+                        let id = leg.play_id();
+                        let media = Media::Tts { text, language: "en-US".into() };
+                        let _ = to.send(MediaCommand::Play { id, media, duration: clip.duration(), loops: 1, audio: Some(clip), level: 0.0 });
+                    }
+                    Err(e) => leg.log(&format!("the callee's words not spoken to the connected leg: {e}")),
+                }
+            }
+            Ok(_) => {}
+            Err(stop) => return stop,
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 use super::{next, notify::post_for_ncco, stop_background_playback, Flow, Signal};
 use crate::calls::format_time;
 use crate::carrier::CarrierEvent;
+use crate::engine::audio_tasks::{AudioEvent, SpeechCapture, SpeechOutcome, SpeechRules};
 use crate::engine::leg::{Leg, Step};
 use crate::engine::store::Change;
-use crate::ncco::Input;
+use crate::ncco::{Input, SpeechSettings};
+use crate::speech::RecognitionOptions;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -44,13 +46,32 @@ pub async fn input(leg: &mut Leg, input: &Input) -> Step<Flow> {
         (false, Some(s)) => s,
         _ => key_timeout,
     };
+    // On real audio a recognizer listens (and times the speech itself); on the simulated
+    // network the callee's speech events answer.
+    let (mut capture, speech_error) = match (input.speech_enabled, leg.media.clone(), &input.speech) {
+        (true, Some(tap), Some(settings)) => match leg.ctx.speech.clone() {
+            Some(recognizer) => (Some(SpeechCapture::start(&tap, recognizer, speech_rules(settings), leg.audio_events.sender())), None),
+            None => (None, Some(NO_RECOGNIZER)),
+        },
+        _ => (None, None),
+    };
+    let first_wait = match (&capture, &input.speech) {
+        (Some(_), Some(s)) => Duration::from_secs(u64::from(s.start_timeout_s + s.max_duration_s)) + RECOGNIZER_GRACE,
+        // Nothing can answer speech: only keys are waited for (none: the input ends at once).
+        _ if speech_error.is_some() && !input.dtmf_enabled => Duration::ZERO,
+        _ if speech_error.is_some() => key_timeout,
+        _ => first_wait,
+    };
     let mut deadline = leg.ctx.clock.deadline(first_wait);
     let mut digits = String::new();
     let mut speech: Option<String> = None;
+    let mut heard: Option<SpeechOutcome> = None;
     let mut submitted = false;
     'collect: loop {
         // Keys pressed before this input started (during a bargeIn prompt) count first.
         while let Some(key) = leg.pending_dtmf.pop_front().filter(|_| input.dtmf_enabled) {
+            // DTMF overrides speech.
+            capture = None;
             if key == '#' && dtmf.submit_on_hash {
                 submitted = true;
                 break 'collect;
@@ -67,29 +88,58 @@ pub async fn input(leg: &mut Leg, input: &Input) -> Step<Flow> {
                 speech = Some(text);
                 break;
             }
+            Signal::Audio(AudioEvent::Speech(outcome)) if capture.is_some() && digits.is_empty() => {
+                heard = Some(outcome);
+                break;
+            }
             Signal::Event(_) | Signal::Audio(_) => {}
             Signal::Deadline => break,
         }
     }
+    drop(capture);
     leg.pending_dtmf.clear();
     let ts = format_time(chrono::Utc::now());
+    let answered_by_speech = speech.is_some() || matches!(heard, Some(SpeechOutcome::Heard { .. }));
     let dtmf_result = if input.dtmf_enabled {
-        json!({"digits": if digits.is_empty() { Value::Null } else { json!(digits) }, "timed_out": !submitted && speech.is_none()})
+        json!({"digits": if digits.is_empty() { Value::Null } else { json!(digits) }, "timed_out": !submitted && !answered_by_speech})
     } else {
         Value::Null
     };
-    let speech_result = if input.speech_enabled {
-        match (&speech, digits.is_empty()) {
-            (Some(text), _) => json!({"results": [{"text": text, "confidence": "0.9"}], "timeout_reason": "end_on_silence_timeout"}),
-            (None, false) => json!({"results": [], "error": "Speech overridden by DTMF"}),
-            (None, true) => json!({"results": [], "timeout_reason": "start_timeout"}),
-        }
-    } else {
+    let speech_result = if !input.speech_enabled {
         json!({"results": [], "error": "Speech was not enabled"})
+    } else if !digits.is_empty() {
+        json!({"results": [], "error": "Speech overridden by DTMF"})
+    } else if let Some(error) = speech_error {
+        json!({"results": [], "error": error})
+    } else {
+        match (heard, speech) {
+            (Some(SpeechOutcome::Heard { results, timeout_reason }), _) => {
+                let results: Vec<Value> =
+                    results.iter().map(|t| json!({"text": t.text, "confidence": format!("{:.2}", t.confidence)})).collect();
+                json!({"results": results, "timeout_reason": timeout_reason})
+            }
+            (Some(SpeechOutcome::Failed(error)), _) => json!({"results": [], "error": error}),
+            (Some(SpeechOutcome::NothingSaid), _) | (None, None) => json!({"results": [], "timeout_reason": "start_timeout"}),
+            (None, Some(text)) => json!({"results": [{"text": text, "confidence": "0.9"}], "timeout_reason": "end_on_silence_timeout"}),
+        }
     };
     let payload = json!({
         "from": leg.from, "to": leg.to, "uuid": leg.row.uuid, "conversation_uuid": leg.row.conversation_uuid,
         "timestamp": ts, "dtmf": dtmf_result, "speech": speech_result,
     });
     post_for_ncco(leg, "input", payload, url, &method).await
+}
+
+/// `speech.error` when a speech input runs on real audio with no recognizer configured.
+const NO_RECOGNIZER: &str = "speech recognition is not configured: set media.speech_url to a speech server (Vosk protocol)";
+/// Beyond startTimeout + maxDuration: connecting, and the recognizer's final result.
+const RECOGNIZER_GRACE: Duration = Duration::from_secs(10);
+
+fn speech_rules(settings: &SpeechSettings) -> SpeechRules {
+    SpeechRules {
+        options: RecognitionOptions { language: settings.language.clone(), context: settings.context.clone() },
+        start_timeout: Duration::from_secs(u64::from(settings.start_timeout_s)),
+        end_on_silence: Duration::from_secs_f64(settings.end_on_silence_s.clamp(0.4, 10.0)),
+        max_duration: Duration::from_secs(u64::from(settings.max_duration_s)),
+    }
 }

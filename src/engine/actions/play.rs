@@ -8,7 +8,7 @@ use crate::ncco::{Stream, Talk};
 use serde_json::json;
 
 pub async fn talk(leg: &mut Leg, talk: &Talk) -> Step<Flow> {
-    let (duration, audio) = match media::speech(&leg.ctx, &talk.text, &talk.language, talk.style).await {
+    let (duration, audio) = match media::speech(leg, &talk.text, &talk.language, talk.style).await {
         Ok(found) => found,
         Err(reason) => return skip(leg, format!("Could not synthesize talk: {reason}")).await,
     };
@@ -17,7 +17,7 @@ pub async fn talk(leg: &mut Leg, talk: &Talk) -> Step<Flow> {
 }
 
 pub async fn stream(leg: &mut Leg, stream: &Stream) -> Step<Flow> {
-    let (duration, audio) = match media::stream(&leg.ctx, &stream.stream_url).await {
+    let (duration, audio) = match media::stream(leg, &stream.stream_url).await {
         Ok(found) => found,
         Err(reason) => return skip(leg, format!("Could not fetch streamUrl {}: {reason}", stream.stream_url)).await,
     };
