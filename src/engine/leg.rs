@@ -734,6 +734,15 @@ impl Leg {
 
     /// An answered leg ends: hang up, then `completed` with its duration and price. It ended
     /// when the callee hung up (the carrier's report), or now when we hang up.
+    /// Ends the call on the network now (BYE) when the leg still has writing to do before its
+    /// `completed` (a recording to encode): the call's end time is now, not when that is done.
+    pub fn disconnect_now(&mut self) {
+        self.control(MediaCommand::Hangup);
+        if self.callee_hung_up.is_none() {
+            self.callee_hung_up = Some((Utc::now(), Instant::now()));
+        }
+    }
+
     pub async fn hang_up(&mut self, by: &str) -> Step<()> {
         self.control(MediaCommand::Hangup);
         let (end, end_at) = self.callee_hung_up.take().unwrap_or_else(|| (Utc::now(), Instant::now()));

@@ -54,6 +54,11 @@ pub async fn run_ncco(leg: &mut Leg, ncco: Ncco) -> Step<()> {
             Err(stop) => break Err(stop),
         }
     };
+    if leg.media.is_some() && leg.background_recording.is_some() && matches!(result, Ok(()) | Err(Stop::Platform | Stop::Hangup)) {
+        // The call ends now; its recording is encoded after (encoders are queued one per core,
+        // and a caller must not stay on the line meanwhile).
+        leg.disconnect_now();
+    }
     record::finish_background(leg).await?;
     result
 }
