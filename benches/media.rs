@@ -18,9 +18,9 @@
 //!  4. places N calls at `--rate`, each `[record (in the background), stream tone.wav loop 0]`
 //!     with `length_timer` = hold, so Outdial's media engine plays the tone in G.711 20 ms packets
 //!     until it hangs up;
-//!  5. waits for every `completed` and `record` webhook (a leg hangs up once its recording is
-//!     encoded, so the calls end slower than they started), and prints for both runs, over the same
-//!     kind of window (from 1 s after every stream flows to 1 s before the first one's hold ends):
+//!  5. waits for every `completed` and `record` webhook (a `record` event comes once its file
+//!     is encoded, one per core at a time, so they trail the hang-ups), and prints for both runs,
+//!     over the same kind of window (from 1 s after every stream flows to 1 s before the first one's hold ends):
 //!     concurrent calls, packets/s, loss, send-time deviation p50/p99 at the wire, CPU per call,
 //!     and the ratios of ours to the pacer's; and Outdial's own measure (`media::totals()`).
 //!
@@ -96,7 +96,7 @@ struct Options {
     #[arg(long)]
     no_baseline: bool,
     /// Give up waiting for `completed` and `record` webhooks after T s [default: hold + 60 +
-    /// calls / 10: a call hangs up once its recording is encoded, one per core at a time]
+    /// calls / 10: recordings are encoded one per core at a time]
     #[arg(long, value_name = "T", value_parser = common::positive::<f64>)]
     timeout_seconds: Option<f64>,
     #[command(flatten)]
