@@ -30,6 +30,9 @@ pub struct DialRequest {
     /// the simulated network.
     pub routes: Vec<TrunkRoute>,
     pub sip: sip::SipCallOptions,
+    /// The leg is a call to one of our numbers (the simulated network's sandbox caller): the
+    /// network does not ring anyone, it waits for `Ring`, `Answer` or `Reject`.
+    pub inbound: bool,
 }
 
 /// Why a leg ended on the network's side.
@@ -87,8 +90,14 @@ pub enum MediaCommand {
     /// Blind transfer (SIP REFER) of the answered call to `uri`; the carrier answers with
     /// `Transferred`.
     Refer(String),
-    /// Hang up (answered) or cancel (ringing).
+    /// Hang up (answered) or cancel (ringing); an inbound call not answered yet is refused.
     Hangup,
+    /// Inbound: tell the caller it rings (180).
+    Ring,
+    /// Inbound: answer (200 with our media); the carrier reports `Answered` once it is.
+    Answer,
+    /// Inbound: refuse the call with this SIP status (480, 500, 503…).
+    Reject(u16),
 }
 
 /// A network event and the moment the network reported it. The leg may get to it later (while
@@ -124,6 +133,36 @@ pub struct LegHandle {
     pub control: mpsc::UnboundedSender<MediaCommand>,
 }
 
+/// A call arriving from the network for one of our numbers, waiting for the engine to admit
+/// or refuse it (the caller hears nothing but `100 Trying` until then).
+pub struct IncomingCall {
+    /// Where the request came from (the trunk's address).
+    pub source: std::net::IpAddr,
+    /// The number called (the Request-URI's user part, digits as sent).
+    pub to: String,
+    /// The caller (the From user, or the P-Asserted-Identity's when given).
+    pub from: String,
+    pub call_id: String,
+    pub admission: Box<dyn Admission>,
+}
+
+/// A trunk's limits that an admitted call takes a slot of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkLimit {
+    pub trunk_id: Uuid,
+    pub cps: Option<u32>,
+    pub max_channels: Option<u32>,
+}
+
+/// The carrier's side of an incoming call's admission.
+pub trait Admission: Send {
+    /// Takes the call as leg `leg_uuid` (one slot of `limit`'s trunk): its events and controls,
+    /// or the SIP status it was refused with (503 when the trunk is at a limit).
+    fn admit(self: Box<Self>, leg_uuid: Uuid, limit: Option<TrunkLimit>) -> Result<LegHandle, u16>;
+    /// Refuses the call with a final status (403, 404, 480, 503…).
+    fn refuse(self: Box<Self>, code: u16);
+}
+
 pub trait Carrier: Send + Sync {
     fn dial(&self, request: DialRequest) -> LegHandle;
     fn name(&self) -> &'static str;
@@ -142,6 +181,11 @@ pub trait Carrier: Send + Sync {
 
     /// Where this carrier takes SIP requests (None: it has no network address).
     fn signalling_address(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+
+    /// Calls arriving from the network, handed over once (None: the network sends none).
+    fn take_incoming(&self) -> Option<mpsc::UnboundedReceiver<IncomingCall>> {
         None
     }
 

@@ -33,6 +33,7 @@ impl Carrier for SimulatedNetwork {
             muted: false,
             earmuffed: false,
             playing: HashMap::new(),
+            inbound: request.inbound,
         };
         tokio::spawn(callee.run(control_rx));
         LegHandle { events, control }
@@ -58,6 +59,9 @@ struct Callee {
     earmuffed: bool,
     /// What is playing, by playback id.
     playing: HashMap<u64, String>,
+    /// A sandbox caller of one of our numbers: it waits for our answer (or hangs up after
+    /// `ring_s` when its outcome is not to wait: busy, decline, unavailable…).
+    inbound: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +80,11 @@ impl Callee {
     async fn run(mut self, mut control: mpsc::UnboundedReceiver<MediaCommand>) {
         let b = self.behaviour.clone();
         match b.outcome {
+            _ if self.inbound => {
+                if !matches!(b.outcome, Outcome::Answer | Outcome::RingForever) {
+                    self.at(b.ring_s, Scheduled::End(EndReason::RemoteHangup));
+                }
+            }
             Outcome::OutOfService => self.at(REFUSAL_S, Scheduled::End(EndReason::OutOfService)),
             Outcome::Decline => self.at(REFUSAL_S, Scheduled::End(EndReason::Declined)),
             Outcome::Busy => {
@@ -100,6 +109,16 @@ impl Callee {
             tokio::select! {
                 command = control.recv() => match command {
                     None | Some(MediaCommand::Hangup) => return,
+                    Some(MediaCommand::Ring) => self.log("the caller hears ringing".into()),
+                    Some(MediaCommand::Answer) => {
+                        // The caller gives up no more once answered.
+                        self.schedule.retain(|(_, s)| !matches!(s, Scheduled::End(_)));
+                        self.answer();
+                    }
+                    Some(MediaCommand::Reject(code)) => {
+                        self.log(format!("the call was refused ({code})"));
+                        return;
+                    }
                     Some(MediaCommand::Play { id, duration, loops, media, .. }) => {
                         let what = match &media {
                             super::Media::Tts { text, .. } => format!("talk \"{text}\""),

@@ -175,6 +175,8 @@ impl WebSocketLeg {
                     Some(MediaCommand::Refer(_)) => self.report(CarrierEvent::Transferred { code: 0 }),
                     Some(MediaCommand::SetMuted(on)) => media.set_mute(on),
                     Some(MediaCommand::SetEarmuffed(on)) => media.set_earmuff(on),
+                    // A websocket is dialled, never an inbound call.
+                    Some(MediaCommand::Ring | MediaCommand::Answer | MediaCommand::Reject(_)) => {}
                 },
                 event = media_events.recv() => if let Some(MediaEvent::PlaybackFinished(id)) = event {
                     self.report(CarrierEvent::PlaybackFinished(id));

@@ -19,10 +19,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub const LEG_COLUMNS: &str = "c.uuid, c.conversation_uuid, c.account_id, c.application_id, c.status, c.to_endpoint, c.from_endpoint, \
+pub const LEG_COLUMNS: &str = "c.uuid, c.conversation_uuid, c.account_id, c.application_id, c.direction, c.status, c.to_endpoint, c.from_endpoint, \
     c.ncco, c.answer_url, c.answer_method, c.event_url, c.event_method, c.fallback_url, c.machine_detection, \
     c.advanced_machine_detection, c.length_timer_s, c.ringing_timer_s, c.answered_at, c.last_seq, \
-    a.signed_callbacks, acc.api_key, acc.signature_secret, sb.behaviour AS sandbox_behaviour, c.user_data, c.sip_options, c.sip";
+    a.signed_callbacks, acc.api_key, acc.signature_secret, COALESCE(c.caller_behaviour, sb.behaviour) AS sandbox_behaviour, c.user_data, \
+    c.sip_options, c.sip";
 
 pub const LEG_JOINS: &str = "JOIN applications a ON a.id = c.application_id JOIN accounts acc ON acc.id = c.account_id \
     LEFT JOIN sandbox_numbers sb ON sb.account_id = c.account_id AND sb.number = c.to_endpoint->>'number'";
@@ -33,6 +34,8 @@ pub struct LegRow {
     pub conversation_uuid: String,
     pub account_id: i64,
     pub application_id: Uuid,
+    /// `outbound` (placed through the API) or `inbound` (a call to one of the account's numbers).
+    pub direction: String,
     pub status: String,
     pub to_endpoint: Value,
     pub from_endpoint: Option<Value>,
@@ -51,6 +54,7 @@ pub struct LegRow {
     pub signed_callbacks: bool,
     pub api_key: String,
     pub signature_secret: String,
+    /// The simulated callee's behaviour (the sandbox number's), or an inbound sandbox caller's.
     pub sandbox_behaviour: Option<Value>,
     /// The caller's own string, sent in every event of the call.
     pub user_data: Option<String>,
@@ -154,10 +158,24 @@ pub fn address_of(endpoint: &Value) -> String {
 /// Drives a claimed leg, registered for commands (`commands`); `rate` is its deck entry when
 /// the claim already looked it up.
 pub async fn drive(ctx: Arc<EngineCtx>, row: LegRow, rate: Option<Option<billing::Rate>>, commands: super::commands::CommandLine) {
+    drive_with(ctx, row, rate, commands, None).await
+}
+
+/// Drives a leg the network already set up (an inbound call: `handle` is the caller's line).
+pub async fn drive_with(
+    ctx: Arc<EngineCtx>,
+    row: LegRow,
+    rate: Option<Option<billing::Rate>>,
+    commands: super::commands::CommandLine,
+    handle: Option<LegHandle>,
+) {
     use tracing::Instrument;
     let uuid = row.uuid;
+    let inbound = row.direction == "inbound";
     let mut leg = Leg::new(ctx.clone(), row);
-    leg.rate = rate;
+    // A claim looks rates up by the number dialled; an inbound leg's is the number called's.
+    leg.rate = if inbound { None } else { rate };
+    leg.handle = handle;
     leg.commands = Some(commands);
     let result = leg.run().instrument(tracing::info_span!("leg", call_uuid = %uuid)).await;
     ctx.commands.unregister(uuid);
@@ -241,7 +259,7 @@ impl Leg {
         json!({
             "from": self.from, "to": self.to, "uuid": self.row.uuid,
             "conversation_uuid": self.row.conversation_uuid, "status": status,
-            "direction": "outbound", "timestamp": format_time(ts),
+            "direction": self.row.direction, "timestamp": format_time(ts),
         })
     }
 
@@ -352,6 +370,7 @@ impl Leg {
 
     async fn run(&mut self) -> Step<()> {
         match self.row.status.as_str() {
+            "started" if self.row.direction == "inbound" => return self.run_inbound().await,
             "started" => {}
             // Another instance was driving this leg and died: end it cleanly rather than
             // guess at what the callee heard.
@@ -377,6 +396,116 @@ impl Leg {
             Ok(()) | Err(Stop::Platform) | Err(Stop::Hangup) => self.hang_up("platform").await,
             Err(Stop::Remote) => self.hang_up("user").await,
             Err(other) => Err(other),
+        }
+    }
+
+    /// A call to one of our numbers: rings the caller while the application's NCCO is fetched,
+    /// answers, runs it. A caller who hangs up first makes it `cancelled`; an application that
+    /// does not answer with an NCCO gets an `error` event and the caller a 480 or 500.
+    async fn run_inbound(&mut self) -> Step<()> {
+        if self.handle.is_none() {
+            if self.ctx.carrier.name() == "sip" {
+                // Taken over from a dead instance before it rang: the caller's dialog was there.
+                self.release_taken_over().await;
+                return self.end_unanswered("failed", Some("internal_error")).await;
+            }
+            // The sandbox's caller, on the simulated network.
+            let behaviour = self.row.sandbox_behaviour.clone().and_then(|b| serde_json::from_value::<CalleeBehaviour>(b).ok());
+            let mut problems = Problems::default();
+            let to = parse_endpoint(&self.row.to_endpoint, "to", &mut problems).unwrap_or(Endpoint::App { user: String::new() });
+            self.handle = Some(self.ctx.carrier.dial(DialRequest {
+                leg_uuid: self.row.uuid,
+                account_id: self.row.account_id,
+                to,
+                from: self.from.clone(),
+                behaviour,
+                routes: Vec::new(),
+                sip: Default::default(),
+                inbound: true,
+            }));
+        }
+        self.control(MediaCommand::Ring);
+        self.status("ringing", json!({})).await?;
+        let request = self.answer_request();
+        let ctx = self.ctx.clone();
+        let mut handle = self.handle.take().expect("an inbound leg has its caller's line");
+        let fetched = {
+            let fetch = request.send(&ctx.client);
+            tokio::pin!(fetch);
+            loop {
+            tokio::select! {
+                fetched = &mut fetch => break Some(fetched),
+                event = handle.events.recv() => match event {
+                    Some(Reported { event: CarrierEvent::Ended(_), wall, .. }) => {
+                        self.callee_hung_up = Some((wall, Instant::now()));
+                        break None;
+                    }
+                    None => break None,
+                    Some(Reported { event: CarrierEvent::Log(line), wall, .. }) => self.log_at(&line, wall),
+                    Some(Reported { event: CarrierEvent::Sip(facts), .. }) => self.pending_sip = Some(facts),
+                    Some(_) => {}
+                },
+            }
+            }
+        };
+        self.handle = Some(handle);
+        let Some((reply, attempts)) = fetched else {
+            let (at, _) = self.callee_hung_up.take().unwrap_or_else(|| (Utc::now(), Instant::now()));
+            return self.end_unanswered_at("cancelled", None, at).await;
+        };
+        let ncco = match self.answer_replied(request, reply, attempts).await? {
+            Ok(ncco) => ncco,
+            Err(code) => {
+                self.control(MediaCommand::Reject(code));
+                return self.end_unanswered("failed", Some("answer_failed")).await;
+            }
+        };
+        self.control(MediaCommand::Answer);
+        if !self.wait_answered().await? {
+            return Ok(());
+        }
+        self.answer().await?;
+        match super::actions::run_ncco(self, ncco).await {
+            Ok(()) | Err(Stop::Platform) | Err(Stop::Hangup) => self.hang_up("platform").await,
+            Err(Stop::Remote) => self.hang_up("user").await,
+            Err(other) => Err(other),
+        }
+    }
+
+    /// After `Answer`: true once the network answered the caller; false when the caller hung
+    /// up first (`cancelled`) or the answer failed (`failed`), both written.
+    async fn wait_answered(&mut self) -> Step<bool> {
+        const ANSWER_WAIT: Duration = Duration::from_secs(10);
+        let deadline = Instant::now() + ANSWER_WAIT;
+        loop {
+            let handle = self.handle.as_mut().expect("an inbound leg has its caller's line");
+            tokio::select! {
+                event = handle.events.recv() => match event {
+                    Some(Reported { event: CarrierEvent::Answered { .. }, wall, at }) => {
+                        self.answered_wall = Some(at);
+                        self.answered_at = Some(self.timestamp_at(wall));
+                        return Ok(true);
+                    }
+                    Some(Reported { event: CarrierEvent::Media(tap), .. }) => self.media = Some(tap),
+                    Some(Reported { event: CarrierEvent::Log(line), wall, .. }) => self.log_at(&line, wall),
+                    Some(Reported { event: CarrierEvent::Sip(facts), .. }) => self.pending_sip = Some(facts),
+                    Some(Reported { event: CarrierEvent::Ended(EndReason::Failed(detail)), wall, .. }) => {
+                        self.end_unanswered_at("failed", Some(&detail), wall).await?;
+                        return Ok(false);
+                    }
+                    Some(Reported { event: CarrierEvent::Ended(_), wall, .. }) => {
+                        self.end_unanswered_at("cancelled", None, wall).await?;
+                        return Ok(false);
+                    }
+                    Some(_) => {}
+                    None => return Err(Stop::Internal("the carrier dropped the inbound leg".into())),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.control(MediaCommand::Hangup);
+                    self.end_unanswered("failed", Some("internal_error")).await?;
+                    return Ok(false);
+                }
+            }
         }
     }
 
@@ -417,6 +546,7 @@ impl Leg {
             behaviour,
             routes,
             sip,
+            inbound: false,
         }));
         let deadline = self.ctx.clock.deadline(Duration::from_secs(self.row.ringing_timer_s as u64));
         let mut rang = false;
@@ -526,36 +656,51 @@ impl Leg {
 
     /// GET (query) or POST (JSON) the answer_url; fallback_url after two failures.
     async fn fetch_answer_ncco(&mut self) -> Step<Option<Ncco>> {
-        let url = self.row.answer_url.clone().unwrap_or_default();
-        let method = self.row.answer_method.clone();
-        let fallback = self.row.fallback_url.clone();
+        let request = self.answer_request();
+        let (reply, attempts) = request.send(&self.ctx.client).await;
+        match self.answer_replied(request, reply, attempts).await? {
+            Ok(ncco) => Ok(Some(ncco)),
+            Err(_) => Err(Stop::Platform),
+        }
+    }
+
+    /// What the answer_url is asked (Vonage's answer parameters), and where.
+    fn answer_request(&self) -> AnswerRequest {
         let payload = json!({
             "to": self.to, "from": self.from, "uuid": self.row.uuid, "conversation_uuid": self.row.conversation_uuid,
             "region_url": self.ctx.base_url, "endpoint_type": self.row.to_endpoint.get("type").cloned().unwrap_or(Value::Null),
         });
-        let signer = self.signer();
-        let (reply, attempts) = answer::fetch(
-            &self.ctx.client,
-            Target { url: &url, method: &method },
-            fallback.as_deref().map(|f| Target { url: f, method: "GET" }),
-            &payload,
-            "answer",
-            signer.as_ref(),
-        )
-        .await;
-        let event = self.event_to("answer", payload, Some(url), &method, "sent_inline");
+        AnswerRequest {
+            url: self.row.answer_url.clone().unwrap_or_default(),
+            method: self.row.answer_method.clone(),
+            fallback: self.row.fallback_url.clone(),
+            payload,
+            signer: self.signer(),
+        }
+    }
+
+    /// Stores the answer request with its attempts; the NCCO, or (after an `error` event) the
+    /// SIP status an inbound caller is refused with: 480 when the application could not be
+    /// reached, 500 when it answered something that is not an NCCO.
+    async fn answer_replied(&mut self, request: AnswerRequest, reply: Reply, attempts: Vec<answer::Attempt>) -> Step<Result<Ncco, u16>> {
+        let event = self.event_to("answer", request.payload, Some(request.url), &request.method, "sent_inline");
         let ids = self.write(Change { events: vec![event], ..Default::default() }).await?;
         if let Some(id) = ids.first() {
             store::record_attempts(&self.ctx.pool, *id, &attempts).await.map_err(|e| Stop::Internal(e.to_string()))?;
         }
-        match reply {
-            Reply::Ncco(ncco) => Ok(Some(ncco)),
-            Reply::Invalid(reason) => self.ncco_error(&format!("Syntax error in NCCO. Invalid value type or action. {reason}")).await.map(|_| None),
-            Reply::Empty => self.ncco_error("The answer_url returned no NCCO").await.map(|_| None),
+        let (reason, code) = match reply {
+            Reply::Ncco(ncco) => return Ok(Ok(ncco)),
+            Reply::Invalid(reason) => (format!("Syntax error in NCCO. Invalid value type or action. {reason}"), 500),
+            Reply::Empty => ("The answer_url returned no NCCO".to_string(), 500),
             Reply::Unreachable => {
                 let reason = attempts.last().and_then(|a| a.error.clone()).unwrap_or_default();
-                self.ncco_error(&format!("answer_url and fallback unreachable: {reason}")).await.map(|_| None)
+                (format!("answer_url and fallback unreachable: {reason}"), 480)
             }
+        };
+        match self.ncco_error(&reason).await {
+            Err(Stop::Platform) => Ok(Err(code)),
+            Err(other) => Err(other),
+            Ok(()) => Ok(Err(code)),
         }
     }
 
@@ -774,6 +919,29 @@ impl Leg {
             self.control(MediaCommand::Hangup);
             self.end_unanswered("failed", Some("internal_error")).await
         }
+    }
+}
+
+/// An answer_url request, owned: it can run while the leg watches its caller.
+pub struct AnswerRequest {
+    url: String,
+    method: String,
+    fallback: Option<String>,
+    payload: Value,
+    signer: Option<Signer>,
+}
+
+impl AnswerRequest {
+    pub async fn send(&self, client: &crate::webhooks::WebhookClient) -> (Reply, Vec<answer::Attempt>) {
+        answer::fetch(
+            client,
+            Target { url: &self.url, method: &self.method },
+            self.fallback.as_deref().map(|f| Target { url: f, method: "GET" }),
+            &self.payload,
+            "answer",
+            self.signer.as_ref(),
+        )
+        .await
     }
 }
 

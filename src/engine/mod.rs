@@ -6,6 +6,7 @@ mod answer;
 mod audio;
 mod audio_tasks;
 mod claim;
+mod inbound;
 pub mod commands;
 pub mod instance;
 mod leg;
@@ -174,6 +175,9 @@ impl Engine {
         let poll = Duration::from_millis(engine_settings.poll_ms);
         if engine_settings.has_role("workers") {
             tasks.push(tokio::spawn(claim::claim_loop(ctx.clone(), jobs_wake, poll, shutdown.clone())));
+            if let Some(incoming) = ctx.carrier.take_incoming() {
+                tasks.push(tokio::spawn(inbound::serve(ctx.clone(), incoming, shutdown.clone())));
+            }
         }
         if engine_settings.has_role("webhooks") {
             // The dispatcher's writes (claim locks, delivery outcomes) need not wait for WAL

@@ -151,6 +151,35 @@ impl TrunkTable {
     }
 }
 
+impl TrunkTable {
+    /// The enabled trunk a request from `source` came through: one whose host is that address
+    /// (or a name resolving to it). None: the address is no trunk's.
+    pub async fn by_source(&self, pool: &PgPool, source: std::net::IpAddr) -> Result<Option<Trunk>, sqlx::Error> {
+        let (trunks, _) = self.trunks(pool, true).await?;
+        if let Some(trunk) = trunk_at(&trunks, source).await {
+            return Ok(Some(trunk));
+        }
+        // A trunk added a moment ago (its announcement on its way): read again before refusing.
+        let (trunks, _) = self.trunks(pool, false).await?;
+        Ok(trunk_at(&trunks, source).await)
+    }
+}
+
+async fn trunk_at(trunks: &[Trunk], source: std::net::IpAddr) -> Option<Trunk> {
+    let enabled = || trunks.iter().filter(|t| t.enabled);
+    if let Some(trunk) = enabled().find(|t| t.host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().ok() == Some(source)) {
+        return Some(trunk.clone());
+    }
+    for trunk in enabled().filter(|t| t.host.parse::<std::net::IpAddr>().is_err()) {
+        if let Ok(mut addresses) = tokio::net::lookup_host((trunk.host.as_str(), 0)).await {
+            if addresses.any(|a| a.ip() == source) {
+                return Some(trunk.clone());
+            }
+        }
+    }
+    None
+}
+
 fn to_route(key: Option<&CredentialKey>, trunk: Trunk) -> Result<TrunkRoute, RoutingError> {
     let password = match &trunk.password_encrypted {
         None => None,

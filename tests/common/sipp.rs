@@ -72,6 +72,12 @@ impl Sipp {
         Sipp::start(scenario, keys, &["-s", service, &target])
     }
 
+    /// As `uac`, with a media port of its own (as `uas_media`), for scenarios that play RTP.
+    pub fn uac_media(scenario: &str, keys: &[(&str, &str)], target_port: u16, service: &str) -> Sipp {
+        let target = format!("127.0.0.1:{target_port}");
+        Sipp::start_with(scenario, keys, &["-s", service, &target], true)
+    }
+
     /// As `uas`, with more SIPp arguments after the usual ones (a later option wins, e.g.
     /// `["-timeout", "60s"]`; a remote host for a UAC goes last).
     pub fn start(scenario: &str, keys: &[(&str, &str)], extra: &[&str]) -> Sipp {

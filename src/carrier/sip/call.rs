@@ -7,27 +7,23 @@ use super::rtp::RtpSocket;
 use super::sdp;
 use super::stack::{InviteSpec, Invitation};
 use super::status::{refusal, Refusal};
-use super::SipShared;
-use crate::carrier::{CarrierEvent, DialRequest, EndReason, MediaCommand, Reporter, SipTransport, TrunkRoute};
-use crate::media::{MediaEvent, MediaHandle, MediaSession};
+use super::line::{Answered, LegAudio, LegLine};
+use crate::carrier::{CarrierEvent, DialRequest, EndReason, MediaCommand, SipTransport, TrunkRoute};
+use crate::media::MediaHandle;
 use crate::ncco::Endpoint;
-use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
+use rsipstack::dialog::dialog::DialogState;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::StatusCode;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// How long a CANCEL waits for the INVITE's 487 before the leg lets go.
 const CANCEL_WAIT: Duration = Duration::from_secs(4);
 
 pub struct OutboundCall {
-    pub shared: Arc<SipShared>,
+    pub line: LegLine,
     pub request: DialRequest,
-    pub events: Reporter,
-    pub control: mpsc::UnboundedReceiver<MediaCommand>,
 }
 
 /// How an INVITE attempt ended.
@@ -41,29 +37,17 @@ enum AttemptEnd {
 }
 
 impl OutboundCall {
-    fn report(&self, event: CarrierEvent) {
-        let _ = self.events.report(event);
-    }
-
-    fn log(&self, line: String) {
-        self.report(CarrierEvent::Log(line));
-    }
-
-    fn facts(&self, facts: &SipFacts) {
-        self.report(CarrierEvent::Sip(serde_json::to_value(facts).unwrap_or_default()));
-    }
-
     pub async fn run(mut self) {
-        let Some(mut rtp) = self.shared.rtp.open() else {
-            self.log("no RTP port free in sip.rtp_port_min..max".into());
-            self.report(CarrierEvent::Ended(EndReason::Failed("no_rtp_port".into())));
+        let Some(mut rtp) = self.line.shared.rtp.open() else {
+            self.line.log("no RTP port free in sip.rtp_port_min..max".into());
+            self.line.report(CarrierEvent::Ended(EndReason::Failed("no_rtp_port".into())));
             return;
         };
-        let our_rtp = std::net::SocketAddr::new(self.shared.stack.public_address().ip(), rtp.local.port());
+        let our_rtp = std::net::SocketAddr::new(self.line.shared.stack.public_address().ip(), rtp.local.port());
         let mut facts = SipFacts { local_rtp: Some(our_rtp.to_string()), ..SipFacts::default() };
         let routes = std::mem::take(&mut self.request.routes);
         if routes.is_empty() {
-            self.report(CarrierEvent::Ended(EndReason::Failed("no_route".into())));
+            self.line.report(CarrierEvent::Ended(EndReason::Failed("no_route".into())));
             return;
         }
         let session_id = rand::random::<u32>() as u64;
@@ -73,23 +57,23 @@ impl OutboundCall {
         let mut audio: Option<LegAudio> = None;
         let mut last_failure = "trunks_at_capacity".to_string();
         for (attempt, route) in routes.iter().enumerate() {
-            let channel = match self.shared.limits.take(route.trunk_id, route.cps, route.max_channels) {
+            let channel = match self.line.shared.limits.take(route.trunk_id, route.cps, route.max_channels) {
                 Ok(channel) => channel,
                 Err(refused) => {
                     let why = match refused {
                         super::limits::Refused::Cps => "at its calls-per-second limit",
                         super::limits::Refused::Channels => "at its channel limit",
                     };
-                    self.log(format!("trunk {} skipped: {why}", route.name));
+                    self.line.log(format!("trunk {} skipped: {why}", route.name));
                     facts.attempts.push(Attempt { trunk: route.name.clone(), code: None, reason: format!("skipped: {why}"), at: chrono::Utc::now() });
                     continue;
                 }
             };
             let spec = self.invite_spec(route, offer.clone(), attempt);
-            let invitation = match self.shared.stack.invite(spec) {
+            let invitation = match self.line.shared.stack.invite(spec) {
                 Ok(invitation) => invitation,
                 Err(e) => {
-                    self.log(format!("INVITE via trunk {} not sent: {e}", route.name));
+                    self.line.log(format!("INVITE via trunk {} not sent: {e}", route.name));
                     facts.attempts.push(Attempt { trunk: route.name.clone(), code: None, reason: e.to_string(), at: chrono::Utc::now() });
                     last_failure = "sip_invite_not_sent".into();
                     continue;
@@ -103,13 +87,13 @@ impl OutboundCall {
             facts.invite = Some(InviteRecord::of(&invitation.dialog.initial_request(), destination.clone()));
             facts.dialog = None;
             // Stored before the far end can answer: an instance taking the leg over can CANCEL.
-            self.facts(&facts);
-            self.log(format!("INVITE {} via trunk {} ({}:{})", target_of(&self.request.to, route), route.name, route.host, route.port));
+            self.line.facts(&facts);
+            self.line.log(format!("INVITE {} via trunk {} ({}:{})", target_of(&self.request.to, route), route.name, route.host, route.port));
             let outcome = self.attempt(invitation, &mut rang, &mut rtp, &mut audio).await;
             if let Some(early) = audio.as_mut().and_then(|a| a.early.take()) {
                 let heard = early.finish();
                 facts.early_media_ms = Some(heard.as_millis() as u64);
-                self.log(format!("early media: {} ms of audio heard before the final response", heard.as_millis()));
+                self.line.log(format!("early media: {} ms of audio heard before the final response", heard.as_millis()));
             }
             match outcome {
                 AttemptEnd::Answered(dialog, id, body, states) => {
@@ -123,26 +107,26 @@ impl OutboundCall {
                             match audio.as_ref() {
                                 // Early media's session goes on, to the answer's address.
                                 Some(early) if early.codec == remote.codec => early.handle.set_remote(remote.address),
-                                _ => audio = Some(self.start_audio(&mut rtp, &remote)),
+                                _ => audio = Some(self.line.start_audio(&mut rtp, &remote)),
                             }
                         }
                         // A 200 without SDP keeps the 183's (its answer was the early one).
                         Err(_) if body.is_empty() && audio.is_some() => {}
                         Err(e) => {
                             audio = None;
-                            self.log(format!("the answer's SDP is unusable ({e}); the call stays up without audio"));
+                            self.line.log(format!("the answer's SDP is unusable ({e}); the call stays up without audio"));
                         }
                     }
                     facts.invite = None;
                     facts.dialog = Some(DialogRecord::from_snapshot(&dialog.snapshot(), destination));
-                    self.facts(&facts);
+                    self.line.facts(&facts);
                     if !rang {
                         // Answered without a 180/183: ringing all the same, as every call's
                         // events have it.
-                        self.report(CarrierEvent::Ringing);
+                        self.line.report(CarrierEvent::Ringing);
                     }
-                    self.report(CarrierEvent::Answered { by_machine: false });
-                    self.answered(Answered { dialog, id, states, rtp, our_rtp, session_id, audio }, facts, channel).await;
+                    self.line.report(CarrierEvent::Answered { by_machine: false });
+                    self.line.answered(Answered { dialog, id, states, rtp, our_rtp, session_id, audio }, facts, Some(channel)).await;
                     return;
                 }
                 AttemptEnd::Refused(code, reason) => {
@@ -150,11 +134,11 @@ impl OutboundCall {
                     facts.final_code = Some(code);
                     facts.final_reason = Some(reason.clone());
                     facts.invite = None;
-                    self.log(format!("SIP {code} {reason} from trunk {}", route.name));
+                    self.line.log(format!("SIP {code} {reason} from trunk {}", route.name));
                     match refusal(code) {
                         Refusal::End(end) => {
-                            self.facts(&facts);
-                            self.report(CarrierEvent::Ended(end));
+                            self.line.facts(&facts);
+                            self.line.report(CarrierEvent::Ended(end));
                             return;
                         }
                         Refusal::TryNext => last_failure = format!("sip_{code}"),
@@ -163,12 +147,12 @@ impl OutboundCall {
                 AttemptEnd::NoAnswer(why) => {
                     facts.attempts.push(Attempt { trunk: route.name.clone(), code: None, reason: why.clone(), at: chrono::Utc::now() });
                     facts.invite = None;
-                    self.log(format!("no answer from trunk {}: {why}", route.name));
+                    self.line.log(format!("no answer from trunk {}: {why}", route.name));
                     last_failure = "no_response".into();
                 }
                 AttemptEnd::Cancelled => {
                     facts.invite = None;
-                    self.facts(&facts);
+                    self.line.facts(&facts);
                     return;
                 }
             }
@@ -176,34 +160,34 @@ impl OutboundCall {
             audio = None;
             drop(channel);
         }
-        self.facts(&facts);
-        self.report(CarrierEvent::Ended(EndReason::Failed(last_failure)));
+        self.line.facts(&facts);
+        self.line.report(CarrierEvent::Ended(EndReason::Failed(last_failure)));
         drop(rtp);
     }
 
     fn invite_spec<'a>(&self, route: &'a TrunkRoute, sdp: String, attempt: usize) -> InviteSpec<'a> {
         let options = &self.request.sip;
         let from_user = options.from_user.clone().unwrap_or_else(|| self.request.from.clone());
-        let from_host = route.from_domain.clone().unwrap_or_else(|| self.shared.stack.public_address().ip().to_string());
+        let from_host = route.from_domain.clone().unwrap_or_else(|| self.line.shared.stack.public_address().ip().to_string());
         let from_user = if from_user.is_empty() { "anonymous".to_string() } else { from_user };
         InviteSpec {
             route,
             target: target_of(&self.request.to, route),
             from: format!("sip:{from_user}@{}", super::stack::bracket(&from_host)),
             display_name: options.display_name.clone(),
-            headers: options.headers(&self.shared.user_agent_host),
+            headers: options.headers(&self.line.shared.user_agent_host),
             sdp,
             // The leg's uuid, so a trunk's logs and ours meet; a new one per failover attempt.
             call_id: match attempt {
-                0 => format!("{}@{}", self.request.leg_uuid.simple(), self.shared.user_agent_host),
-                n => format!("{}-{n}@{}", self.request.leg_uuid.simple(), self.shared.user_agent_host),
+                0 => format!("{}@{}", self.request.leg_uuid.simple(), self.line.shared.user_agent_host),
+                n => format!("{}-{n}@{}", self.request.leg_uuid.simple(), self.line.shared.user_agent_host),
             },
         }
     }
 
     /// One INVITE until its final response, or until the leg hangs up (CANCEL).
     async fn attempt(&mut self, mut invitation: Invitation, rang: &mut bool, rtp: &mut RtpSocket, audio: &mut Option<LegAudio>) -> AttemptEnd {
-        let deadline = Instant::now() + self.shared.invite_timeout;
+        let deadline = Instant::now() + self.line.shared.invite_timeout;
         let mut responded = false;
         let mut states_open = true;
         loop {
@@ -217,17 +201,17 @@ impl OutboundCall {
                         let code = response.status_code.code();
                         if !*rang && (code == 180 || code == 183) {
                             *rang = true;
-                            self.report(CarrierEvent::Ringing);
+                            self.line.report(CarrierEvent::Ringing);
                         }
                         if code == 183 && !response.body.is_empty() && audio.is_none() {
                             match sdp::parse(&response.body) {
                                 Ok(remote) => {
-                                    self.log(format!("183 Session Progress with SDP: early media from {}", remote.address));
-                                    let mut early = self.start_audio(rtp, &remote);
+                                    self.line.log(format!("183 Session Progress with SDP: early media from {}", remote.address));
+                                    let mut early = self.line.start_audio(rtp, &remote);
                                     early.early = Some(EarlyMeter::start(&early.handle));
                                     *audio = Some(early);
                                 }
-                                Err(e) => self.log(format!("183 Session Progress with unusable SDP ({e}): no early media")),
+                                Err(e) => self.line.log(format!("183 Session Progress with unusable SDP ({e}): no early media")),
                             }
                         }
                     }
@@ -248,7 +232,7 @@ impl OutboundCall {
                         Err(e) => AttemptEnd::NoAnswer(e.to_string()),
                     };
                 }
-                command = self.control.recv() => match command {
+                command = self.line.control.recv() => match command {
                     None | Some(MediaCommand::Hangup) => {
                         self.cancel(invitation).await;
                         return AttemptEnd::Cancelled;
@@ -257,7 +241,7 @@ impl OutboundCall {
                 },
                 _ = tokio::time::sleep_until(deadline), if !responded => {
                     invitation.outcome.abort();
-                    return AttemptEnd::NoAnswer(format!("no response in {} ms", self.shared.invite_timeout.as_millis()));
+                    return AttemptEnd::NoAnswer(format!("no response in {} ms", self.line.shared.invite_timeout.as_millis()));
                 }
             }
         }
@@ -268,211 +252,21 @@ impl OutboundCall {
     /// crossed the CANCEL, which the stack ACKs and ends with BYE).
     async fn cancel(&self, mut invitation: Invitation) {
         if let Err(e) = invitation.dialog.cancel().await {
-            self.log(format!("CANCEL failed: {e}"));
+            self.line.log(format!("CANCEL failed: {e}"));
         }
         match tokio::time::timeout(CANCEL_WAIT, &mut invitation.outcome).await {
-            Ok(Ok(Ok((_, Some(response))))) => self.log(format!("CANCEL sent; INVITE ended {}", response.status_code.code())),
-            Ok(_) => self.log("CANCEL sent; INVITE ended without a final response".into()),
+            Ok(Ok(Ok((_, Some(response))))) => self.line.log(format!("CANCEL sent; INVITE ended {}", response.status_code.code())),
+            Ok(_) => self.line.log("CANCEL sent; INVITE ended without a final response".into()),
             Err(_) => {
                 invitation.outcome.abort();
-                self.log(format!("CANCEL sent; no final response to the INVITE in {} s", CANCEL_WAIT.as_secs()));
+                self.line.log(format!("CANCEL sent; no final response to the INVITE in {} s", CANCEL_WAIT.as_secs()));
             }
         }
-    }
-
-    /// The answered call: until the callee's BYE or our hang-up. Its audio runs in the media
-    /// engine (`crate::media`): playbacks, DTMF both ways, mute and earmuff.
-    async fn answered(mut self, call: Answered, mut facts: SipFacts, _channel: super::limits::Channel) {
-        let Answered { dialog, id, mut states, rtp, our_rtp, session_id, audio } = call;
-        let (media, mut media_events) = match audio {
-            Some(LegAudio { handle, events, .. }) => (Some(handle), Some(events)),
-            None => (None, None),
-        };
-        // Playbacks without audio (no media session, or no samples given) last their length.
-        let mut timed: HashMap<u64, Instant> = HashMap::new();
-        let mut sdp_version = 1;
-        // A REFER was accepted: its NOTIFYs report the transfer's progress.
-        let mut referring = false;
-        loop {
-            let next_end = timed.iter().min_by_key(|(_, at)| **at).map(|(id, at)| (*id, *at));
-            let sleep_until = next_end.map_or_else(|| Instant::now() + Duration::from_secs(86_400), |(_, at)| at);
-            tokio::select! {
-                state = states.recv() => match state {
-                    Some(DialogState::Terminated(_, reason)) => {
-                        let why = match reason {
-                            TerminatedReason::UasBye => "the callee hung up (BYE)".to_string(),
-                            other => format!("the dialog ended: {other:?}"),
-                        };
-                        self.log(why);
-                        self.shared.stack.forget(&id);
-                        self.report(CarrierEvent::Ended(EndReason::RemoteHangup));
-                        break;
-                    }
-                    Some(DialogState::Updated(_, request, handle)) => {
-                        // re-INVITE / UPDATE: hold or resume, answered with our same media.
-                        let direction = sdp::direction(&request.body);
-                        let held = direction == "sendonly" || direction == "inactive";
-                        sdp_version += 1;
-                        let codec = facts.codec.as_deref().map_or(sdp::Codec::Pcmu, |c| if c == "PCMA" { sdp::Codec::Pcma } else { sdp::Codec::Pcmu });
-                        let body = (!request.body.is_empty()).then(|| sdp::answer(our_rtp, session_id, sdp_version, codec, Some(sdp::TELEPHONE_EVENT_PT), &direction).into_bytes());
-                        let headers = body.as_ref().map(|_| vec![rsipstack::sip::Header::ContentType("application/sdp".to_string().into())]);
-                        let _ = handle.respond(StatusCode::OK, headers, body).await;
-                        self.log(format!("{} from the callee: {}", request.method, if held { "call held" } else { "call resumed" }));
-                        if let Ok(remote) = sdp::parse(&request.body) {
-                            facts.remote_rtp = Some(remote.address.to_string());
-                            if let (Some(media), false) = (&media, remote.address.ip().is_unspecified()) {
-                                media.set_remote(remote.address);
-                            }
-                        }
-                    }
-                    Some(DialogState::Options(_, _, handle)) | Some(DialogState::Info(_, _, handle)) => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                    }
-                    // The progress of our REFER (RFC 3515): a sipfrag of the target's answer.
-                    Some(DialogState::Notify(_, request, handle)) if referring => {
-                        let _ = handle.reply(StatusCode::OK).await;
-                        if let Some(code) = sipfrag_code(&request.body).filter(|&code| code >= 200) {
-                            referring = false;
-                            self.log(format!("transfer target answered {code}"));
-                            self.report(CarrierEvent::Transferred { code });
-                        }
-                    }
-                    Some(DialogState::Refer(_, _, handle)) | Some(DialogState::Message(_, _, handle)) | Some(DialogState::Notify(_, _, handle)) => {
-                        let _ = handle.reply(StatusCode::NotImplemented).await;
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.report(CarrierEvent::Ended(EndReason::RemoteHangup));
-                        break;
-                    }
-                },
-                command = self.control.recv() => match command {
-                    None | Some(MediaCommand::Hangup) => {
-                        match dialog.bye().await {
-                            Ok(()) => self.log("BYE sent".into()),
-                            Err(e) => self.log(format!("BYE failed: {e}")),
-                        }
-                        self.shared.stack.forget(&id);
-                        break;
-                    }
-                    Some(MediaCommand::Play { id, duration, loops, audio, level, .. }) => match (&media, audio) {
-                        (Some(media), Some(clip)) => media.play(id, clip, loops, level),
-                        _ if loops > 0 => {
-                            timed.insert(id, Instant::now() + duration * loops);
-                        }
-                        _ => {}
-                    },
-                    Some(MediaCommand::StopPlayback { id }) => {
-                        timed.remove(&id);
-                        if let Some(media) = &media {
-                            media.stop(id);
-                        }
-                    }
-                    Some(MediaCommand::Refer(uri)) => match dialog.refer(format!("<{uri}>"), None, None).await {
-                        Ok(Some(response)) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {
-                            self.log(format!("REFER to {uri}: {}", response.status_code));
-                            referring = true;
-                        }
-                        Ok(Some(response)) => {
-                            self.log(format!("REFER to {uri} refused: {}", response.status_code));
-                            self.report(CarrierEvent::Transferred { code: response.status_code.code() });
-                        }
-                        Ok(None) | Err(_) => {
-                            self.log(format!("REFER to {uri}: no answer"));
-                            self.report(CarrierEvent::Transferred { code: 408 });
-                        }
-                    },
-                    Some(MediaCommand::SendDtmf(digits)) => match &media {
-                        Some(media) => {
-                            if let Err(e) = media.send_dtmf(&digits) {
-                                self.log(format!("DTMF {digits} not sent: {e}"));
-                            }
-                        }
-                        None => self.log(format!("DTMF {digits} not sent: the call has no audio")),
-                    },
-                    Some(MediaCommand::SetMuted(muted)) => {
-                        if let Some(media) = &media {
-                            media.set_mute(muted);
-                        }
-                    }
-                    Some(MediaCommand::SetEarmuffed(earmuffed)) => {
-                        if let Some(media) = &media {
-                            media.set_earmuff(earmuffed);
-                        }
-                    }
-                },
-                event = next_media_event(&mut media_events) => match event {
-                    Some(MediaEvent::PlaybackFinished(id)) => self.report(CarrierEvent::PlaybackFinished(id)),
-                    Some(MediaEvent::Dtmf { digit, .. }) => self.report(CarrierEvent::Dtmf(digit)),
-                    Some(MediaEvent::DtmfSent) => {}
-                    None => media_events = None,
-                },
-                _ = tokio::time::sleep_until(sleep_until), if next_end.is_some() => {
-                    if let Some((id, _)) = next_end {
-                        timed.remove(&id);
-                        self.report(CarrierEvent::PlaybackFinished(id));
-                    }
-                }
-            }
-        }
-        match &media {
-            Some(media) => {
-                let stats = media.stats();
-                self.log(format!(
-                    "RTP: {} packets sent, {} received, {} lost; send-time deviation p99 {} ms",
-                    stats.packets_sent,
-                    stats.packets_received,
-                    stats.packets_lost,
-                    stats.send_deviation.quantile(0.99).as_millis()
-                ));
-                media.close();
-            }
-            None => {
-                let packets = rtp.received.load(std::sync::atomic::Ordering::Relaxed);
-                if packets > 0 {
-                    self.log(format!("{packets} RTP packets received on {}", rtp.local));
-                }
-            }
-        }
-    }
-}
-
-/// An answered dialog, with the channel the stack reports its later states on.
-struct Answered {
-    dialog: InviteDialog,
-    id: rsipstack::dialog::DialogId,
-    states: rsipstack::dialog::dialog::DialogStateReceiver,
-    rtp: RtpSocket,
-    our_rtp: std::net::SocketAddr,
-    session_id: u64,
-    /// The leg's audio (None: no usable SDP, no audio).
-    audio: Option<LegAudio>,
-}
-
-/// A leg's media session (the media engine's, on the leg's RTP socket) and its events.
-struct LegAudio {
-    handle: MediaHandle,
-    events: mpsc::UnboundedReceiver<MediaEvent>,
-    codec: sdp::Codec,
-    /// Measures what early media brought, until the final response.
-    early: Option<EarlyMeter>,
-}
-
-impl OutboundCall {
-    /// Starts the leg's audio and hands the engine its tap (recording, recognition, detection).
-    fn start_audio(&self, rtp: &mut RtpSocket, remote: &sdp::RemoteMedia) -> LegAudio {
-        let codec = match remote.codec {
-            sdp::Codec::Pcmu => crate::media::Codec::Pcmu,
-            sdp::Codec::Pcma => crate::media::Codec::Pcma,
-        };
-        let (handle, events) = MediaSession::start(rtp.take_for_media(), remote.address, codec, remote.telephone_event);
-        self.report(CarrierEvent::Media(handle.tap()));
-        LegAudio { handle, events, codec: remote.codec, early: None }
     }
 }
 
 /// Counts the audible part of early media (ringback, announcements), measured on the audio.
-struct EarlyMeter {
+pub struct EarlyMeter {
     audible_frames: Arc<std::sync::atomic::AtomicU32>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -481,7 +275,7 @@ impl EarlyMeter {
     /// Louder than this a frame is audible (a quiet line is below -50 dBFS).
     const AUDIBLE_DBFS: f32 = -45.0;
 
-    fn start(handle: &MediaHandle) -> EarlyMeter {
+    pub fn start(handle: &MediaHandle) -> EarlyMeter {
         let mut frames = handle.subscribe_received();
         let audible_frames = Arc::new(std::sync::atomic::AtomicU32::new(0));
         let counter = audible_frames.clone();
@@ -495,17 +289,9 @@ impl EarlyMeter {
         EarlyMeter { audible_frames, task }
     }
 
-    fn finish(self) -> Duration {
+    pub fn finish(self) -> Duration {
         self.task.abort();
         crate::media::FRAME_DURATION * self.audible_frames.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// The next event of the leg's media session, or never without one.
-async fn next_media_event(events: &mut Option<mpsc::UnboundedReceiver<MediaEvent>>) -> Option<MediaEvent> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 
@@ -527,8 +313,3 @@ fn reason_phrase(code: &StatusCode) -> String {
     text.split_once(' ').map_or(text.clone(), |(_, phrase)| phrase.to_string())
 }
 
-/// The status code of a `message/sipfrag` body ("SIP/2.0 200 OK").
-fn sipfrag_code(body: &[u8]) -> Option<u16> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.trim_start().strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
-}

@@ -1,8 +1,11 @@
-//! The SIP carrier: calls leave through SIP trunks (RFC 3261) chosen by the engine. Knows SIP
+//! The SIP carrier: calls leave through SIP trunks (RFC 3261) chosen by the engine, and calls
+//! from trunks to our numbers are offered to it (`inbound`). Knows SIP
 //! and nothing else: no SQL, no webhooks. The stack itself sits behind `stack`.
 
 mod call;
+mod inbound;
 mod limits;
+mod line;
 pub mod record;
 mod rtp;
 pub mod sdp;
@@ -33,6 +36,8 @@ pub struct SipShared {
 
 pub struct SipCarrier {
     shared: Arc<SipShared>,
+    /// Calls from trunks, until the engine takes them.
+    incoming: std::sync::Mutex<Option<mpsc::UnboundedReceiver<super::IncomingCall>>>,
 }
 
 impl SipCarrier {
@@ -40,22 +45,25 @@ impl SipCarrier {
     pub async fn start(settings: &SipSettings) -> Result<SipCarrier, StackError> {
         let listen: SocketAddr = settings.listen.parse().map_err(|_| StackError::Sip(format!("sip.listen {:?} is not ip:port", settings.listen)))?;
         let public = public_address(settings, listen)?;
+        let (invites, invite_rx) = mpsc::unbounded_channel();
         let stack = stack::SipStack::start(stack::StackOptions {
             listen,
             public,
             tcp: settings.tcp,
             user_agent: settings.user_agent.clone(),
+            invites,
         })
         .await?;
-        Ok(SipCarrier {
-            shared: Arc::new(SipShared {
-                stack,
-                rtp: rtp::RtpPorts::new(listen.ip(), settings.rtp_port_min, settings.rtp_port_max),
-                limits: limits::TrunkLimits::default(),
-                invite_timeout: Duration::from_millis(settings.invite_timeout_ms),
-                user_agent_host: public.ip().to_string(),
-            }),
-        })
+        let shared = Arc::new(SipShared {
+            stack,
+            rtp: rtp::RtpPorts::new(listen.ip(), settings.rtp_port_min, settings.rtp_port_max),
+            limits: limits::TrunkLimits::default(),
+            invite_timeout: Duration::from_millis(settings.invite_timeout_ms),
+            user_agent_host: public.ip().to_string(),
+        });
+        let (offers, incoming) = mpsc::unbounded_channel();
+        tokio::spawn(inbound::serve(shared.clone(), invite_rx, offers));
+        Ok(SipCarrier { shared, incoming: std::sync::Mutex::new(Some(incoming)) })
     }
 
     pub fn local_address(&self) -> SocketAddr {
@@ -86,7 +94,7 @@ impl Carrier for SipCarrier {
     fn dial(&self, request: DialRequest) -> LegHandle {
         let (events_tx, events) = Reporter::channel();
         let (control, control_rx) = mpsc::unbounded_channel();
-        let call = call::OutboundCall { shared: self.shared.clone(), request, events: events_tx, control: control_rx };
+        let call = call::OutboundCall { line: line::LegLine { shared: self.shared.clone(), events: events_tx, control: control_rx }, request };
         tokio::spawn(call.run());
         LegHandle { events, control }
     }
@@ -101,6 +109,10 @@ impl Carrier for SipCarrier {
 
     fn signalling_address(&self) -> Option<SocketAddr> {
         Some(self.local_address())
+    }
+
+    fn take_incoming(&self) -> Option<mpsc::UnboundedReceiver<super::IncomingCall>> {
+        self.incoming.lock().ok()?.take()
     }
 
     fn live_dialogs(&self) -> Option<usize> {

@@ -27,6 +27,9 @@ pub struct DialogRecord {
     pub remote_uri: String,
     pub route_set: Vec<String>,
     pub destination: Destination,
+    /// We answered the INVITE (an inbound call): our BYE goes From our To.
+    #[serde(default)]
+    pub server: bool,
 }
 
 /// An INVITE still waiting for its final response: enough to CANCEL it.

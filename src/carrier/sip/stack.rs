@@ -41,6 +41,8 @@ pub struct StackOptions {
     pub public: SocketAddr,
     pub tcp: bool,
     pub user_agent: String,
+    /// Where INVITEs that start a call go (the carrier offers them to the engine).
+    pub invites: tokio::sync::mpsc::UnboundedSender<Transaction>,
 }
 
 pub struct SipStack {
@@ -119,7 +121,7 @@ impl SipStack {
         let stack = Arc::new(SipStack { endpoint, dialogs, public, shutdown });
         let serving = stack.clone();
         tokio::spawn(async move { serving.endpoint.serve().await });
-        tokio::spawn(answer_incoming(stack.dialogs.clone(), incoming));
+        tokio::spawn(answer_incoming(stack.dialogs.clone(), incoming, options.invites));
         Ok(stack)
     }
 
@@ -160,7 +162,7 @@ impl SipStack {
         Ok(Invitation { dialog, states, outcome })
     }
 
-    fn contact_uri(&self, transport: SipTransport) -> rsipstack::sip::Uri {
+    pub fn contact_uri(&self, transport: SipTransport) -> rsipstack::sip::Uri {
         let suffix = if transport == SipTransport::Tcp { ";transport=tcp" } else { "" };
         rsipstack::sip::Uri::try_from(format!("sip:outdial@{}{suffix}", self.public).as_str()).expect("our own Contact parses")
     }
@@ -252,7 +254,7 @@ pub fn bracket(host: &str) -> String {
 /// Requests that belong to none of our calls: in-dialog ones go to their dialog; OPTIONS (a
 /// trunk's or a proxy's keep-alive probe) is answered 200; anything else is refused with the
 /// code RFC 3261 gives it. A malformed message never reaches here: the stack answers 400.
-async fn answer_incoming(dialogs: Arc<DialogLayer>, mut incoming: rsipstack::transaction::TransactionReceiver) {
+async fn answer_incoming(dialogs: Arc<DialogLayer>, mut incoming: rsipstack::transaction::TransactionReceiver, invites: tokio::sync::mpsc::UnboundedSender<Transaction>) {
     while let Some(mut tx) = incoming.recv().await {
         if let Some(mut dialog) = dialogs.match_dialog(&tx) {
             tokio::spawn(async move {
@@ -275,8 +277,17 @@ async fn answer_incoming(dialogs: Arc<DialogLayer>, mut incoming: rsipstack::tra
             }
             _ if in_dialog => StatusCode::CallTransactionDoesNotExist,
             Method::Bye | Method::Cancel => StatusCode::CallTransactionDoesNotExist,
-            // Calls to our numbers come with inbound routing; until then, refused.
-            Method::Invite => StatusCode::Forbidden,
+            // A new call: the carrier offers it to the engine.
+            Method::Invite => match invites.send(tx) {
+                Ok(()) => continue,
+                Err(refused) => {
+                    let mut tx = refused.0;
+                    tokio::spawn(async move {
+                        let _ = tx.reply(StatusCode::ServiceUnavailable).await;
+                    });
+                    continue;
+                }
+            },
             _ => StatusCode::MethodNotAllowed,
         };
         tokio::spawn(async move {
@@ -296,7 +307,7 @@ impl DialogRecord {
             .collect::<Vec<_>>();
         Ok(DialogSnapshot {
             state: DialogSnapshotState::Confirmed,
-            role: TransactionRole::Client,
+            role: if self.server { TransactionRole::Server } else { TransactionRole::Client },
             id: DialogId { call_id: self.call_id.clone(), local_tag: self.local_tag.clone(), remote_tag: self.remote_tag.clone() },
             from: rsipstack::sip::From::from(self.from.clone()).typed().map_err(|e| bad("From", e))?,
             to: rsipstack::sip::To::from(self.to.clone()).typed().map_err(|e| bad("To", e))?,
@@ -324,6 +335,7 @@ impl DialogRecord {
             remote_uri: snapshot.remote_uri.to_string(),
             route_set: snapshot.route_set.iter().map(|r| r.to_string()).collect(),
             destination,
+            server: false,
         }
     }
 }

@@ -33,6 +33,7 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
         conversation_uuid: leg.row.conversation_uuid.clone(),
         account_id: leg.row.account_id,
         application_id: leg.row.application_id,
+        direction: "outbound".into(),
         status: "started".into(),
         to_endpoint: serde_json::to_value(&c.endpoint).unwrap_or(Value::Null),
         from_endpoint: Some(json!({"type": "phone", "number": from})),

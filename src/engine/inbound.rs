@@ -1,0 +1,155 @@
+//! Calls to our numbers. The carrier offers each call arriving from the network; it is admitted
+//! when it comes from a trunk's address, to a number linked to an application, within the
+//! trunk's limits; then it is stored as an inbound leg (its job running here) and driven by this
+//! instance, which holds the caller's dialog.
+
+use super::leg::{self, LegRow};
+use super::EngineCtx;
+use crate::carrier::{IncomingCall, MediaCommand, TrunkLimit};
+use crate::calls::format_time;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub async fn serve(ctx: Arc<EngineCtx>, mut incoming: mpsc::UnboundedReceiver<IncomingCall>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            call = incoming.recv() => match call {
+                Some(call) => {
+                    tokio::spawn(take(ctx.clone(), call));
+                }
+                None => return,
+            },
+        }
+    }
+    // Shutting down: calls that arrive now are refused, so the caller tries elsewhere.
+    while let Some(call) = incoming.recv().await {
+        call.admission.refuse(503);
+    }
+}
+
+/// The number a call is for, as stored: the digits of the Request-URI's user part.
+fn number_called(to: &str) -> String {
+    crate::trunks::routing::digits(to)
+}
+
+async fn take(ctx: Arc<EngineCtx>, call: IncomingCall) {
+    let trunk = match ctx.trunks.by_source(&ctx.pool, call.source).await {
+        Ok(Some(trunk)) => trunk,
+        Ok(None) => {
+            tracing::warn!(source = %call.source, to = %call.to, from = %call.from, call_id = %call.call_id, "INVITE from an address that is no trunk's: refused 403");
+            call.admission.refuse(403);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "inbound call: reading trunks failed: refused 500");
+            call.admission.refuse(500);
+            return;
+        }
+    };
+    let msisdn = number_called(&call.to);
+    let target = match linked_application(&ctx, &msisdn).await {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            tracing::info!(to = %call.to, trunk = %trunk.name, "inbound call to a number not linked to an application: 404");
+            call.admission.refuse(404);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "inbound call: reading numbers failed: refused 500");
+            call.admission.refuse(500);
+            return;
+        }
+    };
+    let uuid = Uuid::new_v4();
+    let limit = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+    let limit = TrunkLimit { trunk_id: trunk.id, cps: limit(trunk.cps), max_channels: limit(trunk.max_channels) };
+    let from = call.from.clone();
+    let handle = match call.admission.admit(uuid, Some(limit)) {
+        Ok(handle) => handle,
+        Err(code) => {
+            tracing::info!(trunk = %trunk.name, code, "inbound call refused: the trunk is at a limit");
+            return;
+        }
+    };
+    let row = match store(&ctx, uuid, &msisdn, &from, target).await {
+        Ok(row) => row,
+        Err(e) => {
+            tracing::error!(error = %e, "inbound call not stored: refused 500");
+            let _ = handle.control.send(MediaCommand::Reject(500));
+            return;
+        }
+    };
+    ctx.wake_dispatchers();
+    let line = ctx.commands.register_quietly(uuid);
+    ctx.live_legs.fetch_add(1, Ordering::Relaxed);
+    leg::drive_with(ctx.clone(), row, None, line, Some(handle)).await;
+    ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The application a number is linked to (None: no such number, or not linked).
+async fn linked_application(ctx: &EngineCtx, msisdn: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    let row: Option<(Option<Uuid>,)> = sqlx::query_as("SELECT application_id FROM numbers WHERE msisdn = $1 AND account_id IS NOT NULL")
+        .bind(msisdn)
+        .fetch_optional(&ctx.pool)
+        .await?;
+    Ok(row.and_then(|(app,)| app))
+}
+
+/// Stores the inbound leg with its `started` event and its job, running here, in one statement;
+/// returns it as a leg to drive.
+pub async fn store(ctx: &EngineCtx, uuid: Uuid, to: &str, from: &str, application_id: Uuid) -> Result<LegRow, sqlx::Error> {
+    insert_inbound(&ctx.pool, ctx.instance_id, uuid, to, from, application_id, None).await
+}
+
+/// An inbound leg as stored: with `claimed_by` its job runs on that instance (a SIP caller's
+/// dialog is there); without, it is queued for any instance (a sandbox caller).
+pub async fn insert_inbound(
+    pool: &sqlx::PgPool,
+    claimed_by: Uuid,
+    uuid: Uuid,
+    to: &str,
+    from: &str,
+    application_id: Uuid,
+    caller_behaviour: Option<serde_json::Value>,
+) -> Result<LegRow, sqlx::Error> {
+    let conversation_uuid = format!("CON-{}", Uuid::new_v4());
+    let started = json!({
+        "from": from, "to": to, "uuid": uuid, "conversation_uuid": conversation_uuid,
+        "status": "started", "direction": "inbound", "timestamp": format_time(chrono::Utc::now()),
+    });
+    let queued = caller_behaviour.is_some();
+    sqlx::query_as(&format!(
+        "WITH c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, direction, status, to_endpoint,
+                                       from_endpoint, answer_url, answer_method, event_url, event_method, fallback_url,
+                                       caller_behaviour, created_at, updated_at)
+                    SELECT $1, $2, a.account_id, a.id, 'inbound', 'started', jsonb_build_object('type', 'phone', 'number', $3::text),
+                           jsonb_build_object('type', 'phone', 'number', $4::text), a.answer_url, a.answer_method, a.event_url,
+                           a.event_method, a.fallback_answer_url, $5, now(), now()
+                    FROM applications a WHERE a.id = $6
+                    RETURNING *),
+              j AS (INSERT INTO call_jobs (call_uuid, state, run_at, attempts, locked_by, claimed_at, created_at)
+                    SELECT uuid, CASE WHEN $8 THEN 'queued' ELSE 'running' END, now(), CASE WHEN $8 THEN 0 ELSE 1 END,
+                           CASE WHEN $8 THEN NULL ELSE $7::uuid END, CASE WHEN $8 THEN NULL ELSE now() END, now() FROM c),
+              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
+                    SELECT uuid, 1, 'started', $9, event_url, event_method, now() FROM c)
+         SELECT {} FROM c {}",
+        leg::LEG_COLUMNS,
+        leg::LEG_JOINS
+    ))
+    .bind(uuid)
+    .bind(&conversation_uuid)
+    .bind(to)
+    .bind(from)
+    .bind(caller_behaviour)
+    .bind(application_id)
+    .bind(claimed_by)
+    .bind(queued)
+    .bind(started)
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,207 @@
+//! Calls to our numbers, with SIPp as the carrier calling in (tests/sip/uac_inbound*.xml,
+//! uac_call.xml, uac_cancel.xml, uac_call_rejected.xml): each test checks SIPp's verdict (exit
+//! code 0 only when Outdial's answers followed its scenario) and the webhooks the call produced.
+
+mod common;
+
+use common::receiver::{Received, Receiver};
+use common::sipp::Sipp;
+use common::TestApp;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use std::time::Duration;
+
+const NUMBER: &str = "442079460001";
+
+/// The app on the SIP carrier with one of its numbers (NUMBER) on a trunk at `trunk_host`,
+/// linked to its application, whose answer_url is the receiver's /answer.
+async fn inbound_app(pool: PgPool, trunk_host: &str) -> (TestApp, Receiver) {
+    let (app, events) = common::sip_app::start(pool).await;
+    let trunk: (uuid::Uuid,) = sqlx::query_as("INSERT INTO trunks (id, account_id, name, host, port) VALUES ($1, $2, 'carrier-in', $3, 5060) RETURNING id")
+        .bind(uuid::Uuid::new_v4())
+        .bind(app.account.account_id)
+        .bind(trunk_host)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO numbers (msisdn, country, trunk_id, account_id, application_id) VALUES ($1, 'GB', $2, $3, $4)")
+        .bind(NUMBER)
+        .bind(trunk.0)
+        .bind(app.account.account_id)
+        .bind(app.app_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE applications SET answer_url = $1, answer_method = 'GET', fallback_answer_url = NULL")
+        .bind(events.url("/answer"))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    (app, events)
+}
+
+fn sip_port(app: &TestApp) -> u16 {
+    app.instance.as_ref().unwrap().sip_address().expect("the SIP carrier runs").port()
+}
+
+/// The inbound call's uuid, once its event_url got `status`.
+async fn inbound_reaching(events: &Receiver, status: &str) -> String {
+    let got = events.wait_for("/events", |r| r.iter().any(|e| e.body["direction"] == "inbound" && e.body["status"] == status)).await;
+    got.iter().find(|e| e.body["status"] == status).unwrap().body["uuid"].as_str().unwrap().to_string()
+}
+
+fn event<'a>(events: &'a [Received], uuid: &str, status: &str) -> &'a Value {
+    &events.iter().find(|e| e.body["uuid"] == uuid && e.body["status"] == status).unwrap_or_else(|| panic!("no {status} event")).body
+}
+
+async fn verdict(sipp: &mut Sipp) {
+    let (code, log) = sipp.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[sqlx::test]
+async fn an_answered_inbound_call_runs_the_applications_ncco_and_we_hang_up(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let (app, events) = inbound_app(pool, "127.0.0.1").await;
+    events.respond("/answer", 200, &json!([{"action": "talk", "text": "thank you for calling"}]).to_string());
+    let mut caller = Sipp::uac("uac_inbound.xml", &[], sip_port(&app), NUMBER);
+    let uuid = inbound_reaching(&events, "completed").await;
+    verdict(&mut caller).await;
+    assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "answered", "completed"]);
+    let all = events.requests("/events");
+    for status in ["started", "ringing", "answered", "completed"] {
+        let e = event(&all, &uuid, status);
+        assert_eq!(e["direction"], "inbound", "{e}");
+        assert_eq!(e["to"], NUMBER, "{e}");
+        assert_eq!(e["from"], "447700900000", "{e}");
+    }
+    assert_eq!(event(&all, &uuid, "completed")["disconnected_by"], "platform");
+    // The answer_url got Vonage's inbound parameters (GET query).
+    let answer = &events.requests("/answer")[0];
+    assert_eq!(answer.method, "GET");
+    assert_eq!(answer.query["to"], NUMBER);
+    assert_eq!(answer.query["from"], "447700900000");
+    assert_eq!(answer.query["uuid"], uuid);
+    assert_eq!(answer.query["endpoint_type"], "phone");
+    assert!(answer.query["conversation_uuid"].starts_with("CON-"));
+    // Listed and shown as inbound, with its SIP facts.
+    let call = app.get_json(&format!("/v1/calls/{uuid}")).await;
+    assert_eq!(call["direction"], "inbound", "{call}");
+    assert_eq!(call["status"], "completed");
+    assert_eq!(call["sip"]["codec"], "PCMU", "{call}");
+    let listed = app.get_json("/v1/calls?status=completed").await;
+    assert!(listed["_embedded"]["calls"].as_array().unwrap().iter().any(|c| c["uuid"] == uuid.as_str() && c["direction"] == "inbound"), "{listed}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_caller_who_hangs_up_mid_ncco_completes_the_call_as_disconnected_by_user(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let (app, events) = inbound_app(pool, "127.0.0.1").await;
+    events.respond("/answer", 200, &json!([{"action": "talk", "text": "please hold the line", "loop": 0}]).to_string());
+    let mut caller = Sipp::uac("uac_call.xml", &[("hold_ms", "1500")], sip_port(&app), NUMBER);
+    let uuid = inbound_reaching(&events, "completed").await;
+    verdict(&mut caller).await;
+    let all = events.requests("/events");
+    let completed = event(&all, &uuid, "completed");
+    assert_eq!(completed["disconnected_by"], "user", "{completed}");
+    let duration: i64 = completed["duration"].as_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&duration), "{completed}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_caller_who_cancels_while_the_ncco_is_fetched_is_cancelled(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let (app, events) = inbound_app(pool, "127.0.0.1").await;
+    events.respond("/answer", 200, &json!([{"action": "talk", "text": "too late"}]).to_string());
+    events.delay("/answer", Duration::from_secs(3));
+    let mut caller = Sipp::uac("uac_cancel.xml", &[], sip_port(&app), NUMBER);
+    let uuid = inbound_reaching(&events, "completed").await;
+    verdict(&mut caller).await;
+    assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "cancelled", "completed"]);
+    let call = app.get_json(&format!("/v1/calls/{uuid}")).await;
+    assert_eq!(call["status"], "cancelled", "{call}");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn a_call_to_a_number_we_do_not_hold_is_refused_404(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let (app, events) = inbound_app(pool, "127.0.0.1").await;
+    let mut caller = Sipp::uac("uac_call_rejected.xml", &[("code", "404")], sip_port(&app), "442079460999");
+    verdict(&mut caller).await;
+    assert!(events.requests("/answer").is_empty());
+    let calls: (i64,) = sqlx::query_as("SELECT count(*) FROM calls").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(calls.0, 0, "a refused call is not stored");
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_invite_from_an_address_that_is_no_trunks_is_refused_403(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    // The number's trunk is at 127.0.0.2; SIPp calls from 127.0.0.1.
+    let (app, events) = inbound_app(pool, "127.0.0.2").await;
+    let mut caller = Sipp::uac("uac_call_rejected.xml", &[("code", "403")], sip_port(&app), NUMBER);
+    verdict(&mut caller).await;
+    assert!(events.requests("/answer").is_empty());
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_answer_url_that_is_down_falls_back_then_refuses_480(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let (app, events) = inbound_app(pool, "127.0.0.1").await;
+    let dead = "http://127.0.0.1:9/answer";
+    sqlx::query("UPDATE applications SET answer_url = $1, fallback_answer_url = $2").bind(dead).bind(events.url("/fallback")).execute(&app.pool).await.unwrap();
+    events.respond("/fallback", 200, &json!([{"action": "talk", "text": "we are having trouble"}]).to_string());
+    let mut caller = Sipp::uac("uac_inbound.xml", &[], sip_port(&app), NUMBER);
+    let uuid = inbound_reaching(&events, "completed").await;
+    verdict(&mut caller).await;
+    assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "answered", "completed"]);
+    let fallback = &events.requests("/fallback")[0];
+    assert_eq!(fallback.query["to"], NUMBER, "{:?}", fallback.query);
+
+    // Neither answers: an error event, and the caller gets 480.
+    sqlx::query("UPDATE applications SET fallback_answer_url = $1").bind(dead).execute(&app.pool).await.unwrap();
+    let mut caller = Sipp::uac("uac_call_rejected.xml", &[("code", "480")], sip_port(&app), NUMBER);
+    verdict(&mut caller).await;
+    let failed = events
+        .wait_for("/events", |r| r.iter().any(|e| e.body["status"] == "failed" && e.body["direction"] == "inbound"))
+        .await;
+    let failed = failed.iter().find(|e| e.body["status"] == "failed").unwrap();
+    let uuid = failed.body["uuid"].as_str().unwrap();
+    let errors = events.wait_for("/events", |r| r.iter().any(|e| e.body["uuid"] == uuid && e.body.get("reason").is_some())).await;
+    let error = errors.iter().find(|e| e.body["uuid"] == uuid && e.body.get("reason").is_some()).unwrap();
+    assert!(error.body["reason"].as_str().unwrap().contains("unreachable"), "{}", error.body);
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn the_callers_rfc2833_keys_reach_input(pool: PgPool) {
+    if !Sipp::available() || !common::sipp::can_play_pcap() {
+        return;
+    }
+    let (app, events) = inbound_app(pool, "127.0.0.1").await;
+    let ncco = json!([{"action": "input", "type": ["dtmf"], "dtmf": {"maxDigits": 8, "submitOnHash": true, "timeOut": 8},
+                       "eventUrl": [events.url("/input")]}]);
+    events.respond("/answer", 200, &ncco.to_string());
+    let mut caller = Sipp::uac_media("uac_inbound_dtmf_pcap.xml", &[], sip_port(&app), NUMBER);
+    let input = events.wait_for("/input", |r| !r.is_empty()).await;
+    assert_eq!(input[0].body["dtmf"]["digits"], "123", "{:?}", input[0].body);
+    inbound_reaching(&events, "completed").await;
+    verdict(&mut caller).await;
+    app.stop().await;
+}
