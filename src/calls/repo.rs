@@ -202,6 +202,55 @@ where
     .await
 }
 
+/// Who calls one of our numbers.
+pub struct InboundCaller<'a> {
+    /// The number called (ours), digits.
+    pub to: &'a str,
+    pub from: &'a str,
+    /// A sandbox caller's behaviour (the simulated network plays it).
+    pub behaviour: Option<Value>,
+}
+
+/// Stores an inbound leg of `application_id` with its `started` event and its job, in one
+/// statement. `running_on`: the instance that holds the caller's dialog runs it (a SIP call);
+/// None: the job is queued for any instance (a sandbox caller). Returns the conversation_uuid
+/// (None: no such application).
+pub async fn insert_inbound(pool: &PgPool, uuid: Uuid, application_id: Uuid, caller: &InboundCaller<'_>, running_on: Option<Uuid>) -> Result<Option<String>, sqlx::Error> {
+    let conversation_uuid = format!("CON-{}", Uuid::new_v4());
+    let started = json!({
+        "from": caller.from, "to": caller.to, "uuid": uuid, "conversation_uuid": conversation_uuid,
+        "status": "started", "direction": "inbound", "timestamp": format_time(Utc::now()),
+    });
+    let stored: Option<(Uuid,)> = sqlx::query_as(
+        "WITH c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, direction, status, to_endpoint,
+                                       from_endpoint, answer_url, answer_method, event_url, event_method, fallback_url,
+                                       caller_behaviour, created_at, updated_at)
+                    SELECT $1, $2, a.account_id, a.id, 'inbound', 'started', jsonb_build_object('type', 'phone', 'number', $3::text),
+                           jsonb_build_object('type', 'phone', 'number', $4::text), a.answer_url, a.answer_method, a.event_url,
+                           a.event_method, a.fallback_answer_url, $5, now(), now()
+                    FROM applications a WHERE a.id = $6
+                    RETURNING uuid, event_url, event_method),
+              j AS (INSERT INTO call_jobs (call_uuid, state, run_at, attempts, locked_by, claimed_at, created_at)
+                    SELECT uuid, CASE WHEN $7::uuid IS NULL THEN 'queued' ELSE 'running' END, now(),
+                           CASE WHEN $7::uuid IS NULL THEN 0 ELSE 1 END, $7::uuid,
+                           CASE WHEN $7::uuid IS NULL THEN NULL ELSE now() END, now() FROM c)
+         INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
+         SELECT uuid, 1, 'started', $8, event_url, event_method, now() FROM c
+         RETURNING call_uuid",
+    )
+    .bind(uuid)
+    .bind(&conversation_uuid)
+    .bind(caller.to)
+    .bind(caller.from)
+    .bind(&caller.behaviour)
+    .bind(application_id)
+    .bind(running_on)
+    .bind(started)
+    .fetch_optional(pool)
+    .await?;
+    Ok(stored.map(|_| conversation_uuid))
+}
+
 /// Whether a live Idempotency-Key of the account already created a call: a retry of it is
 /// answered with that call, whatever has changed since (credit included).
 pub async fn idempotency_key_used(pool: &PgPool, account_id: i64, key: &str, ttl_hours: i64) -> Result<bool, sqlx::Error> {

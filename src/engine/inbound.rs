@@ -6,8 +6,6 @@
 use super::leg::{self, LegRow};
 use super::EngineCtx;
 use crate::carrier::{IncomingCall, MediaCommand, TrunkLimit};
-use crate::calls::format_time;
-use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -100,56 +98,13 @@ async fn linked_application(ctx: &EngineCtx, msisdn: &str) -> Result<Option<Uuid
     Ok(row.and_then(|(app,)| app))
 }
 
-/// Stores the inbound leg with its `started` event and its job, running here, in one statement;
-/// returns it as a leg to drive.
-pub async fn store(ctx: &EngineCtx, uuid: Uuid, to: &str, from: &str, application_id: Uuid) -> Result<LegRow, sqlx::Error> {
-    insert_inbound(&ctx.pool, ctx.instance_id, uuid, to, from, application_id, None).await
-}
-
-/// An inbound leg as stored: with `claimed_by` its job runs on that instance (a SIP caller's
-/// dialog is there); without, it is queued for any instance (a sandbox caller).
-pub async fn insert_inbound(
-    pool: &sqlx::PgPool,
-    claimed_by: Uuid,
-    uuid: Uuid,
-    to: &str,
-    from: &str,
-    application_id: Uuid,
-    caller_behaviour: Option<serde_json::Value>,
-) -> Result<LegRow, sqlx::Error> {
-    let conversation_uuid = format!("CON-{}", Uuid::new_v4());
-    let started = json!({
-        "from": from, "to": to, "uuid": uuid, "conversation_uuid": conversation_uuid,
-        "status": "started", "direction": "inbound", "timestamp": format_time(chrono::Utc::now()),
-    });
-    let queued = caller_behaviour.is_some();
-    sqlx::query_as(&format!(
-        "WITH c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, direction, status, to_endpoint,
-                                       from_endpoint, answer_url, answer_method, event_url, event_method, fallback_url,
-                                       caller_behaviour, created_at, updated_at)
-                    SELECT $1, $2, a.account_id, a.id, 'inbound', 'started', jsonb_build_object('type', 'phone', 'number', $3::text),
-                           jsonb_build_object('type', 'phone', 'number', $4::text), a.answer_url, a.answer_method, a.event_url,
-                           a.event_method, a.fallback_answer_url, $5, now(), now()
-                    FROM applications a WHERE a.id = $6
-                    RETURNING *),
-              j AS (INSERT INTO call_jobs (call_uuid, state, run_at, attempts, locked_by, claimed_at, created_at)
-                    SELECT uuid, CASE WHEN $8 THEN 'queued' ELSE 'running' END, now(), CASE WHEN $8 THEN 0 ELSE 1 END,
-                           CASE WHEN $8 THEN NULL ELSE $7::uuid END, CASE WHEN $8 THEN NULL ELSE now() END, now() FROM c),
-              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
-                    SELECT uuid, 1, 'started', $9, event_url, event_method, now() FROM c)
-         SELECT {} FROM c {}",
-        leg::LEG_COLUMNS,
-        leg::LEG_JOINS
-    ))
-    .bind(uuid)
-    .bind(&conversation_uuid)
-    .bind(to)
-    .bind(from)
-    .bind(caller_behaviour)
-    .bind(application_id)
-    .bind(claimed_by)
-    .bind(queued)
-    .bind(started)
-    .fetch_one(pool)
-    .await
+/// Stores the inbound leg with its `started` event and its job, running here; returns it as a
+/// leg to drive.
+async fn store(ctx: &EngineCtx, uuid: Uuid, to: &str, from: &str, application_id: Uuid) -> Result<LegRow, sqlx::Error> {
+    let caller = crate::calls::repo::InboundCaller { to, from, behaviour: None };
+    crate::calls::repo::insert_inbound(&ctx.pool, uuid, application_id, &caller, Some(ctx.instance_id)).await?;
+    sqlx::query_as(&format!("SELECT {} FROM calls c {} WHERE c.uuid = $1", leg::LEG_COLUMNS, leg::LEG_JOINS))
+        .bind(uuid)
+        .fetch_one(&ctx.pool)
+        .await
 }

@@ -79,3 +79,38 @@ pub async fn delete_number(state: web::Data<AppState>, caller: AppCaller, path: 
     }
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// `POST /v1/sandbox/inbound`: a simulated caller (`from`, behaving as `caller` says, like a
+/// sandbox number's callee) rings `to`, one of the account's numbers: its application answers
+/// as it would a call from a trunk.
+pub async fn inbound_call(req: HttpRequest, state: web::Data<AppState>, caller: AppCaller, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    sandbox_enabled(&state)?;
+    let value = json_body(&req, &body)?;
+    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str).map(str::to_string);
+    let invalid = |name: &str, reason: String| ApiError::invalid(vec![crate::validation::InvalidParam { name: name.into(), reason }]);
+    let to = field("to").ok_or_else(|| invalid("to", "is required: one of your numbers, E.164".into()))?;
+    let to = number(&to).map_err(|_| invalid("to", "must be an E.164 number".into()))?;
+    let from = field("from").ok_or_else(|| invalid("from", "is required: the caller's number".into()))?;
+    let behaviour: CalleeBehaviour = match value.get("caller") {
+        None => serde_json::from_value(json!({})).expect("the default behaviour"),
+        Some(b) => serde_json::from_value(b.clone()).map_err(|e| invalid("caller", e.to_string()))?,
+    };
+    let problems = behaviour.problems();
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(
+            problems.into_iter().map(|(name, reason)| crate::validation::InvalidParam { name: format!("caller.{name}"), reason }).collect(),
+        ));
+    }
+    let application_id = match sandbox::number_application(&state.pool, caller.account_id(), &to).await? {
+        None => return Err(ApiError::NotFound(format!("{to} is not one of your numbers (an operator adds it: outdial number add)"))),
+        Some(None) => return Err(invalid("to", format!("{to} is not linked to an application: link it with POST /number/update"))),
+        Some(Some(application_id)) => application_id,
+    };
+    let uuid = uuid::Uuid::new_v4();
+    let inbound = calls::repo::InboundCaller { to: &to, from: &from, behaviour: Some(serde_json::to_value(&behaviour).unwrap_or_default()) };
+    let conversation_uuid = calls::repo::insert_inbound(&state.pool, uuid, application_id, &inbound, None)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("the application {to} is linked to no longer exists")))?;
+    state.notifier.jobs();
+    Ok(HttpResponse::Created().json(json!({ "uuid": uuid, "status": "started", "direction": "inbound", "conversation_uuid": conversation_uuid })))
+}

@@ -58,6 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v1/calls/{uuid}/events").route(web::get().to(history::call_events)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/files/{id}").route(web::get().to(history::recording)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/v1/sandbox/inbound").route(web::post().to(history::inbound_call)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v1/sandbox/numbers/{number}")
                 .route(web::put().to(history::set_number))
