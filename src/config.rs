@@ -99,6 +99,10 @@ pub struct SipSettings {
     /// Seals trunk passwords at rest; None (empty in the file) when not configured.
     #[serde(deserialize_with = "crate::trunks::CredentialKey::deserialize_optional")]
     pub credentials_key: Option<crate::trunks::CredentialKey>,
+    /// Calls per second one account's numbers take from trunks, per instance (0: no limit).
+    pub inbound_account_cps: u32,
+    /// Concurrent inbound calls one account takes, per instance (0: no limit).
+    pub inbound_account_channels: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -16,7 +16,11 @@ const NUMBER: &str = "442079460001";
 /// The app on the SIP carrier with one of its numbers (NUMBER) on a trunk at `trunk_host`,
 /// linked to its application, whose answer_url is the receiver's /answer.
 async fn inbound_app(pool: PgPool, trunk_host: &str) -> (TestApp, Receiver) {
-    let (app, events) = common::sip_app::start(pool).await;
+    inbound_app_with(pool, trunk_host, |_| {}).await
+}
+
+async fn inbound_app_with(pool: PgPool, trunk_host: &str, adjust: impl FnOnce(&mut outdial::config::Settings)) -> (TestApp, Receiver) {
+    let (app, events) = common::sip_app::start_with(pool, adjust).await;
     let trunk: (uuid::Uuid,) = sqlx::query_as("INSERT INTO trunks (id, account_id, name, host, port) VALUES ($1, $2, 'carrier-in', $3, 5060) RETURNING id")
         .bind(uuid::Uuid::new_v4())
         .bind(app.account.account_id)
@@ -203,5 +207,42 @@ async fn the_callers_rfc2833_keys_reach_input(pool: PgPool) {
     assert_eq!(input[0].body["dtmf"]["digits"], "123", "{:?}", input[0].body);
     inbound_reaching(&events, "completed").await;
     verdict(&mut caller).await;
+    app.stop().await;
+}
+
+/// A second call while the first is up: refused 503 when the trunk or the account is at its
+/// concurrent-call limit.
+async fn second_call_refused_while_first_is_up(app: &TestApp, events: &Receiver) {
+    events.respond("/answer", 200, &json!([{"action": "talk", "text": "please hold the line", "loop": 0}]).to_string());
+    let mut first = Sipp::uac("uac_call.xml", &[("hold_ms", "3000")], sip_port(app), NUMBER);
+    inbound_reaching(events, "answered").await;
+    let mut second = Sipp::uac("uac_call_rejected.xml", &[("code", "503")], sip_port(app), NUMBER);
+    verdict(&mut second).await;
+    verdict(&mut first).await;
+    // The slot is free again once the first call ended.
+    inbound_reaching(events, "completed").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = Sipp::uac("uac_call.xml", &[("hold_ms", "200")], sip_port(app), NUMBER);
+    verdict(&mut third).await;
+}
+
+#[sqlx::test]
+async fn a_trunk_at_its_channel_limit_refuses_inbound_calls_503(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let (app, events) = inbound_app(pool, "127.0.0.1").await;
+    sqlx::query("UPDATE trunks SET max_channels = 1").execute(&app.pool).await.unwrap();
+    second_call_refused_while_first_is_up(&app, &events).await;
+    app.stop().await;
+}
+
+#[sqlx::test]
+async fn an_account_at_its_inbound_limit_refuses_calls_503(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    let (app, events) = inbound_app_with(pool, "127.0.0.1", |s| s.sip.inbound_account_channels = 1).await;
+    second_call_refused_while_first_is_up(&app, &events).await;
     app.stop().await;
 }

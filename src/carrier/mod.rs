@@ -2,6 +2,7 @@
 //! and network events with it. Telephony only: no SQL, no webhooks.
 
 mod behaviour;
+pub mod limits;
 mod route;
 mod simulated;
 pub mod sip;

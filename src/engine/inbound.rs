@@ -5,6 +5,7 @@
 
 use super::leg::{self, LegRow};
 use super::EngineCtx;
+use crate::carrier::limits::CallLimits;
 use crate::carrier::{IncomingCall, MediaCommand, TrunkLimit};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub async fn serve(ctx: Arc<EngineCtx>, mut incoming: mpsc::UnboundedReceiver<IncomingCall>, shutdown: CancellationToken) {
+    let accounts: Arc<CallLimits<i64>> = Arc::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             call = incoming.recv() => match call {
                 Some(call) => {
-                    tokio::spawn(take(ctx.clone(), call));
+                    tokio::spawn(take(ctx.clone(), accounts.clone(), call));
                 }
                 None => return,
             },
@@ -35,7 +37,7 @@ fn number_called(to: &str) -> String {
     crate::trunks::routing::digits(to)
 }
 
-async fn take(ctx: Arc<EngineCtx>, call: IncomingCall) {
+async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, call: IncomingCall) {
     let trunk = match ctx.trunks.by_source(&ctx.pool, call.source).await {
         Ok(Some(trunk)) => trunk,
         Ok(None) => {
@@ -50,7 +52,7 @@ async fn take(ctx: Arc<EngineCtx>, call: IncomingCall) {
         }
     };
     let msisdn = number_called(&call.to);
-    let target = match linked_application(&ctx, &msisdn).await {
+    let (account_id, application_id) = match linked_application(&ctx, &msisdn).await {
         Ok(Some(target)) => target,
         Ok(None) => {
             tracing::info!(to = %call.to, trunk = %trunk.name, "inbound call to a number not linked to an application: 404");
@@ -60,6 +62,16 @@ async fn take(ctx: Arc<EngineCtx>, call: IncomingCall) {
         Err(e) => {
             tracing::error!(error = %e, "inbound call: reading numbers failed: refused 500");
             call.admission.refuse(500);
+            return;
+        }
+    };
+    let sip = &ctx.settings.sip;
+    let some = |n: u32| (n > 0).then_some(n);
+    let _account_slot = match accounts.take(account_id, some(sip.inbound_account_cps), some(sip.inbound_account_channels)) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            tracing::info!(account_id, ?refused, "inbound call refused 503: the account is at its inbound limit");
+            call.admission.refuse(503);
             return;
         }
     };
@@ -74,7 +86,7 @@ async fn take(ctx: Arc<EngineCtx>, call: IncomingCall) {
             return;
         }
     };
-    let row = match store(&ctx, uuid, &msisdn, &from, target).await {
+    let row = match store(&ctx, uuid, &msisdn, &from, application_id).await {
         Ok(row) => row,
         Err(e) => {
             tracing::error!(error = %e, "inbound call not stored: refused 500");
@@ -89,13 +101,13 @@ async fn take(ctx: Arc<EngineCtx>, call: IncomingCall) {
     ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// The application a number is linked to (None: no such number, or not linked).
-async fn linked_application(ctx: &EngineCtx, msisdn: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    let row: Option<(Option<Uuid>,)> = sqlx::query_as("SELECT application_id FROM numbers WHERE msisdn = $1 AND account_id IS NOT NULL")
+/// The account holding a number and the application it is linked to (None: no such number,
+/// or not linked).
+async fn linked_application(ctx: &EngineCtx, msisdn: &str) -> Result<Option<(i64, Uuid)>, sqlx::Error> {
+    sqlx::query_as("SELECT account_id, application_id FROM numbers WHERE msisdn = $1 AND account_id IS NOT NULL AND application_id IS NOT NULL")
         .bind(msisdn)
         .fetch_optional(&ctx.pool)
-        .await?;
-    Ok(row.and_then(|(app,)| app))
+        .await
 }
 
 /// Stores the inbound leg with its `started` event and its job, running here; returns it as a

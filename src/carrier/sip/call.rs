@@ -61,8 +61,8 @@ impl OutboundCall {
                 Ok(channel) => channel,
                 Err(refused) => {
                     let why = match refused {
-                        super::limits::Refused::Cps => "at its calls-per-second limit",
-                        super::limits::Refused::Channels => "at its channel limit",
+                        crate::carrier::limits::Refused::Cps => "at its calls-per-second limit",
+                        crate::carrier::limits::Refused::Channels => "at its channel limit",
                     };
                     self.line.log(format!("trunk {} skipped: {why}", route.name));
                     facts.attempts.push(Attempt { trunk: route.name.clone(), code: None, reason: format!("skipped: {why}"), at: chrono::Utc::now() });

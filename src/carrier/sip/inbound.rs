@@ -138,7 +138,7 @@ struct InboundCall {
     destination: Destination,
     call_id: String,
     trunk_id: Option<uuid::Uuid>,
-    channel: Option<super::limits::Channel>,
+    channel: Option<crate::carrier::limits::Channel>,
 }
 
 impl InboundCall {

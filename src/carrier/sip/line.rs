@@ -49,7 +49,7 @@ impl LegLine {
 
     /// The answered call: until the callee's BYE or our hang-up. Its audio runs in the media
     /// engine (`crate::media`): playbacks, DTMF both ways, mute and earmuff.
-    pub async fn answered(mut self, call: Answered, mut facts: SipFacts, _channel: Option<super::limits::Channel>) {
+    pub async fn answered(mut self, call: Answered, mut facts: SipFacts, _channel: Option<crate::carrier::limits::Channel>) {
         let Answered { dialog, id, mut states, rtp, our_rtp, session_id, audio } = call;
         let (media, mut media_events) = match audio {
             Some(LegAudio { handle, events, .. }) => (Some(handle), Some(events)),

@@ -4,7 +4,6 @@
 
 mod call;
 mod inbound;
-mod limits;
 mod line;
 pub mod record;
 mod rtp;
@@ -28,7 +27,7 @@ pub use stack::StackError;
 pub struct SipShared {
     stack: Arc<stack::SipStack>,
     rtp: rtp::RtpPorts,
-    limits: limits::TrunkLimits,
+    limits: crate::carrier::limits::CallLimits<uuid::Uuid>,
     invite_timeout: Duration,
     /// Our host, for Call-Info answer-after URIs.
     user_agent_host: String,
@@ -57,7 +56,7 @@ impl SipCarrier {
         let shared = Arc::new(SipShared {
             stack,
             rtp: rtp::RtpPorts::new(listen.ip(), settings.rtp_port_min, settings.rtp_port_max),
-            limits: limits::TrunkLimits::default(),
+            limits: Default::default(),
             invite_timeout: Duration::from_millis(settings.invite_timeout_ms),
             user_agent_host: public.ip().to_string(),
         });

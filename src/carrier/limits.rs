@@ -1,24 +1,31 @@
-//! Each trunk's calls per second and concurrent channels, counted by this instance. (Across a
-//! cluster these limits belong to the SIP proxy in front: see deploy/kamailio.)
+//! Calls per second and concurrent calls, counted by this instance: each trunk's (both
+//! directions), each account's inbound calls. (Across a cluster these limits belong to the SIP
+//! proxy in front: see deploy/kamailio.)
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use uuid::Uuid;
 
-#[derive(Default)]
-pub struct TrunkLimits {
-    trunks: Mutex<HashMap<Uuid, TrunkUse>>,
+/// Limits per key (a trunk's id, an account's id).
+pub struct CallLimits<K> {
+    users: Mutex<HashMap<K, Use>>,
 }
 
-struct TrunkUse {
+impl<K> Default for CallLimits<K> {
+    fn default() -> Self {
+        CallLimits { users: Mutex::new(HashMap::new()) }
+    }
+}
+
+struct Use {
     /// Calls-per-second tokens left and when they were last topped up.
     tokens: f64,
     refilled: Instant,
     channels: Arc<()>,
 }
 
-/// A channel held on a trunk; released when dropped.
+/// A call slot held; released when dropped.
 pub struct Channel(#[allow(dead_code)] Arc<()>);
 
 #[derive(Debug, PartialEq, Eq)]
@@ -27,12 +34,12 @@ pub enum Refused {
     Channels,
 }
 
-impl TrunkLimits {
-    /// Takes a call slot on the trunk: one CPS token and one channel.
-    pub fn take(&self, trunk: Uuid, cps: Option<u32>, max_channels: Option<u32>) -> Result<Channel, Refused> {
-        let mut trunks = self.trunks.lock().expect("trunk limits");
+impl<K: Hash + Eq> CallLimits<K> {
+    /// Takes a call slot: one CPS token and one channel.
+    pub fn take(&self, key: K, cps: Option<u32>, max_channels: Option<u32>) -> Result<Channel, Refused> {
+        let mut users = self.users.lock().expect("call limits");
         let now = Instant::now();
-        let entry = trunks.entry(trunk).or_insert_with(|| TrunkUse {
+        let entry = users.entry(key).or_insert_with(|| Use {
             tokens: cps.map_or(0.0, f64::from),
             refilled: now,
             channels: Arc::new(()),
@@ -60,9 +67,11 @@ impl TrunkLimits {
 mod tests {
     use super::*;
 
+    use uuid::Uuid;
+
     #[test]
     fn channels_and_cps() {
-        let limits = TrunkLimits::default();
+        let limits = CallLimits::default();
         let trunk = Uuid::new_v4();
         let a = limits.take(trunk, None, Some(2)).unwrap();
         let _b = limits.take(trunk, None, Some(2)).unwrap();
