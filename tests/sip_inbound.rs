@@ -21,6 +21,12 @@ async fn inbound_app(pool: PgPool, trunk_host: &str) -> (TestApp, Receiver) {
 
 async fn inbound_app_with(pool: PgPool, trunk_host: &str, adjust: impl FnOnce(&mut outdial::config::Settings)) -> (TestApp, Receiver) {
     let (app, events) = common::sip_app::start_with(pool, adjust).await;
+    hold_number(&app, &events, trunk_host).await;
+    (app, events)
+}
+
+/// NUMBER on a trunk at `trunk_host`, linked to the app's application (answer_url: /answer).
+async fn hold_number(app: &TestApp, events: &Receiver, trunk_host: &str) {
     let trunk: (uuid::Uuid,) = sqlx::query_as("INSERT INTO trunks (id, account_id, name, host, port) VALUES ($1, $2, 'carrier-in', $3, 5060) RETURNING id")
         .bind(uuid::Uuid::new_v4())
         .bind(app.account.account_id)
@@ -41,7 +47,6 @@ async fn inbound_app_with(pool: PgPool, trunk_host: &str, adjust: impl FnOnce(&m
         .execute(&app.pool)
         .await
         .unwrap();
-    (app, events)
 }
 
 fn sip_port(app: &TestApp) -> u16 {
@@ -244,5 +249,60 @@ async fn an_account_at_its_inbound_limit_refuses_calls_503(pool: PgPool) {
     }
     let (app, events) = inbound_app_with(pool, "127.0.0.1", |s| s.sip.inbound_account_channels = 1).await;
     second_call_refused_while_first_is_up(&app, &events).await;
+    app.stop().await;
+}
+
+/// The instance holding an answered inbound call is killed (-9): the instance that takes its
+/// legs over ends the caller's dialog with a BYE built from the stored (server-side) dialog, and
+/// the call's events finish.
+#[sqlx::test]
+async fn a_killed_instances_inbound_call_is_ended_with_bye_by_another(pool: PgPool) {
+    if !Sipp::available() {
+        return;
+    }
+    // The API and webhooks here; the call is taken by the process killed below.
+    let events = Receiver::start().await;
+    let options = common::Options { roles: vec!["api", "webhooks"], time_scale: 1.0, settings: common::sip_app::sip_settings, ..Default::default() };
+    let app = common::spawn_app_with(pool.clone(), options).await;
+    sqlx::query("UPDATE applications SET event_url = $1").bind(events.url("/events")).execute(&app.pool).await.unwrap();
+    hold_number(&app, &events, "127.0.0.1").await;
+    events.respond("/answer", 200, &json!([{"action": "talk", "text": "please hold the line", "loop": 0}]).to_string());
+
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(pool.connect_options().get_database().unwrap());
+    let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
+        .arg("serve")
+        .env("DATABASE_URL", url.to_string())
+        .env("OUTDIAL__ENGINE__ROLES", "workers")
+        .env("OUTDIAL__ENGINE__HEARTBEAT_MS", "200")
+        .env("OUTDIAL__CARRIER__KIND", "sip")
+        .env("OUTDIAL__SIP__LISTEN", format!("127.0.0.1:{sip_port}"))
+        .env("OUTDIAL__SIP__TCP", "false")
+        .env("OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
+        .env("OUTDIAL__HISTORY__SEAL_INTERVAL_S", "3600")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    // Until the process listens, its port refuses; SIPp retransmits the INVITE.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut caller = Sipp::start("uac_inbound.xml", &[], &["-timeout", "60s", "-s", NUMBER, &format!("127.0.0.1:{sip_port}")]);
+    let answered = tokio::time::timeout(Duration::from_secs(20), inbound_reaching(&events, "answered")).await;
+    let _ = doomed.kill(); // SIGKILL: no drain, no BYE from it.
+    let _ = doomed.wait();
+    let uuid = answered.expect("the inbound call was not answered");
+
+    // The survivor takes the dead instance's SIP port: SIPp as a UAC sends its responses to
+    // the address it called (-s target), not per Via as a trunk (or Kamailio in front) does.
+    let survivor_options = common::Options { roles: vec!["workers"], time_scale: 1.0, settings: common::sip_app::sip_settings, ..Default::default() };
+    let mut settings = common::test_settings(&survivor_options);
+    settings.sip.listen = format!("127.0.0.1:{sip_port}");
+    let survivor = outdial::startup::Instance::start(settings, pool.clone()).await.expect("the survivor starts");
+    verdict(&mut caller).await;
+    events.wait_status("/events", &uuid, "completed").await;
+    assert_eq!(events.statuses("/events", &uuid), ["started", "ringing", "answered", "completed"]);
+    let history = common::media_log(&app, &uuid).await;
+    assert!(history.iter().any(|l| l.starts_with("BYE sent for Call-ID ") && l.ends_with("(taken over)")), "{history:?}");
+    survivor.stop().await;
     app.stop().await;
 }
