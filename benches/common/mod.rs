@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 /// What `cargo bench` passes to every `harness = false` target: accepted and ignored.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct CargoBench {
     #[arg(long, hide = true)]
     bench: bool,

@@ -39,6 +39,8 @@ pub struct RecvState {
     pub recordings: AtomicUsize,
     /// GETs answered with a served file.
     pub files_served: AtomicUsize,
+    /// GETs carrying a call's `uuid` (an answer_url's query) and when they arrived (wall, us).
+    pub fetches: Mutex<Vec<(Uuid, i64)>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -115,6 +117,10 @@ impl Receiver {
                         let (state, files) = (state.clone(), files.clone());
                         async move {
                             if request.method() == hyper::Method::GET {
+                                let uuid = request.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("uuid=")));
+                                if let Some(uuid) = uuid.and_then(|u| Uuid::parse_str(u).ok()) {
+                                    state.fetches.lock().unwrap().push((uuid, Utc::now().timestamp_micros()));
+                                }
                                 let Some((_, content_type, file)) = files.iter().find(|(path, _, _)| path == request.uri().path()) else {
                                     let mut missing = hyper::Response::new(Full::new(Bytes::new()));
                                     *missing.status_mut() = hyper::StatusCode::NOT_FOUND;

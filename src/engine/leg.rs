@@ -453,6 +453,11 @@ impl Leg {
             let (at, _) = self.callee_hung_up.take().unwrap_or_else(|| (Utc::now(), Instant::now()));
             return self.end_unanswered_at("cancelled", None, at).await;
         };
+        // The caller is answered as soon as the application gave an NCCO; the request's record
+        // is written meanwhile.
+        if matches!(reply, Reply::Ncco(_)) {
+            self.control(MediaCommand::Answer);
+        }
         let ncco = match self.answer_replied(request, reply, attempts).await? {
             Ok(ncco) => ncco,
             Err(code) => {
@@ -460,7 +465,6 @@ impl Leg {
                 return self.end_unanswered("failed", Some("answer_failed")).await;
             }
         };
-        self.control(MediaCommand::Answer);
         if !self.wait_answered().await? {
             return Ok(());
         }
