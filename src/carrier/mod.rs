@@ -30,6 +30,9 @@ pub struct DialRequest {
     /// the simulated network.
     pub routes: Vec<TrunkRoute>,
     pub sip: sip::SipCallOptions,
+    /// The Authorization header of a websocket endpoint's upgrade request: the endpoint's custom
+    /// value, or the token the engine signed for `{"type": "vonage"}`.
+    pub websocket_authorization: Option<String>,
 }
 
 /// Why a leg ended on the network's side.
@@ -41,6 +44,9 @@ pub enum EndReason {
     Unavailable,
     /// The callee hung up after answering.
     RemoteHangup,
+    /// The customer's application closed the connection after answering (a websocket
+    /// endpoint): Vonage reports `disconnected`, then `completed`.
+    Disconnected,
     /// The network could not place the call; the detail says why (no_route, sip_503…).
     Failed(String),
 }
