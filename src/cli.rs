@@ -303,6 +303,8 @@ pub fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings.log);
+    // Before any TLS: this build's one rustls provider, aws-lc-rs, as the process default.
+    crate::webhooks::tls::install_default_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,

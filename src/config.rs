@@ -75,6 +75,10 @@ pub struct WebhookSettings {
     pub max_reply_bytes: usize,
     /// Largest audio file fetched (`streamUrl`, `musicOnHoldUrl`).
     pub max_media_bytes: usize,
+    /// Certificates (PEM) trusted besides the public roots for https:// webhooks and wss://
+    /// websocket endpoints: a private CA's. The key holds the file's path ("" for none).
+    #[serde(deserialize_with = "crate::webhooks::tls::ExtraRoots::deserialize")]
+    pub ca_file: crate::webhooks::tls::ExtraRoots,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -472,7 +472,7 @@ async fn a_lagging_instance_writes_no_leg_into_a_sealed_hour(pool: PgPool) {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while client.get(format!("{base}/health")).send().await.map(|r| !r.status().is_success()).unwrap_or(true) {
         assert!(std::time::Instant::now() < deadline, "the lagging instance did not start");

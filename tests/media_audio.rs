@@ -436,6 +436,8 @@ async fn http_engine_posts_the_text_and_plays_the_audio_it_gets_back() {
         }
     });
 
+    // reqwest builds its TLS configuration from the process's default rustls provider.
+    outdial::webhooks::tls::install_default_provider();
     let client = reqwest::Client::new();
     let fetch: Fetch = Arc::new(move |request: FetchRequest| {
         let client = client.clone();

@@ -204,3 +204,54 @@ async fn an_audio_file_over_the_cap_is_skipped_with_an_error_event(pool: PgPool)
     assert_eq!(receiver.requests("/small.wav").len(), 1);
     app.stop().await;
 }
+
+/// https:// receivers are verified: one whose certificate a private CA signed is reached (by IP
+/// address and by name) when `webhooks.ca_file` trusts that CA, and refused otherwise, with the
+/// reason in the error.
+#[tokio::test]
+async fn https_receivers_are_verified_against_the_trusted_roots() {
+    let ca = common::tls::TestCa::new();
+    let receiver = ca.receiver().await;
+    receiver.respond("/x", 200, "{\"ok\":true}");
+    let mut trusting = webhook_settings(true, &[]);
+    trusting.ca_file = outdial::webhooks::tls::ExtraRoots::load(&ca.ca_path()).unwrap();
+    let client = WebhookClient::new(&trusting);
+    assert!(receiver.base.starts_with("https://127.0.0.1:"));
+    assert_eq!(get(&client, &receiver.url("/x"), BodyLimit::Keep(1024)).await.unwrap(), b"{\"ok\":true}");
+    let by_name = receiver.url("/x").replace("127.0.0.1", "localhost");
+    assert_eq!(get(&client, &by_name, BodyLimit::Keep(1024)).await.unwrap(), b"{\"ok\":true}");
+    assert_eq!(receiver.requests("/x").len(), 2);
+
+    let untrusting = WebhookClient::new(&webhook_settings(true, &[]));
+    match get(&untrusting, &receiver.url("/x"), BodyLimit::Keep(1024)).await {
+        Err(WebhookError::Connect(why)) => assert!(why.contains("UnknownIssuer"), "{why}"),
+        other => panic!("expected a refused certificate, got {other:?}"),
+    }
+    assert_eq!(receiver.requests("/x").len(), 2, "nothing reached the receiver without trust");
+}
+
+/// A call whose answer_url and event_url are https:// at a receiver behind a private CA that
+/// `webhooks.ca_file` trusts: the NCCO is fetched and every event arrives, over TLS.
+#[sqlx::test]
+async fn https_answer_and_event_urls_are_reached_over_tls(pool: PgPool) {
+    let ca = common::tls::TestCa::new();
+    let customer = ca.receiver().await;
+    customer.respond("/answer", 200, &json!([{"action": "talk", "text": "Hello over TLS"}]).to_string());
+    let mut settings = test_settings(&Options { roles: vec!["api", "workers", "webhooks"], ..Options::default() });
+    settings.webhooks.ca_file = outdial::webhooks::tls::ExtraRoots::load(&ca.ca_path()).unwrap();
+    let app = spawn_app_with_settings(pool, settings, 1000).await;
+    let call = json!({
+        "to": [{"type": "phone", "number": "447700900000"}],
+        "from": {"type": "phone", "number": "447700900001"},
+        "answer_url": [customer.url("/answer")],
+        "event_url": [customer.url("/events")],
+    });
+    let uuid = app.place(&call).await;
+    let statuses = customer.wait_status("/events", &uuid, "completed").await;
+    assert_eq!(statuses, ["started", "ringing", "answered", "completed"]);
+    let answers = customer.requests("/answer");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].query.get("uuid"), Some(&uuid));
+    wait_log(&app, &uuid, "heard talk \"Hello over TLS\"").await;
+    app.stop().await;
+}

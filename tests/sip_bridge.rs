@@ -101,7 +101,8 @@ async fn conversation_members_hear_the_others_but_not_themselves_nor_the_muted(p
 
 /// `connect` to a websocket: the server gets `websocket:connected` with the headers, then the
 /// callee's 1 kHz tone as 20 ms frames of 16 kHz PCM; the 440 Hz it sends back is heard by the
-/// callee; the callee's key arrives as JSON; the server closing ends that leg.
+/// callee; the callee's key arrives as JSON; the server closing ends that leg with
+/// `disconnected` (carrying the headers), then `completed`.
 #[sqlx::test]
 async fn connect_to_a_websocket_streams_the_call_both_ways(pool: PgPool) {
     if !Baresip::available() {
@@ -138,6 +139,11 @@ async fn connect_to_a_websocket_streams_the_call_both_ways(pool: PgPool) {
     let (heard, rate) = callee.heard().await;
     let reply_heard = common::audio::longest_span_ms(&common::audio::tone_spans(&heard, rate, 440.0, 0.5));
     assert!((1800..=2100).contains(&reply_heard), "the server's 2 s reply, played at its pace: {reply_heard} ms");
+    let ws_events = events.requests("/ws");
+    let statuses: Vec<&str> = ws_events.iter().filter_map(|e| e.body["status"].as_str()).collect();
+    assert_eq!(statuses, ["started", "ringing", "answered", "disconnected", "completed"]);
+    let disconnected = ws_events.iter().find(|e| e.body["status"] == "disconnected").unwrap();
+    assert_eq!(disconnected.body["headers"], json!({"app": "demo", "caller": "447700900001"}));
     app.stop().await;
 }
 

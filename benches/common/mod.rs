@@ -54,6 +54,8 @@ where
 /// server closing first, a client busy enough to read the server's FIN late sent the next
 /// request on the closed connection: 3 of 20,000 POSTs failed in an engine run at 500 calls/s.)
 pub fn http_client(server_keep_alive_s: u64, max_idle: usize) -> reqwest::Result<reqwest::Client> {
+    // reqwest builds its TLS configuration from the process's default rustls provider.
+    outdial::webhooks::tls::install_default_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(max_idle)
         .pool_idle_timeout(std::time::Duration::from_secs(server_keep_alive_s) / 2)

@@ -34,6 +34,9 @@ pub struct DialRequest {
     /// The leg is a call to one of our numbers (the simulated network's sandbox caller): the
     /// network does not ring anyone, it waits for `Ring`, `Answer` or `Reject`.
     pub inbound: bool,
+    /// The Authorization header of a websocket endpoint's upgrade request: the endpoint's custom
+    /// value, or the token the engine signed for `{"type": "vonage"}`.
+    pub websocket_authorization: Option<String>,
 }
 
 /// Why a leg ended on the network's side.
@@ -45,6 +48,9 @@ pub enum EndReason {
     Unavailable,
     /// The callee hung up after answering.
     RemoteHangup,
+    /// The customer's application closed the connection after answering (a websocket
+    /// endpoint): Vonage reports `disconnected`, then `completed`.
+    Disconnected,
     /// The network could not place the call; the detail says why (no_route, sip_503…).
     Failed(String),
 }

@@ -4,8 +4,12 @@
 //! binary messages of 20 ms of 16-bit little-endian PCM at the content-type's rate go both ways
 //! (what the leg hears goes to the server; what the server sends is played into the call, in
 //! order, however fast it arrives). Keys pressed in the call go as
-//! `{"event":"websocket:dtmf","digit":"5","duration":260}`. The server closing the socket ends
-//! the leg as a callee's hang-up does.
+//! `{"event":"websocket:dtmf","digit":"5","duration":260}`. The server closing the socket (or
+//! the connection failing) ends the leg as `EndReason::Disconnected`, which the engine reports
+//! as Vonage's `disconnected` event.
+//!
+//! `wss://` is TLS (the customers' client configuration, `webhooks::tls`) over the TCP
+//! connection the address guard allowed, so a name cannot slip past the guard at TLS time.
 //!
 //! The leg's audio is a PCM media session (`MediaSession::start_pcm`): bridges, conversations,
 //! recordings and talk work on it as on a SIP leg.
@@ -17,11 +21,17 @@ use crate::ncco::Endpoint;
 use crate::webhooks::address_guard::AddressGuard;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::either::Either;
+
+/// A ws:// connection (plain TCP) or a wss:// one (TLS over TCP).
+type Transport = Either<TcpStream, TlsStream<TcpStream>>;
 
 /// Largest message taken from a server: 1 MiB is half a minute of 16 kHz audio.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -30,11 +40,13 @@ const MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub struct WebSocketCarrier {
     guard: AddressGuard,
     connect_timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl WebSocketCarrier {
-    pub fn new(guard: AddressGuard, connect_timeout: Duration) -> WebSocketCarrier {
-        WebSocketCarrier { guard, connect_timeout }
+    /// `tls`: how wss:// servers are verified (the roots webhooks trust).
+    pub fn new(guard: AddressGuard, connect_timeout: Duration, tls: Arc<rustls::ClientConfig>) -> WebSocketCarrier {
+        WebSocketCarrier { guard, connect_timeout, tls }
     }
 }
 
@@ -42,7 +54,14 @@ impl super::Carrier for WebSocketCarrier {
     fn dial(&self, request: DialRequest) -> LegHandle {
         let (events, receiver) = Reporter::channel();
         let (control, commands) = mpsc::unbounded_channel();
-        let leg = WebSocketLeg { request, events, commands, guard: self.guard.clone(), connect_timeout: self.connect_timeout };
+        let leg = WebSocketLeg {
+            request,
+            events,
+            commands,
+            guard: self.guard.clone(),
+            connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
+        };
         tokio::spawn(leg.run());
         LegHandle { events: receiver, control }
     }
@@ -62,6 +81,7 @@ struct WebSocketLeg {
     commands: mpsc::UnboundedReceiver<MediaCommand>,
     guard: AddressGuard,
     connect_timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 /// The PCM rate a content-type names (`audio/l16;rate=8000`, `16000` or `24000`; 16 kHz when
@@ -86,15 +106,13 @@ impl WebSocketLeg {
     }
 
     async fn run(mut self) {
-        let Endpoint::Websocket { uri, content_type, headers, authorization } = self.request.to.clone() else {
+        let Endpoint::Websocket { uri, content_type, headers, .. } = self.request.to.clone() else {
             self.fail("not a websocket endpoint".into());
             return;
         };
         self.report(CarrierEvent::Ringing);
-        // `{"type": "custom", "value": …}` is sent as the upgrade's Authorization header.
-        // (`{"type": "vonage"}`, a platform-minted JWT, is not minted yet: no header.)
-        let auth = authorization.as_ref().filter(|a| a["type"] == "custom").and_then(|a| a["value"].as_str());
-        let socket = match tokio::time::timeout(self.connect_timeout, open(&uri, auth, &self.guard)).await {
+        let auth = self.request.websocket_authorization.as_deref();
+        let socket = match tokio::time::timeout(self.connect_timeout, open(&uri, auth, &self.guard, &self.tls)).await {
             Ok(Ok(socket)) => socket,
             Ok(Err(why)) => return self.fail(format!("websocket {uri} not opened: {why}")),
             Err(_) => return self.fail(format!("websocket {uri} not opened within {} ms", self.connect_timeout.as_millis())),
@@ -186,7 +204,7 @@ impl WebSocketLeg {
         media.close();
         if let Some(why) = end {
             self.report(CarrierEvent::Log(why));
-            self.report(CarrierEvent::Ended(EndReason::RemoteHangup));
+            self.report(CarrierEvent::Ended(EndReason::Disconnected));
         }
     }
 }
@@ -202,23 +220,54 @@ fn le_samples(bytes: &[u8], odd_byte: &mut Option<u8>) -> Vec<i16> {
     data.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
 }
 
-/// Connects to a permitted address of the URL's host (the same rule as webhooks), then
-/// upgrades to WebSocket.
-async fn open(uri: &str, authorization: Option<&str>, guard: &AddressGuard) -> Result<WebSocketStream<TcpStream>, String> {
+/// Connects to a permitted address of the URL's host (the same rule as webhooks), then, for
+/// wss://, verifies the server's certificate for that host, then upgrades to WebSocket.
+async fn open(
+    uri: &str,
+    authorization: Option<&str>,
+    guard: &AddressGuard,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<WebSocketStream<Transport>, String> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = url::Url::parse(uri).map_err(|e| e.to_string())?;
-    if url.scheme() != "ws" {
-        return Err(format!("{}:// is not supported: use ws:// (wss:// needs TLS, which this build leaves out)", url.scheme()));
-    }
+    let secure = match url.scheme() {
+        "ws" => false,
+        "wss" => true,
+        other => return Err(format!("{other}:// is not a WebSocket URI: use ws:// or wss://")),
+    };
     let host = url.host_str().ok_or("the URI has no host")?.trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = url.port_or_known_default().unwrap_or(80);
+    let port = url.port_or_known_default().unwrap_or(if secure { 443 } else { 80 });
     let addresses: Vec<std::net::SocketAddr> =
         tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("{host}: {e}"))?.collect();
-    let permitted = addresses.iter().find(|a| guard.permits(a.ip())).ok_or_else(|| {
-        format!("{host} resolves only to private addresses (allowed with webhooks.allow_private_addresses or webhooks.allowed_networks)")
-    })?;
-    let tcp = TcpStream::connect(permitted).await.map_err(|e| e.to_string())?;
+    let permitted: Vec<&std::net::SocketAddr> = addresses.iter().filter(|a| guard.permits(a.ip())).collect();
+    if permitted.is_empty() {
+        return Err(format!(
+            "{host} resolves only to private addresses (allowed with webhooks.allow_private_addresses or webhooks.allowed_networks)"
+        ));
+    }
+    // Each permitted address in turn (a name may have an IPv6 and an IPv4 one, the server
+    // listening on one of them).
+    let mut last_error = String::new();
+    let mut connected = None;
+    for address in permitted {
+        match TcpStream::connect(address).await {
+            Ok(tcp) => {
+                connected = Some(tcp);
+                break;
+            }
+            Err(e) => last_error = format!("{address}: {e}"),
+        }
+    }
+    let tcp = connected.ok_or(last_error)?;
     let _ = tcp.set_nodelay(true);
+    let transport = if secure {
+        // The name the certificate must hold: the URI's host, a name or an IP address.
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await.map_err(|e| format!("TLS with {host}: {e}"))?;
+        Either::Right(stream)
+    } else {
+        Either::Left(tcp)
+    };
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
@@ -227,7 +276,7 @@ async fn open(uri: &str, authorization: Option<&str>, guard: &AddressGuard) -> R
         let value = value.parse().map_err(|_| "authorization.value is not a valid header value".to_string())?;
         request.headers_mut().insert("authorization", value);
     }
-    let (socket, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await.map_err(|e| e.to_string())?;
+    let (socket, _) = tokio_tungstenite::client_async_with_config(request, transport, Some(config)).await.map_err(|e| e.to_string())?;
     Ok(socket)
 }
 

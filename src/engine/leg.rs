@@ -119,6 +119,8 @@ pub struct Leg {
     /// When the carrier reported that the callee hung up (wall and monotonic): the call's end,
     /// however late the leg gets to it.
     pub callee_hung_up: Option<(DateTime<Utc>, Instant)>,
+    /// The customer's application closed this websocket leg: its `disconnected` event is owed.
+    pub disconnected_owed: bool,
     /// DTMF the callee pressed that no input has consumed yet (bargeIn, early keys).
     pub pending_dtmf: VecDeque<char>,
     pub beeped: bool,
@@ -209,6 +211,7 @@ impl Leg {
             ends_for_credit: false,
             answered_wall: None,
             callee_hung_up: None,
+            disconnected_owed: false,
             pending_dtmf: VecDeque::new(),
             beeped: false,
             next_play_id: 1,
@@ -228,12 +231,41 @@ impl Leg {
         }
     }
 
+    /// Signs webhooks when the application asks for signed callbacks.
     pub fn signer(&self) -> Option<Signer> {
-        self.row.signed_callbacks.then(|| Signer {
-            api_key: self.row.api_key.clone(),
-            application_id: self.row.application_id,
-            secret: self.row.signature_secret.clone(),
-        })
+        self.row.signed_callbacks.then(|| self.account_signer())
+    }
+
+    /// The account's signature secret as a signer, whatever the application's webhooks.
+    fn account_signer(&self) -> Signer {
+        Signer { api_key: self.row.api_key.clone(), application_id: self.row.application_id, secret: self.row.signature_secret.clone() }
+    }
+
+    /// The Authorization header of a websocket endpoint's upgrade: the custom value as given,
+    /// or for `{"type": "vonage"}` a short-lived token signed with the account's signature secret
+    /// (as signed webhooks are), so the customer's server can check the connection is ours.
+    fn websocket_authorization(&self, to: &Endpoint) -> Option<String> {
+        let Endpoint::Websocket { authorization: Some(authorization), .. } = to else { return None };
+        match authorization["type"].as_str() {
+            Some("vonage") => Some(self.account_signer().websocket_authorization(self.row.uuid, &self.row.conversation_uuid)),
+            _ => authorization["value"].as_str().map(str::to_string),
+        }
+    }
+
+    /// Vonage's `disconnected` event, owed when the customer's application closed this
+    /// websocket leg (once: None after the first call), stamped when it closed. It carries the
+    /// endpoint's `headers`.
+    pub fn disconnected_payload(&mut self) -> Option<Value> {
+        if !std::mem::take(&mut self.disconnected_owed) {
+            return None;
+        }
+        let closed = self.callee_hung_up.map_or_else(Utc::now, |(wall, _)| wall);
+        let ts = self.timestamp_at(closed);
+        let mut payload = self.payload_stamped("disconnected", ts);
+        if let Some(headers) = self.row.to_endpoint.get("headers").filter(|h| h.is_object()) {
+            payload["headers"] = headers.clone();
+        }
+        Some(payload)
     }
 
     /// Now, as a timestamp of this leg.
@@ -422,6 +454,7 @@ impl Leg {
                 routes: Vec::new(),
                 sip: Default::default(),
                 inbound: true,
+                websocket_authorization: None,
             }));
         }
         self.control(MediaCommand::Ring);
@@ -530,6 +563,7 @@ impl Leg {
         let options: crate::calls::SipOptions = self.row.sip_options.clone().and_then(|o| serde_json::from_value(o).ok()).unwrap_or_default();
         // A websocket endpoint is a WebSocket to the customer's server, whatever the network.
         let carrier = if matches!(to, Endpoint::Websocket { .. }) { self.ctx.websockets.clone() } else { self.ctx.carrier.clone() };
+        let websocket_authorization = self.websocket_authorization(&to);
         let (routes, sip) = if carrier.name() == "sip" {
             match super::routing::routes(self, &to, &options).await {
                 Ok(routes) => (routes, super::routing::call_options(&options, &to)),
@@ -551,6 +585,7 @@ impl Leg {
             routes,
             sip,
             inbound: false,
+            websocket_authorization,
         }));
         let deadline = self.ctx.clock.deadline(Duration::from_secs(self.row.ringing_timer_s as u64));
         let mut rang = false;
@@ -575,7 +610,7 @@ impl Leg {
                             EndReason::Busy => ("busy", None),
                             EndReason::Declined => ("rejected", Some("declined")),
                             EndReason::OutOfService => ("failed", Some("number_out_of_service")),
-                            EndReason::Unavailable | EndReason::RemoteHangup => ("unanswered", Some("unavailable")),
+                            EndReason::Unavailable | EndReason::RemoteHangup | EndReason::Disconnected => ("unanswered", Some("unavailable")),
                             EndReason::Failed(detail) => ("failed", Some(detail.as_str())),
                         };
                         self.end_unanswered_at(status, detail, wall).await?;
@@ -892,8 +927,11 @@ impl Leg {
         }
     }
 
+    /// A websocket leg whose application closed it gets `disconnected` first, unless the leg
+    /// already sent it (see `disconnected_payload`).
     pub async fn hang_up(&mut self, by: &str) -> Step<()> {
         self.control(MediaCommand::Hangup);
+        let mut events: Vec<NewEvent> = self.disconnected_payload().map(|payload| self.event("disconnected", payload)).into_iter().collect();
         let (end, end_at) = self.callee_hung_up.take().unwrap_or_else(|| (Utc::now(), Instant::now()));
         let mut duration = if self.answered_wall.is_some() {
             self.answered_seconds(end_at)
@@ -909,8 +947,8 @@ impl Leg {
         let detail = out_of_credit.then_some(INSUFFICIENT_CREDIT);
         let (payload, mut finish) = self.completion_with(end, duration, Some(by), detail).await;
         finish.ending = Some("completed".into());
-        let event = self.event("completed", payload);
-        let change = Change { status: Some("completed".into()), detail: detail.map(str::to_string), events: vec![event], finish: Some(finish), ..Default::default() };
+        events.push(self.event("completed", payload));
+        let change = Change { status: Some("completed".into()), detail: detail.map(str::to_string), events, finish: Some(finish), ..Default::default() };
         self.write(change).await?;
         Ok(())
     }

@@ -106,6 +106,7 @@ impl EngineCtx {
             websockets: Arc::new(crate::carrier::websocket::WebSocketCarrier::new(
                 crate::webhooks::address_guard::AddressGuard::new(settings.webhooks.allow_private_addresses, settings.webhooks.allowed_networks.clone()),
                 Duration::from_millis(settings.webhooks.connect_timeout_ms),
+                crate::webhooks::tls::client_config(&settings.webhooks.ca_file),
             )),
             pool,
             clock,

@@ -1,11 +1,13 @@
 //! Outbound HTTP to customers (webhooks, answer_url, audio): timeouts always set, every body
 //! read under a size cap, and private or loopback addresses refused (see `address_guard`) on
 //! the first URL and on every redirect hop, unless configuration allows them. Proxy variables
-//! are ignored: a proxy would resolve names where the guard cannot see them.
+//! are ignored: a proxy would resolve names where the guard cannot see them. https:// is
+//! verified against the public roots and `webhooks.ca_file` (see `tls`).
 
 use super::address_guard::{AddressGuard, GuardedResolver};
 use super::signing::Signer;
 use crate::config::WebhookSettings;
+use rustls::ClientConfig;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,6 +99,7 @@ impl WebhookClient {
             .pool_max_idle_per_host(settings.max_in_flight)
             .user_agent(concat!("Outdial/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
+            .use_preconfigured_tls(ClientConfig::clone(&super::tls::client_config(&settings.ca_file)))
             .redirect(redirects);
         if guard.filters() {
             builder = builder.dns_resolver(Arc::new(GuardedResolver(guard.clone())));
@@ -199,8 +202,23 @@ fn classify(e: reqwest::Error) -> WebhookError {
         source = err.source();
     }
     if e.is_connect() {
-        WebhookError::Connect(e.to_string())
+        WebhookError::Connect(with_causes(&e))
     } else {
-        WebhookError::Other(e.to_string())
+        WebhookError::Other(with_causes(&e))
     }
+}
+
+/// The error and its causes: reqwest's own message names only the URL, the cause says what
+/// failed (refused, a certificate nothing trusts…).
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -7,6 +7,7 @@ pub mod baresip;
 pub mod receiver;
 pub mod sip_app;
 pub mod sipp;
+pub mod tls;
 pub mod vosk;
 pub mod ws_server;
 
@@ -103,7 +104,15 @@ pub async fn spawn_app_with_settings(pool: PgPool, settings: Settings, calls_per
     let address = format!("http://127.0.0.1:{}", instance.port.unwrap_or(0));
     let account = accounts::repo::create(&pool, "test", calls_per_second).await.unwrap();
     let app_id = create_application(&pool, account.account_id, Some("http://127.0.0.1:9/events")).await;
-    TestApp { address, instance: Some(instance), pool, client: reqwest::Client::new(), account, app_id }
+    TestApp { address, instance: Some(instance), pool, client: http_client(), account, app_id }
+}
+
+/// A plain HTTP client for calling the app. reqwest builds a TLS configuration for every client
+/// from the process's default rustls provider, which this build must install (it compiles only
+/// aws-lc-rs): use this rather than `reqwest::Client::new()`.
+pub fn http_client() -> reqwest::Client {
+    outdial::webhooks::tls::install_default_provider();
+    reqwest::Client::new()
 }
 
 /// Another instance over the same database (a second node of the cluster), and its base URL.

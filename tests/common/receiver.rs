@@ -78,6 +78,16 @@ impl Receiver {
         Receiver { base: format!("http://{ip}:{port}"), state }
     }
 
+    /// The same receiver, reached at `base` (e.g. through a TLS front: `tls::TestCa::receiver`).
+    pub fn with_base(self, base: String) -> Receiver {
+        Receiver { base, ..self }
+    }
+
+    /// The port of `base`.
+    pub fn port(&self) -> u16 {
+        self.base.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -1,6 +1,8 @@
 //! `connect`: a second outbound leg in the same conversation, dialled through the carrier and
 //! bridged to this one. Its status events go to the connect's eventUrl. If it does not connect
 //! the NCCO moves on (or, with eventType synchronous, runs the NCCO the event's answer holds).
+//! A websocket whose application closes it sends `disconnected` to that eventUrl, then
+//! `completed`; an NCCO in the answer to `disconnected` replaces the rest of this one.
 //!
 //! On real audio the first leg hears ringback (`ringbackTone`, or a generated 440+480 Hz
 //! cadence) while the second rings, then each leg hears the other: each one's received frames
@@ -100,8 +102,16 @@ async fn drive_child(leg: &mut Leg, child: &mut Leg, c: &Connect) -> Step<Flow> 
             Err(parent_stop)
         }
         Ok(Stop::Remote) => {
+            // A websocket closed by its application: `disconnected` may answer with an NCCO.
+            let flow = match child.disconnected_payload() {
+                Some(payload) => {
+                    let (url, method) = (child.row.event_url.clone(), child.row.event_method.clone());
+                    post_for_ncco(child, "disconnected", payload, url, &method).await?
+                }
+                None => Flow::Next,
+            };
             child.hang_up("user").await?;
-            Ok(Flow::Next)
+            Ok(flow)
         }
         // The connected leg's own limit, or the API hanging it up (a transfer of a connected
         // leg is not supported: it ends the leg too).

@@ -107,9 +107,10 @@ pub async fn next(leg: &mut Leg, deadline: Option<Instant>) -> Step<Signal> {
     };
     let Some(Reported { event, wall, at }) = event else { return Err(Stop::Remote) };
     match event {
-        CarrierEvent::Ended(_) => {
+        CarrierEvent::Ended(reason) => {
             // The call ended then, however late the leg got to it.
             leg.callee_hung_up = Some((wall, at));
+            leg.disconnected_owed = reason == crate::carrier::EndReason::Disconnected;
             Err(Stop::Remote)
         }
         CarrierEvent::Beep => {
