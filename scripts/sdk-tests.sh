@@ -55,6 +55,13 @@ provision() {
 }
 provision outdial_sim sim
 provision outdial_sip sip
+# The Numbers API tests' numbers (numbers.test.mjs), held on a platform trunk of the simulated
+# instance: one the test account owns, one for sale. GB, from the default rate deck.
+sim_number=447700900321
+sim_available_number=447700900322
+outdial_sim trunk create --name sdk-numbers --host 127.0.0.1 >/dev/null
+outdial_sim number add --msisdn "$sim_number" --trunk sdk-numbers --api-key "$sim_api_key" >/dev/null
+outdial_sim number add --msisdn "$sim_available_number" --trunk sdk-numbers >/dev/null
 
 # Started through env, which execs the binary: $! is the server itself, for the trap's kill.
 env "${sim_env[@]}" "$bin" serve >"$work/server.log" 2>&1 &
@@ -70,6 +77,7 @@ curl -sf "http://127.0.0.1:$sip_http_port/health" >/dev/null || { cat "$work/sip
 
 OUTDIAL_URL="http://127.0.0.1:$port" OUTDIAL_APPLICATION_ID="$sim_app_id" OUTDIAL_PRIVATE_KEY="$work/sim.key" \
 OUTDIAL_API_KEY="$sim_api_key" OUTDIAL_API_SECRET="$sim_api_secret" OUTDIAL_SIGNATURE_SECRET="$sim_signature_secret" \
+OUTDIAL_NUMBER="$sim_number" OUTDIAL_AVAILABLE_NUMBER="$sim_available_number" \
 OUTDIAL_SIP_URL="http://127.0.0.1:$sip_http_port" OUTDIAL_SIP_APPLICATION_ID="$sip_app_id" OUTDIAL_SIP_PRIVATE_KEY="$work/sip.key" \
 OUTDIAL_SIP_API_KEY="$sip_api_key" OUTDIAL_SIP_API_SECRET="$sip_api_secret" \
   bash tests/sdk/run.sh || {

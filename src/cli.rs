@@ -47,6 +47,12 @@ enum Command {
         #[command(subcommand)]
         command: TrunkCommand,
     },
+    /// Manage the numbers the operator holds on its trunks: an account's, or (without
+    /// --api-key) available for any account to buy.
+    Number {
+        #[command(subcommand)]
+        command: NumberCommand,
+    },
     /// Call history housekeeping.
     History {
         #[command(subcommand)]
@@ -157,7 +163,10 @@ enum RatesCommand {
     /// Import a CSV deck. A bad file is refused whole, with every bad row listed; otherwise all
     /// its rows are stored in one transaction. Its header is exactly:
     ///
-    /// prefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from
+    /// prefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from,inbound_price_per_minute
+    ///
+    /// inbound_price_per_minute prices calls to your numbers under the prefix (empty: free); a file
+    /// without that last column still imports, and merging it keeps the inbound prices stored.
     #[command(verbatim_doc_comment)]
     Import {
         file: PathBuf,
@@ -261,6 +270,47 @@ struct TrunkUpdate {
     /// Serve every number (remove all prefixes).
     #[arg(long, conflicts_with = "prefixes")]
     clear_prefixes: bool,
+}
+
+#[derive(Subcommand)]
+enum NumberCommand {
+    /// Add a number held on a trunk; prints it as JSON. Without --api-key it is available: an
+    /// account may buy it (POST /number/buy).
+    Add(NumberAdd),
+    /// Print every number, or with --api-key the account's, as JSON.
+    List {
+        /// The owning account's api_key (default: every number, owned or available).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+    /// Remove a number altogether: the operator no longer holds it (its account loses it).
+    Remove {
+        #[arg(long)]
+        msisdn: String,
+    },
+}
+
+#[derive(Args)]
+struct NumberAdd {
+    /// E.164, with or without the +.
+    #[arg(long)]
+    msisdn: String,
+    /// The trunk its calls arrive on, by name or id: with --api-key the account's own trunk of
+    /// that name if there is one, else a platform trunk.
+    #[arg(long)]
+    trunk: String,
+    /// The owning account's api_key (default: no owner: available to buy).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// ISO 3166 alpha-2 (default: the country of the longest rate deck prefix the number starts with).
+    #[arg(long)]
+    country: Option<String>,
+    /// Vonage's number type.
+    #[arg(long = "type", value_parser = crate::numbers::TYPES, default_value = "landline")]
+    kind: String,
+    /// Link it to this application of the account: calls to the number run it.
+    #[arg(long, requires = "api_key")]
+    app_id: Option<Uuid>,
 }
 
 #[derive(Subcommand)]
@@ -411,6 +461,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&app)?);
         }
         Command::Trunk { command } => trunk_command(&pool, &settings, command).await?,
+        Command::Number { command } => number_command(&pool, command).await?,
         Command::History { command: HistoryCommand::Seal } => {
             let sealed = crate::history::rollup::seal(&pool, std::time::Duration::from_secs(settings.history.seal_grace_s)).await?;
             println!("{}", json!({ "sealed_until": sealed.map(crate::calls::format_time) }));
@@ -472,6 +523,7 @@ fn trunk_repo_error(e: crate::trunks::repo::RepoError) -> anyhow::Error {
     match e {
         RepoError::DuplicateName(name) => anyhow::anyhow!("a trunk named {name} already exists for this owner; choose another --name"),
         RepoError::NoKey => anyhow::anyhow!("cannot store a trunk password: {}", crate::trunks::NO_KEY),
+        RepoError::HoldsNumbers => anyhow::anyhow!("the trunk holds numbers (outdial number list); remove them first (outdial number remove --msisdn N)"),
         RepoError::Database(db) => db.into(),
     }
 }
@@ -513,7 +565,7 @@ async fn trunk_command(pool: &sqlx::PgPool, settings: &Settings, command: TrunkC
         TrunkCommand::Delete { name_or_id, api_key } => {
             let owner = trunk_owner(pool, api_key.as_deref()).await?;
             let trunk = trunks::repo::find_owned(pool, owner, &name_or_id).await?.ok_or_else(|| no_trunk(&name_or_id, owner))?;
-            anyhow::ensure!(trunks::repo::delete(pool, trunk.id).await?, "{}", no_trunk(&name_or_id, owner));
+            anyhow::ensure!(trunks::repo::delete(pool, trunk.id).await.map_err(trunk_repo_error)?, "{}", no_trunk(&name_or_id, owner));
             print(json!({"deleted": trunk.id, "name": trunk.name, "owner": trunk.owner()}))
         }
     }
@@ -523,6 +575,61 @@ fn no_trunk(name_or_id: &str, owner: Option<i64>) -> anyhow::Error {
     match owner {
         None => anyhow::anyhow!("no platform trunk is named {name_or_id} or has that id (an account's trunk needs --api-key)"),
         Some(_) => anyhow::anyhow!("that account has no trunk named {name_or_id} or with that id"),
+    }
+}
+
+async fn number_command(pool: &sqlx::PgPool, command: NumberCommand) -> anyhow::Result<()> {
+    use crate::numbers::{self, repo};
+    let print = |value: serde_json::Value| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        Ok(())
+    };
+    let msisdn_of = |raw: &str| numbers::normalize_msisdn(raw).ok_or_else(|| anyhow::anyhow!("--msisdn {raw} {}", numbers::MSISDN_RULE));
+    match command {
+        NumberCommand::Add(args) => {
+            let msisdn = msisdn_of(&args.msisdn)?;
+            let owner = trunk_owner(pool, args.api_key.as_deref()).await?;
+            let mut trunk = None;
+            if owner.is_some() {
+                trunk = crate::trunks::repo::find_owned(pool, owner, &args.trunk).await?;
+            }
+            if trunk.is_none() {
+                trunk = crate::trunks::repo::find_owned(pool, None, &args.trunk).await?;
+            }
+            let trunk = trunk.ok_or_else(|| match owner {
+                None => anyhow::anyhow!("no platform trunk is named {} or has that id (see outdial trunk list; an account's own trunk needs --api-key)", args.trunk),
+                Some(_) => anyhow::anyhow!("neither that account nor the platform has a trunk named {} or with that id (see outdial trunk list)", args.trunk),
+            })?;
+            let country = match &args.country {
+                Some(raw) => numbers::normalize_country(raw).ok_or_else(|| anyhow::anyhow!("--country {raw} {}", numbers::COUNTRY_RULE))?,
+                None => repo::country_from_deck(pool, &msisdn).await?.ok_or_else(|| {
+                    anyhow::anyhow!("the rate deck names no country for a prefix of {msisdn}; give --country (e.g. --country GB)")
+                })?,
+            };
+            if let (Some(app), Some(account)) = (args.app_id, owner) {
+                anyhow::ensure!(
+                    applications::repo::find_for_account(pool, account, app).await?.is_some(),
+                    "that account has no application {app}"
+                );
+            }
+            let new = numbers::NewNumber { msisdn, country, trunk_id: trunk.id, account_id: owner, application_id: args.app_id, kind: args.kind };
+            let added = repo::insert(pool, &new).await.map_err(|e| match e {
+                repo::RepoError::Exists(n) => anyhow::anyhow!("the number {n} already exists (outdial number list shows it; remove it first to add it again)"),
+                repo::RepoError::Database(db) => db.into(),
+            })?;
+            let listed = repo::find_listed(pool, &added.msisdn).await?.ok_or_else(|| anyhow::anyhow!("the number {} was removed meanwhile", added.msisdn))?;
+            print(listed.to_json())
+        }
+        NumberCommand::List { api_key } => {
+            let owner = trunk_owner(pool, api_key.as_deref()).await?;
+            let list = repo::list(pool, owner).await?;
+            print(serde_json::Value::Array(list.iter().map(numbers::Listed::to_json).collect()))
+        }
+        NumberCommand::Remove { msisdn } => {
+            let msisdn = msisdn_of(&msisdn)?;
+            anyhow::ensure!(repo::delete(pool, &msisdn).await?, "there is no number {msisdn} (outdial number list shows them)");
+            print(json!({ "removed": msisdn }))
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod http;
 pub mod media;
 pub mod ncco;
 pub mod notify;
+pub mod numbers;
 pub mod reports;
 pub mod sandbox;
 pub mod speech;

@@ -70,9 +70,12 @@ impl AppState {
             .map_err(|limited| ApiError::RateLimited { retry_after: limited.retry_after, what })
     }
 
-    /// A caller id for `random_from_number`, from the configured pool.
-    pub fn random_from_number(&self) -> String {
-        self.settings.calls.random_from_numbers.choose(&mut rand::thread_rng()).cloned().unwrap_or_else(|| "447700900001".into())
+    /// A caller id for `random_from_number`, as Vonage picks it: one of the account's numbers
+    /// linked to the application, else one from the configured pool.
+    pub async fn random_from_number(&self, application_id: uuid::Uuid) -> Result<String, sqlx::Error> {
+        let linked = crate::numbers::repo::linked_numbers(&self.pool, application_id).await?;
+        let candidates = if linked.is_empty() { &self.settings.calls.random_from_numbers } else { &linked };
+        Ok(candidates.choose(&mut rand::thread_rng()).cloned().unwrap_or_else(|| "447700900001".into()))
     }
 }
 

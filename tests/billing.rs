@@ -188,7 +188,9 @@ async fn the_deck_exports_as_it_was_imported(pool: PgPool) {
     assert_eq!(response.status(), 200);
     assert_eq!(response.json::<Value>().await.unwrap(), json!({"imported": 2, "mode": "replace"}));
     let exported = export(&app).await;
-    assert_eq!(exported, csv.replace(",,ANY,0.2,60,60,,", ",,ANY,0.2,60,60,0,"), "replace leaves only the file's rows, exported in the same form");
+    // Exported with the inbound price column (empty: calls to our numbers there are free).
+    let expected = format!("{HEADER},inbound_price_per_minute\n,,ANY,0.2,60,60,0,,\n44,GB,GB-FIXED,0.0125,30,6,0.001,2026-01-01T00:00:00Z,\n");
+    assert_eq!(exported, expected, "replace leaves only the file's rows, exported in the same form");
     assert_eq!(deck::parse(exported.as_bytes()).unwrap(), deck::all(&app.pool).await.unwrap());
 
     // Merge: a new row is added, one with the same prefix and effective_from is replaced.

@@ -134,7 +134,7 @@ async fn app_create_requires_a_key_and_prints_absolute_links(pool: PgPool) {
 fn help_shows_what_a_newcomer_must_type() {
     let dir = scratch_dir();
     let help = stdout(&outdial(None, &dir, &["rates", "import", "--help"]));
-    assert!(help.contains("\nprefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from\n"), "{help}");
+    assert!(help.contains("\nprefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from,inbound_price_per_minute\n"), "{help}");
     let help = stdout(&outdial(None, &dir, &["app", "create", "--help"]));
     assert!(help.contains("<--public-key-file <PUBLIC_KEY_FILE>|--private-key-out <PRIVATE_KEY_OUT>>"), "the key is required: {help}");
     assert!(help.contains("inbound") && help.contains("`ncco` or `answer_url`"), "{help}");

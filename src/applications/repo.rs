@@ -102,7 +102,8 @@ pub async fn page(pool: &PgPool, account_id: i64, page: i64, page_size: i64) -> 
 }
 
 /// Deletes the application for its owner: its JWTs stop working (every instance's caches are
-/// told); its calls keep their history.
+/// told); its numbers are unlinked (calls to them find no application); its calls keep their
+/// history.
 pub async fn delete(pool: &PgPool, account_id: i64, id: Uuid) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query("UPDATE applications SET deleted_at = now() WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL")
@@ -112,6 +113,7 @@ pub async fn delete(pool: &PgPool, account_id: i64, id: Uuid) -> Result<bool, sq
         .await?;
     let deleted = done.rows_affected() == 1;
     if deleted {
+        sqlx::query("UPDATE numbers SET application_id = NULL WHERE application_id = $1").bind(id).execute(&mut *tx).await?;
         cache::announce(&mut tx, Changed::Application(id)).await?;
     }
     tx.commit().await?;

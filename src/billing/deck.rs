@@ -1,5 +1,6 @@
 //! The rate deck as CSV: the one file format for import and export, checked row by row so a bad
-//! file is refused whole, with every problem named by line and column.
+//! file is refused whole, with every problem named by line and column. Each row prices calls to
+//! its prefix and, in its last column, calls from the network to Outdial's numbers under it.
 
 use super::{Rate, RATE_COLUMNS};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -8,8 +9,9 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::str::FromStr;
 
-/// The header every deck file starts with, in this order.
-pub const HEADER: [&str; 8] = [
+/// The header every deck file starts with, in this order. Files from before inbound prices
+/// (the first eight columns only) are still read.
+pub const HEADER: [&str; 9] = [
     "prefix",
     "country",
     "network",
@@ -18,7 +20,26 @@ pub const HEADER: [&str; 8] = [
     "subsequent_increment_s",
     "connection_fee",
     "effective_from",
+    "inbound_price_per_minute",
 ];
+const OUTBOUND_ONLY_COLUMNS: usize = 8;
+
+/// One row of the deck.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeckRow {
+    /// How calls to the prefix are rated.
+    pub rate: Rate,
+    /// What a minute of a call to one of our numbers under the prefix costs; None: free.
+    pub inbound_price_per_minute: Option<Decimal>,
+}
+
+/// A deck file's rows, and whether it has the inbound price column (merging a file without it
+/// keeps the inbound prices already stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deck {
+    pub rows: Vec<DeckRow>,
+    pub with_inbound: bool,
+}
 
 const MAX_INCREMENT_S: i32 = 3600;
 /// NUMERIC(20, 8) holds 12 digits before the point.
@@ -38,16 +59,22 @@ fn error(line: u64, column: Option<&str>, reason: impl Into<String>) -> RowError
 }
 
 /// Parses a whole deck; any problem anywhere refuses the file, with every problem listed.
-pub fn parse(bytes: &[u8]) -> Result<Vec<Rate>, Vec<RowError>> {
+pub fn parse(bytes: &[u8]) -> Result<Deck, Vec<RowError>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).trim(csv::Trim::All).from_reader(bytes);
     let header = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(vec![error(1, None, format!("the header cannot be read: {e}"))]),
     };
-    if header.iter().collect::<Vec<_>>() != HEADER {
-        return Err(vec![error(1, None, format!("the header must be exactly: {}", HEADER.join(",")))]);
+    let names: Vec<&str> = header.iter().collect();
+    let with_inbound = names == HEADER;
+    if !with_inbound && names != HEADER[..OUTBOUND_ONLY_COLUMNS] {
+        return Err(vec![error(
+            1,
+            None,
+            format!("the header must be exactly: {} (or without its last column, for outbound prices only)", HEADER.join(",")),
+        )]);
     }
-    let mut rates = Vec::new();
+    let mut rows = Vec::new();
     let mut errors = Vec::new();
     // (prefix, effective_from) → the line that set it first.
     let mut seen: HashMap<(String, Option<DateTime<Utc>>), u64> = HashMap::new();
@@ -61,8 +88,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Rate>, Vec<RowError>> {
             }
         };
         let line = record.position().map_or(0, |p| p.line());
-        if record.len() != HEADER.len() {
-            errors.push(error(line, None, format!("has {} fields; every row has {}", record.len(), HEADER.len())));
+        if record.len() != names.len() {
+            errors.push(error(line, None, format!("has {} fields; every row has {}, as the header", record.len(), names.len())));
             continue;
         }
         let before = errors.len();
@@ -106,6 +133,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Rate>, Vec<RowError>> {
         };
         let price_per_minute = money("price_per_minute", field(3));
         let connection_fee = if field(6).is_empty() { Some(Decimal::ZERO) } else { money("connection_fee", field(6)) };
+        // Empty (or no such column): calls to our numbers under the prefix are free.
+        let inbound = if field(8).is_empty() { None } else { money("inbound_price_per_minute", field(8)) };
         let mut increment = |column: &str, raw: &str| match raw.parse::<i32>() {
             Ok(n) if (1..=MAX_INCREMENT_S).contains(&n) => Some(n),
             _ => {
@@ -129,7 +158,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Rate>, Vec<RowError>> {
             errors.push(error(line, Some("prefix"), format!("repeats the prefix and effective_from of line {first}")));
             continue;
         }
-        rates.push(Rate {
+        let rate = Rate {
             prefix,
             country,
             network,
@@ -138,13 +167,14 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Rate>, Vec<RowError>> {
             subsequent_increment_s: subsequent.expect("checked"),
             connection_fee: connection_fee.expect("checked"),
             effective_from,
-        });
+        };
+        rows.push(DeckRow { rate, inbound_price_per_minute: inbound });
     }
-    if rates.is_empty() && errors.is_empty() {
+    if rows.is_empty() && errors.is_empty() {
         errors.push(error(2, None, "the file holds no rates"));
     }
     if errors.is_empty() {
-        Ok(rates)
+        Ok(Deck { rows, with_inbound })
     } else {
         Err(errors)
     }
@@ -171,20 +201,25 @@ pub enum ImportMode {
     Replace,
 }
 
-/// Stores the rates in one transaction: all of them or, on any error, none.
-pub async fn import(pool: &PgPool, rates: &[Rate], mode: ImportMode) -> Result<u64, sqlx::Error> {
+/// Stores the deck's rows in one transaction: all of them or, on any error, none. Merging a file
+/// without the inbound column leaves the inbound prices of the rows it replaces as they were.
+pub async fn import(pool: &PgPool, deck: &Deck, mode: ImportMode) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if mode == ImportMode::Replace {
         sqlx::query("DELETE FROM rates").execute(&mut *tx).await?;
     }
-    let column = |f: fn(&Rate) -> String| rates.iter().map(f).collect::<Vec<String>>();
+    let rates: Vec<&Rate> = deck.rows.iter().map(|r| &r.rate).collect();
+    let column = |f: fn(&Rate) -> String| rates.iter().map(|r| f(r)).collect::<Vec<String>>();
     let done = sqlx::query(
-        "INSERT INTO rates (prefix, country, network, price_per_minute, initial_increment_s, subsequent_increment_s, connection_fee, effective_from)
-         SELECT p, c, n, ppm, i, s, f, COALESCE(e, '-infinity')
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::int[], $6::int[], $7::numeric[], $8::timestamptz[]) AS t(p, c, n, ppm, i, s, f, e)
+        "INSERT INTO rates (prefix, country, network, price_per_minute, initial_increment_s, subsequent_increment_s, connection_fee, effective_from,
+                           inbound_price_per_minute)
+         SELECT p, c, n, ppm, i, s, f, COALESCE(e, '-infinity'), ippm
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::int[], $6::int[], $7::numeric[], $8::timestamptz[], $9::numeric[])
+              AS t(p, c, n, ppm, i, s, f, e, ippm)
          ON CONFLICT (prefix, effective_from) DO UPDATE SET country = EXCLUDED.country, network = EXCLUDED.network,
              price_per_minute = EXCLUDED.price_per_minute, initial_increment_s = EXCLUDED.initial_increment_s,
-             subsequent_increment_s = EXCLUDED.subsequent_increment_s, connection_fee = EXCLUDED.connection_fee",
+             subsequent_increment_s = EXCLUDED.subsequent_increment_s, connection_fee = EXCLUDED.connection_fee,
+             inbound_price_per_minute = CASE WHEN $10 THEN EXCLUDED.inbound_price_per_minute ELSE rates.inbound_price_per_minute END",
     )
     .bind(column(|r| r.prefix.clone()))
     .bind(rates.iter().map(|r| r.country.clone()).collect::<Vec<_>>())
@@ -194,6 +229,8 @@ pub async fn import(pool: &PgPool, rates: &[Rate], mode: ImportMode) -> Result<u
     .bind(rates.iter().map(|r| r.subsequent_increment_s).collect::<Vec<_>>())
     .bind(rates.iter().map(|r| r.connection_fee).collect::<Vec<_>>())
     .bind(rates.iter().map(|r| r.effective_from).collect::<Vec<_>>())
+    .bind(deck.rows.iter().map(|r| r.inbound_price_per_minute).collect::<Vec<_>>())
+    .bind(deck.with_inbound)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -202,15 +239,25 @@ pub async fn import(pool: &PgPool, rates: &[Rate], mode: ImportMode) -> Result<u
 }
 
 /// The whole deck, by prefix then effective_from.
-pub async fn all(pool: &PgPool) -> Result<Vec<Rate>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {RATE_COLUMNS} FROM rates ORDER BY prefix, rates.effective_from")).fetch_all(pool).await
+pub async fn all(pool: &PgPool) -> Result<Deck, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        rate: Rate,
+        inbound_price_per_minute: Option<Decimal>,
+    }
+    let rows: Vec<Row> =
+        sqlx::query_as(&format!("SELECT {RATE_COLUMNS}, inbound_price_per_minute FROM rates ORDER BY prefix, rates.effective_from")).fetch_all(pool).await?;
+    let rows = rows.into_iter().map(|r| DeckRow { rate: r.rate, inbound_price_per_minute: r.inbound_price_per_minute }).collect();
+    Ok(Deck { rows, with_inbound: true })
 }
 
-/// The deck as CSV, in the format `parse` reads.
-pub fn to_csv(rates: &[Rate]) -> String {
+/// The deck as CSV, in the format `parse` reads (with the inbound column).
+pub fn to_csv(deck: &Deck) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let _ = writer.write_record(HEADER);
-    for r in rates {
+    for row in &deck.rows {
+        let r = &row.rate;
         let _ = writer.write_record([
             r.prefix.clone(),
             r.country.clone().unwrap_or_default(),
@@ -220,6 +267,7 @@ pub fn to_csv(rates: &[Rate]) -> String {
             r.subsequent_increment_s.to_string(),
             r.connection_fee.normalize().to_string(),
             r.effective_from.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default(),
+            row.inbound_price_per_minute.map(|p| p.normalize().to_string()).unwrap_or_default(),
         ]);
     }
     String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -231,12 +279,33 @@ mod tests {
 
     #[test]
     fn a_deck_round_trips() {
+        let file = "prefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from,inbound_price_per_minute\n\
+                    ,,UNKNOWN,0.1,60,60,,,\n44,gb,GB-FIXED,0.012,1,1,0.001,2026-12-01,0.004\n";
+        let deck = parse(file.as_bytes()).unwrap();
+        assert!(deck.with_inbound);
+        assert_eq!(deck.rows.len(), 2);
+        assert_eq!(deck.rows[1].rate.country.as_deref(), Some("GB"));
+        assert_eq!(deck.rows[0].inbound_price_per_minute, None);
+        assert_eq!(deck.rows[1].inbound_price_per_minute, Some(Decimal::new(4, 3)));
+        assert_eq!(parse(to_csv(&deck).as_bytes()).unwrap(), deck);
+    }
+
+    #[test]
+    fn an_outbound_only_deck_still_reads() {
         let file = "prefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from\n\
-                    ,,UNKNOWN,0.1,60,60,,\n44,gb,GB-FIXED,0.012,1,1,0.001,2026-12-01\n";
-        let rates = parse(file.as_bytes()).unwrap();
-        assert_eq!(rates.len(), 2);
-        assert_eq!(rates[1].country.as_deref(), Some("GB"));
-        assert_eq!(parse(to_csv(&rates).as_bytes()).unwrap(), rates);
+                    44,GB,GB-FIXED,0.012,1,1,,\n";
+        let deck = parse(file.as_bytes()).unwrap();
+        assert!(!deck.with_inbound);
+        assert_eq!(deck.rows[0].inbound_price_per_minute, None);
+        // A row must have as many fields as its header, and the header must be one of the two.
+        let nine_in_eight = "prefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee,effective_from\n\
+                             44,GB,GB-FIXED,0.012,1,1,,,0.1\n";
+        assert_eq!(parse(nine_in_eight.as_bytes()).unwrap_err()[0].line, 2);
+        let seven = "prefix,country,network,price_per_minute,initial_increment_s,subsequent_increment_s,connection_fee\n44,GB,X,1,1,1,\n";
+        assert_eq!(parse(seven.as_bytes()).unwrap_err()[0].line, 1);
+        let bad_inbound = format!("{}\n44,GB,X,1,1,1,,,-0.5\n", HEADER.join(","));
+        let errors = parse(bad_inbound.as_bytes()).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column.as_deref()), (2, Some("inbound_price_per_minute")));
     }
 
     #[test]

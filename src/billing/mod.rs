@@ -38,11 +38,29 @@ pub fn prefix_of(param: &str) -> String {
     format!("prefix = ANY(ARRAY(SELECT left({param}, n) FROM generate_series(0, length({param})) AS n))")
 }
 
+/// The columns of a `Rate` that prices an inbound leg: the row's inbound price per minute (NULL:
+/// calls to the prefix's numbers are free) with its increments, and no connection fee (nothing
+/// is dialled).
+pub const INBOUND_RATE_COLUMNS: &str = "prefix, country, network, COALESCE(inbound_price_per_minute, 0) AS price_per_minute, \
+    initial_increment_s, subsequent_increment_s, 0::numeric AS connection_fee, \
+    CASE WHEN effective_from = '-infinity' THEN NULL ELSE effective_from END AS effective_from";
+
 /// The deck entry in force at `at` whose prefix is the longest that `number` starts with; of
 /// entries with that prefix, the one that took effect last.
 pub async fn rate_for(pool: &PgPool, number: &str, at: DateTime<Utc>) -> Result<Option<Rate>, sqlx::Error> {
+    longest_prefix(pool, RATE_COLUMNS, number, at).await
+}
+
+/// What an inbound leg to `msisdn` (the number called) costs: the deck entry `rate_for` would
+/// pick for a call to it, priced at its `inbound_price_per_minute`.
+pub async fn inbound_rate(pool: &PgPool, msisdn: &str, at: DateTime<Utc>) -> Result<Option<Rate>, sqlx::Error> {
+    longest_prefix(pool, INBOUND_RATE_COLUMNS, msisdn, at).await
+}
+
+/// The deck entry of `rate_for`, read as `columns`.
+async fn longest_prefix(pool: &PgPool, columns: &str, number: &str, at: DateTime<Utc>) -> Result<Option<Rate>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {RATE_COLUMNS} FROM rates WHERE {} AND effective_from <= $2
+        "SELECT {columns} FROM rates WHERE {} AND effective_from <= $2
          ORDER BY length(prefix) DESC, rates.effective_from DESC LIMIT 1",
         prefix_of("$1")
     ))

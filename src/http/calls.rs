@@ -49,7 +49,7 @@ pub async fn create_call(req: HttpRequest, state: web::Data<AppState>, caller: A
     }
     let from = match &call.from {
         Some(from) => from.clone(),
-        None => Endpoint::Phone { number: state.random_from_number(), dtmf_answer: None, shaken: None, on_answer: None },
+        None => Endpoint::Phone { number: state.random_from_number(app.id).await?, dtmf_answer: None, shaken: None, on_answer: None },
     };
     let canonical = value.to_string();
     let idempotency = idempotency_key.as_deref().map(|key| IdempotencyKey {

@@ -34,6 +34,10 @@ pub enum ApiError {
     /// A file refused whole; each entry names a line, a column and what is wrong there.
     #[error("{detail}")]
     InvalidRows { detail: String, rows: Vec<crate::billing::deck::RowError> },
+    /// A Numbers API request refused, answered as Vonage answers it (HTTP 420, `error-code`
+    /// "420" and the reason as `error-code-label`) in a problem JSON body.
+    #[error("{label}")]
+    NumberRefused { label: String, params: Vec<InvalidParam> },
     /// The account cannot pay for what it asked (Vonage's `low-balance`).
     #[error("{0}")]
     LowBalance(String),
@@ -65,6 +69,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported Media Type"),
             ApiError::Unprocessable(_) => ("unprocessable-entity", "Unprocessable Entity"),
             ApiError::InvalidRows { .. } => ("invalid-rows", "Unprocessable Entity"),
+            ApiError::NumberRefused { .. } => ("method-failed", "Method Failed"),
             ApiError::LowBalance(_) => ("low-balance", "Low balance"),
             ApiError::RateLimited { .. } | ApiError::LoginsThrottled { .. } => ("rate-limit", "Too Many Requests"),
             ApiError::Unavailable(_) => ("service-unavailable", "Service Unavailable"),
@@ -89,19 +94,24 @@ impl ApiError {
     }
 }
 
-/// A problem JSON response; `instance` is a fresh id that also appears in the logs.
-pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str, params: Option<&[InvalidParam]>) -> HttpResponse {
-    let instance = uuid::Uuid::new_v4().simple().to_string();
-    let mut body = json!({
+/// A problem JSON body; `instance` is a fresh id.
+fn problem_body(code: &str, title: &str, detail: &str) -> serde_json::Value {
+    json!({
         "type": format!("https://developer.vonage.com/api-errors#{code}"),
         "title": title,
         "detail": detail,
-        "instance": instance,
-    });
+        "instance": uuid::Uuid::new_v4().simple().to_string(),
+    })
+}
+
+/// A problem JSON response; `instance` is a fresh id that also appears in the logs.
+pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str, params: Option<&[InvalidParam]>) -> HttpResponse {
+    let mut body = problem_body(code, title, detail);
     if let Some(params) = params {
         body["invalid_parameters"] = json!(params);
     }
     if status.is_server_error() {
+        let instance = body["instance"].as_str().unwrap_or_default();
         tracing::error!(%instance, %status, detail, "request failed");
     }
     HttpResponse::build(status).content_type(PROBLEM_JSON).body(body.to_string())
@@ -109,15 +119,14 @@ pub fn problem(status: StatusCode, code: &str, title: &str, detail: &str, params
 
 /// A problem JSON response with one more member (`invalid_rows`, …).
 pub fn problem_with(status: StatusCode, code: &str, title: &str, detail: &str, member: &str, value: serde_json::Value) -> HttpResponse {
-    let instance = uuid::Uuid::new_v4().simple().to_string();
-    let mut body = json!({
-        "type": format!("https://developer.vonage.com/api-errors#{code}"),
-        "title": title,
-        "detail": detail,
-        "instance": instance,
-    });
+    let mut body = problem_body(code, title, detail);
     body[member] = value;
     HttpResponse::build(status).content_type(PROBLEM_JSON).body(body.to_string())
+}
+
+/// Vonage's Numbers API answers a refusal with HTTP 420 (not a registered status: Vonage's own).
+fn method_failed() -> StatusCode {
+    StatusCode::from_u16(420).expect("420 is a valid status code")
 }
 
 impl ResponseError for ApiError {
@@ -132,6 +141,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) | ApiError::InvalidRows { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NumberRefused { .. } => method_failed(),
             ApiError::LowBalance(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::RateLimited { .. } | ApiError::LoginsThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -146,10 +156,21 @@ impl ResponseError for ApiError {
         let (code, title) = self.code_and_title();
         let params = match self {
             ApiError::Invalid { params, .. } => Some(params.as_slice()),
+            ApiError::NumberRefused { params, .. } if !params.is_empty() => Some(params.as_slice()),
             _ => None,
         };
         let mut response = match self {
             ApiError::InvalidRows { rows, .. } => problem_with(self.status_code(), code, title, &self.detail(), "invalid_rows", json!(rows)),
+            ApiError::NumberRefused { label, .. } => {
+                // Vonage's members, which the SDKs' users read, beside the problem's.
+                let mut body = problem_body(code, title, label);
+                body["error-code"] = json!("420");
+                body["error-code-label"] = json!(label);
+                if let Some(params) = params {
+                    body["invalid_parameters"] = json!(params);
+                }
+                HttpResponse::build(self.status_code()).content_type(PROBLEM_JSON).body(body.to_string())
+            }
             _ => problem(self.status_code(), code, title, &self.detail(), params),
         };
         let headers = response.headers_mut();

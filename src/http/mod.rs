@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod history;
 mod links;
+mod numbers;
 mod reports;
 mod trunks;
 
@@ -97,6 +98,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(web::resource("/v3/media/{id}").route(web::get().to(reports::media)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/account/get-balance").route(web::get().to(billing::balance)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/account/numbers").route(web::get().to(numbers::owned)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/number/search").route(web::get().to(numbers::search)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/number/update").route(web::post().to(numbers::update)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/number/buy").route(web::post().to(numbers::buy)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/number/cancel").route(web::post().to(numbers::cancel)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v2/applications")
                 .route(web::post().to(applications::create))

@@ -25,6 +25,7 @@ fn repo_error(e: RepoError, platform: bool) -> ApiError {
             if platform { "among the platform trunks" } else { "for this account" }
         )),
         RepoError::NoKey => ApiError::Unprocessable(format!("The server cannot store trunk passwords: {}", trunks::NO_KEY)),
+        RepoError::HoldsNumbers => ApiError::Conflict("The trunk holds numbers (their calls arrive on it); the operator removes them first (outdial number remove)".into()),
         RepoError::Database(db) => db.into(),
     }
 }
@@ -115,7 +116,7 @@ pub async fn update(req: HttpRequest, state: web::Data<AppState>, caller: Accoun
 
 pub async fn delete(state: web::Data<AppState>, caller: AccountCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let trunk = visible(&state, &caller, &path).await?;
-    if !trunks::repo::delete(&state.pool, trunk.id).await? {
+    if !trunks::repo::delete(&state.pool, trunk.id).await.map_err(|e| repo_error(e, trunk.account_id.is_none()))? {
         return Err(ApiError::NotFound(format!("Trunk {} does not exist", trunk.id)));
     }
     tracing::info!(trunk = %trunk.id, name = %trunk.name, owner = trunk.owner(), "trunk deleted");

@@ -16,6 +16,9 @@ pub enum RepoError {
     /// A password was given but no credentials key is configured.
     #[error("{}", super::crypto::NO_KEY)]
     NoKey,
+    /// The trunk holds numbers (their calls arrive on it): they go first.
+    #[error("the trunk holds numbers; remove them first")]
+    HoldsNumbers,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -136,9 +139,13 @@ pub async fn list(pool: &PgPool, account_id: Option<i64>, with_platform: bool) -
     .await
 }
 
-pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, RepoError> {
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query("DELETE FROM trunks WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected() == 1;
+    let deleted = sqlx::query("DELETE FROM trunks WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => RepoError::HoldsNumbers,
+        _ => RepoError::Database(e),
+    })?;
+    let deleted = deleted.rows_affected() == 1;
     commit_announced(tx).await?;
     Ok(deleted)
 }

@@ -27,6 +27,12 @@
 #                           place a call through it and read its `sip` object back. Without these
 #                           variables or sipp they are skipped, saying why; with env CI set they
 #                           fail instead. scripts/sdk-tests.sh starts that instance.
+#   OUTDIAL_NUMBER, OUTDIAL_AVAILABLE_NUMBER
+#                           two GB numbers the operator added (`outdial number add`): one owned by
+#                           the account above, one without an owner (for sale). The Numbers API
+#                           tests (numbers.test.mjs) list, link, buy and cancel them; without these
+#                           variables they are skipped (failed with env CI set). scripts/sdk-tests.sh
+#                           adds them.
 #   PYTHON                  interpreter used to create the venv (default python3, needs >= 3.10)
 #
 # The live call-control tests (test_call_control.py, call-control.test.mjs) always run: they start
@@ -105,7 +111,7 @@ run_node() {
   echo "==================== Node SDK (@vonage/server-sdk) against $OUTDIAL_URL"
   set +e
   (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-reporter=spec \
-    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs test/websocket.test.mjs)
+    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs test/websocket.test.mjs test/numbers.test.mjs)
   local rc=$?
   set -e
   result[node]=$rc
