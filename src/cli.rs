@@ -297,8 +297,10 @@ struct NumberAdd {
     msisdn: String,
     /// The trunk its calls arrive on, by name or id: with --api-key the account's own trunk of
     /// that name if there is one, else a platform trunk.
+    /// Without it no trunk holds the number: the sandbox rings it (POST /v1/sandbox/inbound),
+    /// so inbound flows can be built on the simulated network with no carrier.
     #[arg(long)]
-    trunk: String,
+    trunk: Option<String>,
     /// The owning account's api_key (default: no owner: available to buy).
     #[arg(long)]
     api_key: Option<String>,
@@ -589,17 +591,23 @@ async fn number_command(pool: &sqlx::PgPool, command: NumberCommand) -> anyhow::
         NumberCommand::Add(args) => {
             let msisdn = msisdn_of(&args.msisdn)?;
             let owner = trunk_owner(pool, args.api_key.as_deref()).await?;
-            let mut trunk = None;
-            if owner.is_some() {
-                trunk = crate::trunks::repo::find_owned(pool, owner, &args.trunk).await?;
-            }
-            if trunk.is_none() {
-                trunk = crate::trunks::repo::find_owned(pool, None, &args.trunk).await?;
-            }
-            let trunk = trunk.ok_or_else(|| match owner {
-                None => anyhow::anyhow!("no platform trunk is named {} or has that id (see outdial trunk list; an account's own trunk needs --api-key)", args.trunk),
-                Some(_) => anyhow::anyhow!("neither that account nor the platform has a trunk named {} or with that id (see outdial trunk list)", args.trunk),
-            })?;
+            let trunk_id = match &args.trunk {
+                None => None,
+                Some(name) => {
+                    let mut trunk = None;
+                    if owner.is_some() {
+                        trunk = crate::trunks::repo::find_owned(pool, owner, name).await?;
+                    }
+                    if trunk.is_none() {
+                        trunk = crate::trunks::repo::find_owned(pool, None, name).await?;
+                    }
+                    let trunk = trunk.ok_or_else(|| match owner {
+                        None => anyhow::anyhow!("no platform trunk is named {name} or has that id (see outdial trunk list; an account's own trunk needs --api-key)"),
+                        Some(_) => anyhow::anyhow!("neither that account nor the platform has a trunk named {name} or with that id (see outdial trunk list)"),
+                    })?;
+                    Some(trunk.id)
+                }
+            };
             let country = match &args.country {
                 Some(raw) => numbers::normalize_country(raw).ok_or_else(|| anyhow::anyhow!("--country {raw} {}", numbers::COUNTRY_RULE))?,
                 None => repo::country_from_deck(pool, &msisdn).await?.ok_or_else(|| {
@@ -612,7 +620,7 @@ async fn number_command(pool: &sqlx::PgPool, command: NumberCommand) -> anyhow::
                     "that account has no application {app}"
                 );
             }
-            let new = numbers::NewNumber { msisdn, country, trunk_id: trunk.id, account_id: owner, application_id: args.app_id, kind: args.kind };
+            let new = numbers::NewNumber { msisdn, country, trunk_id, account_id: owner, application_id: args.app_id, kind: args.kind };
             let added = repo::insert(pool, &new).await.map_err(|e| match e {
                 repo::RepoError::Exists(n) => anyhow::anyhow!("the number {n} already exists (outdial number list shows it; remove it first to add it again)"),
                 repo::RepoError::Database(db) => db.into(),

@@ -34,13 +34,3 @@ pub async fn delete(pool: &PgPool, account_id: i64, number: &str) -> Result<bool
     Ok(done.rows_affected() == 1)
 }
 
-/// The application one of the account's numbers is linked to: None when the account holds no
-/// such number, Some(None) when it is linked to none.
-pub async fn number_application(pool: &PgPool, account_id: i64, msisdn: &str) -> Result<Option<Option<uuid::Uuid>>, sqlx::Error> {
-    let row: Option<(Option<uuid::Uuid>,)> = sqlx::query_as("SELECT application_id FROM numbers WHERE msisdn = $1 AND account_id = $2")
-        .bind(msisdn)
-        .bind(account_id)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|(app,)| app))
-}

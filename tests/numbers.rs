@@ -25,7 +25,7 @@ async fn trunk(pool: &PgPool, account_id: Option<i64>, name: &str) -> Uuid {
 }
 
 async fn add(pool: &PgPool, msisdn: &str, country: &str, trunk_id: Uuid, account_id: Option<i64>, application_id: Option<Uuid>) {
-    let new = NewNumber { msisdn: msisdn.into(), country: country.into(), trunk_id, account_id, application_id, kind: "landline".into() };
+    let new = NewNumber { msisdn: msisdn.into(), country: country.into(), trunk_id: Some(trunk_id), account_id, application_id, kind: "landline".into() };
     repo::insert(pool, &new).await.unwrap();
 }
 
@@ -168,15 +168,19 @@ async fn the_operator_adds_lists_and_removes_numbers(pool: PgPool) {
     refused_saying(&outdial(&pool, &["number", "add", "--msisdn", "447700900124", "--trunk", "carrier", "--type", "fax"]), &["fax"]);
     assert!(repo::find(&pool, "447700900124").await.unwrap().is_none(), "nothing was added by the refusals");
 
+    // A number on no trunk, for the sandbox: listed with no trunk.
+    let sandboxed = json_out(&outdial(&pool, &["number", "add", "--msisdn", "447700900555", "--api-key", key, "--country", "GB"]));
+    assert_eq!((&sandboxed["trunk"], &sandboxed["trunk_id"]), (&Value::Null, &Value::Null), "{sandboxed}");
+
     let all = json_out(&outdial(&pool, &["number", "list"]));
     let listed: Vec<&str> = all.as_array().unwrap().iter().map(|n| n["msisdn"].as_str().unwrap()).collect();
-    assert_eq!(listed, ["33123456789", "447700900123", "447700900999"]);
+    assert_eq!(listed, ["33123456789", "447700900123", "447700900555", "447700900999"]);
     let mine = json_out(&outdial(&pool, &["number", "list", "--api-key", key]));
-    assert_eq!(mine.as_array().unwrap().len(), 2);
+    assert_eq!(mine.as_array().unwrap().len(), 3);
 
     assert_eq!(json_out(&outdial(&pool, &["number", "remove", "--msisdn", "+33123456789"])), json!({"removed": "33123456789"}));
     refused_saying(&outdial(&pool, &["number", "remove", "--msisdn", "33123456789"]), &["no number 33123456789"]);
-    assert_eq!(json_out(&outdial(&pool, &["number", "list"])).as_array().unwrap().len(), 2);
+    assert_eq!(json_out(&outdial(&pool, &["number", "list"])).as_array().unwrap().len(), 3);
 
     // A trunk holding numbers stays until they are removed (calls to them arrive on it).
     refused_saying(&outdial(&pool, &["trunk", "delete", "carrier"]), &["holds numbers"]);
@@ -278,7 +282,7 @@ async fn numbers_link_and_unlink_only_to_the_accounts_own_applications(pool: PgP
     let target = repo::inbound_target(&pool, "447700900123").await.unwrap().unwrap();
     assert_eq!(
         target,
-        numbers::InboundTarget { msisdn: "447700900123".into(), country: "GB".into(), trunk_id: carrier, account_id: Some(account), application_id: Some(app.app_id) }
+        numbers::InboundTarget { msisdn: "447700900123".into(), country: "GB".into(), trunk_id: Some(carrier), account_id: Some(account), application_id: Some(app.app_id) }
     );
     assert_eq!(repo::inbound_target(&pool, "447700900124").await.unwrap(), None);
     let listed = owned(&app, &me, "").await;

@@ -95,3 +95,26 @@ async fn ringing_a_number_the_account_does_not_hold_is_refused_with_problem_json
     assert!(problem.to_string().contains("not linked"), "{problem}");
     app.stop().await;
 }
+
+/// An inbound leg is priced by the number called at the deck's inbound price, not the outbound
+/// one, and its account pays it.
+#[sqlx::test]
+async fn an_inbound_call_is_billed_at_the_inbound_price(pool: PgPool) {
+    let (app, hooks) = app_with_number(pool).await;
+    sqlx::query("INSERT INTO rates (prefix, country, network, price_per_minute, inbound_price_per_minute) VALUES ('4420', 'GB', 'GB-FIXED', 0.10, 0.02)")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    hooks.respond("/answer", 200, &json!([{"action": "talk", "text": "please hold", "loop": 0}]).to_string());
+    // Hangs up 60 simulated seconds after the answer.
+    let response = ring(&app, &json!({"to": NUMBER, "from": "447700900321", "caller": {"hangup_after_s": 60}})).await;
+    let uuid = response.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_string();
+    let got = hooks.wait_status("/events", &uuid, "completed").await;
+    let completed = hooks.requests("/events").into_iter().find(|e| e.body["uuid"] == uuid.as_str() && e.body["status"] == "completed").unwrap();
+    assert_eq!(completed.body["disconnected_by"], "user", "{got:?}");
+    assert_eq!(completed.body["duration"], "60", "{}", completed.body);
+    assert_eq!(completed.body["rate"], "0.02000000", "{}", completed.body);
+    assert_eq!(completed.body["price"], "0.02000000", "{}", completed.body);
+    assert_eq!(completed.body["network"], "GB-FIXED");
+    app.stop().await;
+}

@@ -52,7 +52,8 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, call: Incomin
         }
     };
     let msisdn = number_called(&call.to);
-    let (account_id, application_id) = match linked_application(&ctx, &msisdn).await {
+    let target = crate::numbers::repo::inbound_target(&ctx.pool, &msisdn).await;
+    let (account_id, application_id) = match target.map(|t| t.and_then(|t| Some((t.account_id?, t.application_id?)))) {
         Ok(Some(target)) => target,
         Ok(None) => {
             tracing::info!(to = %call.to, trunk = %trunk.name, "inbound call to a number not linked to an application: 404");
@@ -99,15 +100,6 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, call: Incomin
     ctx.live_legs.fetch_add(1, Ordering::Relaxed);
     leg::drive_with(ctx.clone(), row, None, line, Some(handle)).await;
     ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// The account holding a number and the application it is linked to (None: no such number,
-/// or not linked).
-async fn linked_application(ctx: &EngineCtx, msisdn: &str) -> Result<Option<(i64, Uuid)>, sqlx::Error> {
-    sqlx::query_as("SELECT account_id, application_id FROM numbers WHERE msisdn = $1 AND account_id IS NOT NULL AND application_id IS NOT NULL")
-        .bind(msisdn)
-        .fetch_optional(&ctx.pool)
-        .await
 }
 
 /// Stores the inbound leg with its `started` event and its job, running here; returns it as a

@@ -747,7 +747,13 @@ impl Leg {
     /// up for a batch of legs; a connect leg's is looked up at its first need).
     async fn rate(&mut self) -> Result<Option<billing::Rate>, sqlx::Error> {
         if self.rate.is_none() {
-            self.rate = Some(billing::rate_for(&self.ctx.pool, &self.to, Utc::now()).await?);
+            // An inbound leg is priced by the number called (ours), at its inbound price.
+            let rate = if self.row.direction == "inbound" {
+                billing::inbound_rate(&self.ctx.pool, &self.to, Utc::now()).await?
+            } else {
+                billing::rate_for(&self.ctx.pool, &self.to, Utc::now()).await?
+            };
+            self.rate = Some(rate);
         }
         Ok(self.rate.clone().flatten())
     }

@@ -101,10 +101,12 @@ pub async fn inbound_call(req: HttpRequest, state: web::Data<AppState>, caller: 
             problems.into_iter().map(|(name, reason)| crate::validation::InvalidParam { name: format!("caller.{name}"), reason }).collect(),
         ));
     }
-    let application_id = match sandbox::number_application(&state.pool, caller.account_id(), &to).await? {
+    let target = crate::numbers::repo::inbound_target(&state.pool, &to).await?.filter(|t| t.account_id == Some(caller.account_id()));
+    let application_id = match target {
         None => return Err(ApiError::NotFound(format!("{to} is not one of your numbers (an operator adds it: outdial number add)"))),
-        Some(None) => return Err(invalid("to", format!("{to} is not linked to an application: link it with POST /number/update"))),
-        Some(Some(application_id)) => application_id,
+        Some(target) => target
+            .application_id
+            .ok_or_else(|| invalid("to", format!("{to} is not linked to an application: link it with POST /number/update")))?,
     };
     let uuid = uuid::Uuid::new_v4();
     let inbound = calls::repo::InboundCaller { to: &to, from: &from, behaviour: Some(serde_json::to_value(&behaviour).unwrap_or_default()) };

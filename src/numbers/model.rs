@@ -20,7 +20,8 @@ pub struct Number {
     pub msisdn: String,
     /// ISO 3166 alpha-2.
     pub country: String,
-    pub trunk_id: Uuid,
+    /// None: a number only the simulated network rings (POST /v1/sandbox/inbound).
+    pub trunk_id: Option<Uuid>,
     /// None: available for an account to buy.
     pub account_id: Option<i64>,
     pub application_id: Option<Uuid>,
@@ -36,7 +37,7 @@ pub struct Number {
 pub struct InboundTarget {
     pub msisdn: String,
     pub country: String,
-    pub trunk_id: Uuid,
+    pub trunk_id: Option<Uuid>,
     pub account_id: Option<i64>,
     pub application_id: Option<Uuid>,
 }
@@ -46,7 +47,7 @@ pub struct InboundTarget {
 pub struct NewNumber {
     pub msisdn: String,
     pub country: String,
-    pub trunk_id: Uuid,
+    pub trunk_id: Option<Uuid>,
     pub account_id: Option<i64>,
     pub application_id: Option<Uuid>,
     pub kind: String,
@@ -89,7 +90,7 @@ impl Number {
 pub struct Listed {
     #[sqlx(flatten)]
     pub number: Number,
-    pub trunk_name: String,
+    pub trunk_name: Option<String>,
     pub api_key: Option<String>,
 }
 

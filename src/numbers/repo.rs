@@ -74,7 +74,7 @@ pub async fn delete(pool: &PgPool, msisdn: &str) -> Result<bool, sqlx::Error> {
 }
 
 /// Numbers with their trunk's name and their owner's api_key.
-const LISTED: &str = "numbers n JOIN trunks t ON t.id = n.trunk_id LEFT JOIN accounts a ON a.id = n.account_id";
+const LISTED: &str = "numbers n LEFT JOIN trunks t ON t.id = n.trunk_id LEFT JOIN accounts a ON a.id = n.account_id";
 
 /// Every number, or one account's, by msisdn, with its trunk's name and its owner's api_key.
 pub async fn list(pool: &PgPool, account_id: Option<i64>) -> Result<Vec<Listed>, sqlx::Error> {
