@@ -63,6 +63,12 @@ outdial_sim trunk create --name sdk-numbers --host 127.0.0.1 >/dev/null
 outdial_sim number add --msisdn "$sim_number" --trunk sdk-numbers --api-key "$sim_api_key" >/dev/null
 outdial_sim number add --msisdn "$sim_available_number" --trunk sdk-numbers >/dev/null
 
+# The inbound test's number (inbound.test.mjs), on a platform trunk of the SIP instance at
+# 127.0.0.1, where SIPp calls it from.
+sip_number=442079460001
+outdial_sip trunk create --name sdk-inbound --host 127.0.0.1 >/dev/null
+outdial_sip number add --msisdn "$sip_number" --trunk sdk-inbound --api-key "$sip_api_key" --country GB >/dev/null
+
 # Started through env, which execs the binary: $! is the server itself, for the trap's kill.
 env "${sim_env[@]}" "$bin" serve >"$work/server.log" 2>&1 &
 servers+=($!)
@@ -80,6 +86,7 @@ OUTDIAL_API_KEY="$sim_api_key" OUTDIAL_API_SECRET="$sim_api_secret" OUTDIAL_SIGN
 OUTDIAL_NUMBER="$sim_number" OUTDIAL_AVAILABLE_NUMBER="$sim_available_number" \
 OUTDIAL_SIP_URL="http://127.0.0.1:$sip_http_port" OUTDIAL_SIP_APPLICATION_ID="$sip_app_id" OUTDIAL_SIP_PRIVATE_KEY="$work/sip.key" \
 OUTDIAL_SIP_API_KEY="$sip_api_key" OUTDIAL_SIP_API_SECRET="$sip_api_secret" \
+OUTDIAL_SIP_NUMBER="$sip_number" OUTDIAL_SIP_PORT="$sip_udp_port" \
   bash tests/sdk/run.sh || {
     echo "--- server log ---"; tail -n 50 "$work/server.log"
     echo "--- SIP server log ---"; tail -n 50 "$work/sip-server.log"

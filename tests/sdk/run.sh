@@ -27,6 +27,9 @@
 #                           place a call through it and read its `sip` object back. Without these
 #                           variables or sipp they are skipped, saying why; with env CI set they
 #                           fail instead. scripts/sdk-tests.sh starts that instance.
+#   OUTDIAL_SIP_NUMBER, OUTDIAL_SIP_PORT  a number the SIP instance's account holds on a platform
+#                           trunk at 127.0.0.1, and that instance's SIP UDP port: inbound.test.mjs
+#                           links the number with the Numbers client and calls it with SIPp.
 #   OUTDIAL_NUMBER, OUTDIAL_AVAILABLE_NUMBER
 #                           two GB numbers the operator added (`outdial number add`): one owned by
 #                           the account above, one without an owner (for sale). The Numbers API
@@ -111,7 +114,7 @@ run_node() {
   echo "==================== Node SDK (@vonage/server-sdk) against $OUTDIAL_URL"
   set +e
   (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-reporter=spec \
-    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs test/websocket.test.mjs test/numbers.test.mjs)
+    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs test/websocket.test.mjs test/numbers.test.mjs test/inbound.test.mjs)
   local rc=$?
   set -e
   result[node]=$rc
