@@ -8,7 +8,6 @@ use crate::http::{self, error::ApiError};
 use crate::webhooks::dispatcher::HandOffs;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use rand::seq::SliceRandom;
 use sqlx::PgPool;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -73,9 +72,8 @@ impl AppState {
     /// A caller id for `random_from_number`, as Vonage picks it: one of the account's numbers
     /// linked to the application, else one from the configured pool.
     pub async fn random_from_number(&self, application_id: uuid::Uuid) -> Result<String, sqlx::Error> {
-        let linked = crate::numbers::repo::linked_numbers(&self.pool, application_id).await?;
-        let candidates = if linked.is_empty() { &self.settings.calls.random_from_numbers } else { &linked };
-        Ok(candidates.choose(&mut rand::thread_rng()).cloned().unwrap_or_else(|| "447700900001".into()))
+        let picked = crate::numbers::repo::random_caller_id(&self.pool, application_id, &self.settings.calls.random_from_numbers).await?;
+        Ok(picked.unwrap_or_else(|| "447700900001".into()))
     }
 }
 

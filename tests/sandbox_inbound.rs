@@ -118,3 +118,22 @@ async fn an_inbound_call_is_billed_at_the_inbound_price(pool: PgPool) {
     assert_eq!(completed.body["network"], "GB-FIXED");
     app.stop().await;
 }
+
+/// An inbound call's `connect` with randomFromNumber calls out from one of the numbers linked to
+/// the application (here the one called).
+#[sqlx::test]
+async fn an_inbound_calls_connect_takes_its_caller_id_from_a_linked_number(pool: PgPool) {
+    let (app, hooks) = app_with_number(pool).await;
+    let ncco = json!([{"action": "connect", "randomFromNumber": true, "endpoint": [{"type": "phone", "number": "447700900111"}]}]);
+    hooks.respond("/answer", 200, &ncco.to_string());
+    let response = ring(&app, &json!({"to": NUMBER, "from": "447700900321", "caller": {"hangup_after_s": 30}})).await;
+    assert_eq!(response.status(), 201);
+    let started = |to: &'static str| {
+        move |r: &[common::receiver::Received]| r.iter().any(|e| e.body["to"] == to && e.body["status"] == "started")
+    };
+    let first = hooks.wait_for("/events", started("447700900111")).await;
+    let first = first.iter().find(|e| e.body["to"] == "447700900111").unwrap();
+    assert_eq!(first.body["from"], NUMBER, "{}", first.body);
+    assert_eq!(first.body["direction"], "outbound");
+    app.stop().await;
+}

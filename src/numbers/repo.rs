@@ -33,6 +33,15 @@ pub async fn linked_numbers(pool: &PgPool, application_id: Uuid) -> Result<Vec<S
     .await
 }
 
+/// A caller id for `random_from_number`: one of the application's linked numbers at random, or
+/// (when it has none) one of `configured` (`calls.random_from_numbers`); None when both are empty.
+pub async fn random_caller_id(pool: &PgPool, application_id: Uuid, configured: &[String]) -> Result<Option<String>, sqlx::Error> {
+    use rand::seq::SliceRandom;
+    let linked = linked_numbers(pool, application_id).await?;
+    let candidates = if linked.is_empty() { configured } else { &linked };
+    Ok(candidates.choose(&mut rand::thread_rng()).cloned())
+}
+
 /// The country the rate deck gives the number: that of the longest prefix it starts with among
 /// the entries that name one (any effective date: a country does not change with prices).
 pub async fn country_from_deck(pool: &PgPool, msisdn: &str) -> Result<Option<String>, sqlx::Error> {

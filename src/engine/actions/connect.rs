@@ -29,7 +29,14 @@ pub async fn connect(leg: &mut Leg, c: &Connect) -> Step<Flow> {
         Some(hook) => (Some(hook.url.clone()), hook.method.clone()),
         None => (leg.row.event_url.clone(), leg.row.event_method.clone()),
     };
-    let from = c.from.clone().unwrap_or_else(|| leg.from.clone());
+    let random_from = match c.random_from_number {
+        true => crate::numbers::repo::random_caller_id(&leg.ctx.pool, leg.row.application_id, &leg.ctx.settings.calls.random_from_numbers)
+            .await
+            .map_err(|e| Stop::Internal(e.to_string()))?,
+        false => None,
+    };
+    // An inbound call's caller id passes through unless the action says otherwise.
+    let from = c.from.clone().or(random_from).unwrap_or_else(|| leg.from.clone());
     let child_row = LegRow {
         uuid: Uuid::new_v4(),
         conversation_uuid: leg.row.conversation_uuid.clone(),
