@@ -137,3 +137,19 @@ async fn an_inbound_calls_connect_takes_its_caller_id_from_a_linked_number(pool:
     assert_eq!(first.body["direction"], "outbound");
     app.stop().await;
 }
+
+/// An inbound call is controlled like any other: PUT /v1/calls/{uuid} hangs it up.
+#[sqlx::test]
+async fn an_inbound_call_is_hung_up_through_the_api(pool: PgPool) {
+    let (app, hooks) = app_with_number(pool).await;
+    hooks.respond("/answer", 200, &json!([{"action": "talk", "text": "please hold", "loop": 0}]).to_string());
+    let response = ring(&app, &json!({"to": NUMBER, "from": "447700900321"})).await;
+    let uuid = response.json::<Value>().await.unwrap()["uuid"].as_str().unwrap().to_string();
+    hooks.wait_status("/events", &uuid, "answered").await;
+    let hangup = app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await;
+    assert_eq!(hangup.status(), 204, "{:?}", hangup.text().await);
+    hooks.wait_status("/events", &uuid, "completed").await;
+    let completed = hooks.requests("/events").into_iter().find(|e| e.body["uuid"] == uuid.as_str() && e.body["status"] == "completed").unwrap();
+    assert_eq!(completed.body["direction"], "inbound");
+    app.stop().await;
+}
