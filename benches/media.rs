@@ -221,7 +221,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let payloads = Arc::new(tone_payloads());
 
     // 1. The baseline: the bare pacer.
-    let pacer = if o.no_baseline { None } else { Some(pacer_run(&o, legs, payloads.clone()).await?) };
+    let talk = (o.mode != Mode::Stream).then(|| Talk { payload: far_end_payload(), thread: FAR_END_THREAD });
+    let pacer = if o.no_baseline { None } else { Some(pacer_run(&o, legs, talk, payloads.clone()).await?) };
     if let Some(p) = &pacer {
         p.print("pacer", legs, "stream");
     }
@@ -270,8 +271,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("trunk: {e}"))?;
 
     // The meter's sockets, one per leg, and the trunk answering leg i with socket i.
-    let talk = (o.mode != Mode::Stream).then(|| Talk { payload: far_end_payload(), hz: FAR_END_HZ, thread: FAR_END_THREAD });
-    let meter = Meter::start(legs, METER_THREAD, talk)?;
+    let meter = Meter::start(legs, METER_THREAD, talk, talk.map(|_| FAR_END_HZ))?;
     let ports_csv = work.join("ports.csv");
     let mut csv = String::from("SEQUENTIAL\n");
     for addr in &meter.addrs {
@@ -627,31 +627,36 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
 // ---------------------------------------------------------------------------------------------
 // The baseline.
 
-/// The bare pacer's `n` streams to a meter of their own, measured as ours are.
-async fn pacer_run(o: &Options, n: usize, payloads: Arc<Vec<[u8; 160]>>) -> anyhow::Result<Run> {
+/// The bare pacer's `n` streams to a meter of their own, measured as ours are; with `talk`, the
+/// meter's sockets talk back and the pacer reads (and drops) what they say.
+async fn pacer_run(o: &Options, n: usize, talk: Option<Talk>, payloads: Arc<Vec<[u8; 160]>>) -> anyhow::Result<Run> {
     let hold = Duration::from_secs(u64::from(o.hold_seconds));
-    let meter = Meter::start(n, METER_THREAD, None)?;
+    let meter = Meter::start(n, METER_THREAD, talk, None)?;
     let start = Instant::now() + Duration::from_millis(200);
     println!(
         "baseline: a bare UDP pacer in this process sends {n} streams (172-byte RTP every 20 ms, one task and socket each), \
-         started at {}/s and each lasting {} s, to {n} meter sockets",
-        o.rate, o.hold_seconds
+         started at {}/s and each lasting {} s, to {n} meter sockets{}",
+        o.rate,
+        o.hold_seconds,
+        if talk.is_some() { ", which talk back (each task also reads its socket and drops what comes)" } else { "" }
     );
-    let tasks = pacer::start(&meter.addrs, start, o.rate, hold, payloads).await?;
+    let tasks = pacer::start(&meter.addrs, start, o.rate, hold, payloads, talk.is_some()).await?;
     let stop = CancellationToken::new();
     let rows = Arc::new(Mutex::new(Vec::new()));
     let sampler_task = tokio::spawn(sampler(None, meter.live.clone(), rows, stop.clone()));
     let marks = window(&meter.live, n, hold, Instant::now() + Duration::from_secs_f64(n as f64 / o.rate + 30.0), || Mark::take(None, None, None)).await;
-    let mut sent = 0;
+    let (mut sent, mut received) = (0, 0);
     for task in tasks {
-        sent += task.await?;
+        let (s, r) = task.await?;
+        sent += s;
+        received += r;
     }
     stop.cancel();
     sampler_task.await?;
     let streams = meter.finish();
     let (start, end) = marks?;
     let run = Run::build(&streams, &start, &end);
-    println!("baseline: the pacer sent {sent} packets in all");
+    println!("baseline: the pacer sent {sent} packets in all and received {received}");
     Ok(run)
 }
 

@@ -51,12 +51,10 @@ pub struct Live {
     pub far_end_packets: AtomicU64,
 }
 
-/// What the far ends say (`Meter::start`): one 20 ms PCMU payload, sent in every packet, of a
-/// tone of `hz`, which the meter then looks for in what it receives.
+/// What the far ends say (`Meter::start`): one 20 ms PCMU payload, sent in every packet.
 #[derive(Clone, Copy)]
 pub struct Talk {
     pub payload: [u8; 160],
-    pub hz: f64,
     /// The name of the thread that sends it (its CPU shows apart).
     pub thread: &'static str,
 }
@@ -79,8 +77,9 @@ pub struct Meter {
 
 impl Meter {
     /// Binds `n` sockets and starts reading them on a thread named `name`; with `talk`, each
-    /// socket's far end also talks back (see the module's doc).
-    pub fn start(n: usize, name: &str, talk: Option<Talk>) -> anyhow::Result<Meter> {
+    /// socket's far end also talks back (see the module's doc); with `tone_hz`, the meter sorts
+    /// what each packet carries (`Heard`: a tone of that frequency or not).
+    pub fn start(n: usize, name: &str, talk: Option<Talk>, tone_hz: Option<f64>) -> anyhow::Result<Meter> {
         let mut sockets = Vec::with_capacity(n);
         let mut addrs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -107,7 +106,7 @@ impl Meter {
             _ => None,
         };
         let (thread_live, thread_stop) = (live.clone(), stop.clone());
-        let tone = talk.map(|t| tone_crossings(t.hz));
+        let tone = tone_hz.map(tone_crossings);
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || read(&sockets, peers.as_deref(), tone, &thread_live, &thread_stop))?;
