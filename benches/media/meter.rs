@@ -16,9 +16,9 @@
 //! also sends 20 ms RTP packets of the far end's voice (a tone) back to where those packets come
 //! from, every 20 ms on a grid of its own, from a second thread, until the sender has been quiet
 //! for 1 s; as a phone would, from the address the SDP answer named, so the sender's symmetric
-//! RTP keeps sending to this socket. The meter then sorts what it receives: silence, the far
-//! ends' tone (by its zero crossings), or other audio: whether a bridge or a conversation
-//! carried the other side's voice.
+//! RTP keeps sending to this socket. Given the far ends' tone to listen for, the meter sorts
+//! what it receives: silence, that tone (by its zero crossings), or other audio: whether a
+//! bridge or a conversation carried the other side's voice.
 
 use hdrhistogram::Histogram;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};

@@ -1,8 +1,8 @@
 //! The process's media totals: sessions, packets, send-time deviation and tick work of every
-//! session, live and closed. Sessions add to them as they go (relaxed atomics, a few adds per 20 ms packet), so
-//! a snapshot is the whole process at that moment without a list of sessions. Counters only grow
-//! (loss can shrink when a late packet turns up): a window is the difference of two snapshots.
-//! The media benchmark reads them; `/metrics` will export them.
+//! session, live and closed. Sessions add to them as they go (relaxed atomics, a few adds per
+//! 20 ms packet), so a snapshot is the whole process at that moment without a list of sessions.
+//! Counters only grow (loss can shrink when a late packet turns up): a window is the difference
+//! of two snapshots. The media benchmark reads them; `/metrics` will export them.
 
 use super::deviation::{AtomicDeviation, DeviationHistogram};
 use super::work::{AtomicWork, WorkHistogram};
