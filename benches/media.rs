@@ -1,7 +1,29 @@
 //! Media at scale: N concurrent SIP calls to a SIPp trunk, each playing a looped stream and
-//! recording, measured at the wire, against a bare UDP pacer sending the same streams.
+//! recording (`--mode stream`, the default), or N two-party bridges (`--mode bridges`), or one
+//! conversation of N members (`--mode conference`), measured at the wire, against a bare UDP
+//! pacer sending as many streams as there are legs.
 //!
 //!   . scripts/db-env.sh outdial_media_bench && cargo bench --bench media -- [--calls 1000 --rate 200 --hold-seconds 35]
+//!   . scripts/db-env.sh outdial_media_bench && cargo bench --bench media -- --mode bridges [--calls 200]
+//!   . scripts/db-env.sh outdial_media_bench && cargo bench --bench media -- --mode conference [--calls 50]
+//!
+//! The other modes differ from `stream` in what the calls do and in the far end, which talks:
+//!  - bridges: each call's NCCO is `[connect to a phone number]`, which Outdial dials through the
+//!    same trunk: 2N SIP legs (SIPp answers each with a meter socket of its own), N bridges, each
+//!    leg hearing the other's far end;
+//!  - conference: each call's NCCO is `[conversation "bench"]`: N members of one conversation,
+//!    each hearing the sum of the others (the room's mixing: N − 1 live inputs in each member's
+//!    mixer, N (N − 1) in all);
+//!  - the far end talks: each meter socket, once Outdial's first packet has come, sends a 1 kHz
+//!    tone back in 20 ms PCMU packets to where Outdial's packets come from (meter.rs, `Talk`).
+//!    Not SIPp: its audio (pcap play, rtp_stream) leaves from SIPp's media port, and Outdial's
+//!    symmetric RTP would then send there instead of to the meter. The meter sorts every packet
+//!    it gets (silence, the far ends' tone, other audio): a bridge or a conversation that carries
+//!    the other side's voice shows as the tone at the other leg's socket;
+//!  - what is printed besides: CPU per bridged call (and per leg) or per member, and Outdial's
+//!    tick work (`media::totals().tick_work`: from a session clock's wake-up to its packet built,
+//!    the mixing of what plays and of what it hears live, encoding, the taps) per tick p50 / p99
+//!    / max, and all sessions' added up per 20 ms frame (in a conversation: its mixing per frame).
 //!
 //! One run, in order:
 //!  1. the baseline: a bare UDP pacer in this process (benches/media/pacer.rs: one tokio task
@@ -36,8 +58,8 @@
 //! one stream per meter socket, the pacer's streams all measured, a window of at least 10 s, and
 //! a quiet machine: other processes took under 0.2 cores in each window): otherwise the run
 //! prints "not judged" and exits 1 (a run whose targets are not met exits 1 too). Open files:
-//! Outdial holds one UDP socket per call and the meter one per stream, so `ulimit -n` must exceed
-//! 2 × N by a margin (it checks; `ulimit -n 65536` if your shell's is lower).
+//! Outdial holds one UDP socket per leg and the meter one per stream, so `ulimit -n` must exceed
+//! 2 × legs by a margin (it checks; `ulimit -n 65536` if your shell's is lower).
 //!
 //! The last line is machine-readable: `media_calls=… concurrent=… packets_per_s=… dev_p99_ms=… …`.
 
@@ -52,7 +74,7 @@ use common::load::{ms, place_calls, Minter};
 use common::procs::{all_ticks, backend_ticks, machine_ticks, nofile_limit, proc_ticks, udp_errors, MachineTicks};
 use common::receiver::Receiver;
 use common::sipp::{sipp_installed, sipp_stat_last, Sipp};
-use meter::{realtime_ns, Live, Meter, Wire};
+use meter::{realtime_ns, Heard, Live, Meter, Talk, Wire};
 use outdial::applications::{self, keys, ApplicationSpec};
 use outdial::config::Settings;
 use outdial::media::{totals, MediaTotals};
@@ -69,13 +91,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Concurrent SIP calls, each playing a looped stream and recording, measured at the wire.
+/// Concurrent SIP calls streaming (and recording), bridged or in one conversation, measured at the wire.
 #[derive(clap::Parser, Debug)]
 #[command(name = "media", after_help = "Environment: DATABASE_URL (required), OUTDIAL__SECTION__KEY overrides as for the server.")]
 struct Options {
-    /// Concurrent calls (and the pacer's streams)
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = common::positive::<usize>)]
-    calls: usize,
+    /// What the calls do
+    #[arg(long, value_enum, default_value_t = Mode::Stream)]
+    mode: Mode,
+    /// Calls placed: streams, bridges (of two legs each) or conversation members [default: 1000,
+    /// 200, 50 by mode]. The pacer sends as many streams as there are legs
+    #[arg(long, value_name = "N", value_parser = common::positive::<usize>)]
+    calls: Option<usize>,
     /// Calls placed (and pacer streams started) per second
     #[arg(long, value_name = "R", default_value_t = 200.0, value_parser = common::positive::<f64>)]
     rate: f64,
@@ -103,6 +129,43 @@ struct Options {
     cargo: common::CargoBench,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Each call records and streams a looped tone; the far end is silent
+    Stream,
+    /// Each call connects a second SIP leg and the two are bridged; the far ends talk
+    Bridges,
+    /// Every call joins one conversation; the far ends talk
+    Conference,
+}
+
+impl Mode {
+    fn default_calls(self) -> usize {
+        match self {
+            Mode::Stream => 1000,
+            Mode::Bridges => 200,
+            Mode::Conference => 50,
+        }
+    }
+
+    /// SIP legs for `calls` calls.
+    fn legs(self, calls: usize) -> usize {
+        match self {
+            Mode::Bridges => 2 * calls,
+            Mode::Stream | Mode::Conference => calls,
+        }
+    }
+
+    /// What a leg is called in the figures.
+    fn unit(self) -> &'static str {
+        match self {
+            Mode::Stream => "call",
+            Mode::Bridges => "leg",
+            Mode::Conference => "member",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     common::main::<Options, _, _>("media", run)
 }
@@ -118,10 +181,20 @@ const MAX_OTHERS_CORES: f64 = 0.2;
 /// Outdial's RTP ports: below the kernel's ephemeral range, where the meter's sockets are.
 const RTP_PORTS: (u16, u16) = (20000, 32767);
 const METER_THREAD: &str = "rtp-meter";
+const FAR_END_THREAD: &str = "rtp-far-end";
+/// What the far ends say in the bridges and conference modes: a 1 kHz tone at -20 dBFS (a
+/// speaking level), its phase off the samples' grid so that no sample is zero.
+const FAR_END_HZ: f64 = 1000.0;
+const FAR_END_AMPLITUDE: f64 = 3277.0;
+/// In the bridges and conference modes, a run is judged only when at least this share of the
+/// window's packets carried the far ends' tone (the other side's voice got through).
+const MIN_FAR_END_SHARE: f64 = 0.99;
 
 async fn run(o: Options) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(sipp_installed(), "sipp is not installed (Debian package sip-tester)");
-    let n = o.calls;
+    let n = o.calls.unwrap_or(o.mode.default_calls());
+    let legs = o.mode.legs(n);
+    let unit = o.mode.unit();
     let hold = Duration::from_secs(u64::from(o.hold_seconds));
     let ramp_s = n as f64 / o.rate;
     // Calls are answered some 100 ms after their POST: a margin on top of the ramp.
@@ -135,12 +208,12 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     );
     let nofile = nofile_limit();
     println!(
-        "file descriptors: limit {} (Outdial holds one UDP socket per call and the meter one per stream: ~{} at the peak)",
+        "file descriptors: limit {} (Outdial holds one UDP socket per leg and the meter one per stream: ~{} at the peak)",
         nofile.map_or("unknown".to_string(), |l| l.to_string()),
-        2 * n
+        2 * legs
     );
     if let Some(limit) = nofile {
-        anyhow::ensure!(limit > 2 * n as u64 + 1_000, "raise the open files limit first: ulimit -n 65536 (now {limit})");
+        anyhow::ensure!(limit > 2 * legs as u64 + 1_000, "raise the open files limit first: ulimit -n 65536 (now {limit})");
     }
     println!("machine: {}", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
     let work = std::env::temp_dir().join(format!("outdial-media-bench-{}", std::process::id()));
@@ -148,9 +221,10 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let payloads = Arc::new(tone_payloads());
 
     // 1. The baseline: the bare pacer.
-    let pacer = if o.no_baseline { None } else { Some(pacer_run(&o, payloads.clone()).await?) };
+    let talk = (o.mode != Mode::Stream).then(|| Talk { payload: far_end_payload(), thread: FAR_END_THREAD });
+    let pacer = if o.no_baseline { None } else { Some(pacer_run(&o, legs, talk, payloads.clone()).await?) };
     if let Some(p) = &pacer {
-        p.print("pacer", n);
+        p.print("pacer", legs, "stream");
     }
 
     // 2. Database, settings, account, application, trunk.
@@ -162,7 +236,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     settings.http.port = 0;
     settings.limits.other_requests_per_second = 1_000_000;
     settings.engine.roles = vec!["api".into(), "workers".into(), "webhooks".into()];
-    settings.engine.max_live_legs = settings.engine.max_live_legs.max(n);
+    settings.engine.max_live_legs = settings.engine.max_live_legs.max(legs);
     settings.webhooks.allow_private_addresses = true;
     settings.carrier.kind = "sip".into();
     settings.carrier.time_scale = 1.0;
@@ -196,8 +270,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("trunk: {e}"))?;
 
-    // The meter's sockets, one per call, and the trunk answering call i with socket i.
-    let meter = Meter::start(n, METER_THREAD)?;
+    // The meter's sockets, one per leg, and the trunk answering leg i with socket i.
+    let meter = Meter::start(legs, METER_THREAD, talk, talk.map(|_| FAR_END_HZ))?;
     let ports_csv = work.join("ports.csv");
     let mut csv = String::from("SEQUENTIAL\n");
     for addr in &meter.addrs {
@@ -206,15 +280,22 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     std::fs::write(&ports_csv, csv)?;
     let mut trunk = Sipp::trunk("media/uas.xml", o.sipp_port, &work.join("trunk"), &["-inf".as_ref(), ports_csv.as_os_str()])?;
     println!(
-        "trunk: SIPp (pid {}) at 127.0.0.1:{} running benches/media/uas.xml, answering call i with meter socket i ({} sockets, {}..)",
+        "trunk: SIPp (pid {}) at 127.0.0.1:{} running benches/media/uas.xml, answering leg i with meter socket i ({} sockets, {}..){}",
         trunk.pid(),
         o.sipp_port,
         meter.addrs.len(),
-        meter.addrs[0]
+        meter.addrs[0],
+        if talk.is_some() {
+            format!(
+                "; each socket talks back once Outdial's packets come (a {FAR_END_HZ} Hz tone in 20 ms PCMU packets from thread {FAR_END_THREAD})"
+            )
+        } else {
+            String::new()
+        }
     );
 
     // 3. Receiver (serving the tone), application, instance.
-    let receiver = Receiver::serving(n, vec![("/tone.wav".into(), "audio/wav", tone_wav().into())])?;
+    let receiver = Receiver::serving(legs, vec![("/tone.wav".into(), "audio/wav", tone_wav().into())])?;
     let event_url = format!("http://127.0.0.1:{}/events", receiver.port);
     let tone_url = format!("http://127.0.0.1:{}/tone.wav", receiver.port);
     let pair = keys::generate();
@@ -242,16 +323,27 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     // 4. Tokens, then the calls.
     let minter = Minter { app_id: app.id, pem: Arc::new(pair.private_pem) };
     let tokens = Arc::new(minter.mint_parallel(n).await?);
+    let (ncco, what) = match o.mode {
+        Mode::Stream => (
+            serde_json::json!([{"action": "record"}, {"action": "stream", "streamUrl": [tone_url], "loop": 0}]),
+            "[record, stream tone.wav loop 0]",
+        ),
+        Mode::Bridges => (
+            serde_json::json!([{"action": "connect", "endpoint": [{"type": "phone", "number": "447700900002"}]}]),
+            "[connect to 447700900002 through the same trunk] (two legs bridged)",
+        ),
+        Mode::Conference => (serde_json::json!([{"action": "conversation", "name": "bench"}]), "[conversation bench] (one room)"),
+    };
     let body = serde_json::json!({
         "to": [{"type": "phone", "number": "447700900000"}],
         "from": {"type": "phone", "number": "447700900001"},
-        "ncco": [{"action": "record"}, {"action": "stream", "streamUrl": [tone_url], "loop": 0}],
+        "ncco": ncco,
         "length_timer": o.hold_seconds,
         "event_url": [event_url],
     })
     .to_string();
     println!(
-        "calls: {n} at {}/s through trunk sipp, each [record, stream tone.wav loop 0] ended by Outdial's BYE at length_timer {} s; \
+        "calls: {n} at {}/s through trunk sipp, each {what}, ended by Outdial's BYE at length_timer {} s: {legs} SIP legs; \
          {} clients POST /v1/calls ({} JWTs pre-minted)",
         o.rate,
         o.hold_seconds,
@@ -279,13 +371,18 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     }
     let sipp = (trunk.pid(), trunk.stat_file());
     let take = || Mark::take(Some(&ctx), Some((sipp.0, &sipp.1)), Some(&db_name));
-    let marks = window(&meter.live, load.created.len(), hold, Instant::now() + Duration::from_secs(30), take).await;
+    let marks = window(&meter.live, o.mode.legs(load.created.len()), hold, Instant::now() + Duration::from_secs(30), take).await;
 
-    // 5. Every call ends (Outdial's BYE at its length_timer) with its `record` event.
+    // 5. Every leg ends (Outdial's BYE at the call's length_timer), in the stream mode with its
+    // call's `record` event.
     let expected = load.created.len();
+    let expected_legs = o.mode.legs(expected);
+    let expected_recordings = if o.mode == Mode::Stream { expected } else { 0 };
     let timeout = Duration::from_secs_f64(o.timeout_seconds.unwrap_or(hold.as_secs_f64() + 60.0 + n as f64 / 10.0));
     let mut timed_out = false;
-    while receiver.state.completed.load(Ordering::Relaxed) < expected || receiver.state.recordings.load(Ordering::Relaxed) < expected {
+    while receiver.state.completed.load(Ordering::Relaxed) < expected_legs
+        || receiver.state.recordings.load(Ordering::Relaxed) < expected_recordings
+    {
         if load.end.elapsed() > timeout {
             timed_out = true;
             break;
@@ -296,6 +393,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let live_after = totals().live_sessions();
     stop.cancel();
     sampler_task.await?;
+    let far_end_packets = meter.live.far_end_packets.load(Ordering::Relaxed);
     let streams = meter.finish();
     instance.stop().await;
     pool.close().await;
@@ -317,6 +415,11 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let answered = created.iter().filter(|u| per_call.get(*u).is_some_and(|c| c[2] == 1)).count();
     let completed = created.iter().filter(|u| per_call.get(*u).is_some_and(|c| c[3] == 1)).count();
     let recorded = created.iter().filter(|u| per_call.get(*u).is_some_and(|c| c[5] == 1)).count();
+    // The legs `connect` dialled: every other uuid the events name.
+    let placed: std::collections::HashSet<Uuid> = created.iter().copied().collect();
+    let connected = per_call.iter().filter(|(u, _)| !placed.contains(*u));
+    let (connected_answered, connected_completed) =
+        connected.fold((0, 0), |(a, c), (_, counts)| (a + usize::from(counts[2] == 1), c + usize::from(counts[3] == 1)));
     println!("--- timeline (t from the first POST; streams = meter sockets that have received a packet) ---");
     println!("{:>6} {:>9} {:>9} {:>8} {:>10}", "t s", "live legs", "media", "streams", "packets/s");
     let rows = std::mem::take(&mut *rows.lock().unwrap());
@@ -335,10 +438,16 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     }
     println!("--- results ---");
     println!(
-        "calls: {expected} placed, {answered} answered, {completed} completed, {recorded} with their `record` event (one each); \
-         {} GETs of tone.wav (the audio cache fetches a URL once); {}; media sessions still live after the run: {live_after}",
+        "calls: {expected} placed, {answered} answered, {completed} completed, {recorded} with their `record` event (one each){}; \
+         {} GETs of tone.wav (the audio cache fetches a URL once); {}; media sessions still live after the run: {live_after}{}",
+        if o.mode == Mode::Bridges {
+            format!("; legs dialled by connect: {connected_answered} answered, {connected_completed} completed")
+        } else {
+            String::new()
+        },
         receiver.state.files_served.load(Ordering::Relaxed),
-        sipp_result.summary()
+        sipp_result.summary(),
+        if talk.is_some() { format!("; the talking far ends sent {far_end_packets} packets") } else { String::new() }
     );
     let ours = match &marks {
         Ok((start, end)) => Some(Run::build(&streams, start, end)),
@@ -348,7 +457,7 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         }
     };
     if let Some(r) = &ours {
-        r.print("outdial", n);
+        r.print("outdial", legs, unit);
         if let Some(m) = &r.media {
             let d = &m.send_deviation;
             println!(
@@ -363,17 +472,44 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
                 d.quantile(0.999).as_secs_f64() * 1e3,
                 d.max().as_secs_f64() * 1e3,
             );
+            let w = &m.tick_work;
+            let per_frame = w.total().as_secs_f64() / (r.wire.seconds.max(1e-9) / 0.020);
+            println!(
+                "  tick work (media::totals().tick_work over the window: from a session clock's wake-up to its packet built: mixing, \
+                 encoding, the taps; buckets within 6.25%): {} ticks; per tick p50 {:.1} µs  p99 {:.1} µs  max ≤ {:.0} µs  mean {:.1} µs; \
+                 all {legs} sessions' per 20 ms frame: {:.3} ms ({:.1}% of a core){}",
+                w.count(),
+                w.quantile(0.5).as_secs_f64() * 1e6,
+                w.quantile(0.99).as_secs_f64() * 1e6,
+                w.max().as_secs_f64() * 1e6,
+                w.mean().as_secs_f64() * 1e6,
+                per_frame * 1e3,
+                per_frame / 0.020 * 100.0,
+                if o.mode == Mode::Conference {
+                    format!(": the conversation's mixing, each member hearing the sum of the {} others", legs.saturating_sub(1))
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if o.mode == Mode::Bridges {
+            println!(
+                "  CPU per bridged call (two legs, a bridge): {:.0} µs of CPU per second of bridged call ({:.0} per leg); {:.0} bridged calls per core",
+                r.us_per_call_s(n),
+                r.us_per_call_s(legs),
+                n as f64 * r.wire.seconds / r.process_s.max(1e-9)
+            );
         }
     }
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     if let (Some(r), Some(p)) = (&ours, &pacer) {
         println!(
-            "ratios ours / pacer: deviation p50 {:.2}x, p99 {:.2}x; CPU per call {:.1}x ({:.0} / {:.0} µs per second of call)",
+            "ratios ours / pacer: deviation p50 {:.2}x, p99 {:.2}x; CPU per {unit} {:.1}x ({:.0} / {:.0} µs per second of {unit} / of stream)",
             ratio(r.wire.ms(0.5), p.wire.ms(0.5)),
             ratio(r.wire.ms(0.99), p.wire.ms(0.99)),
-            ratio(r.us_per_call_s(n), p.us_per_call_s(n)),
-            r.us_per_call_s(n),
-            p.us_per_call_s(n),
+            ratio(r.us_per_call_s(legs), p.us_per_call_s(legs)),
+            r.us_per_call_s(legs),
+            p.us_per_call_s(legs),
         );
     }
 
@@ -385,8 +521,11 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     if timed_out {
         faults.push("timed out waiting for `completed` and `record` webhooks".to_string());
     }
-    if answered < n || completed < n || recorded < n {
+    if answered < n || completed < n || (o.mode == Mode::Stream && recorded < n) {
         faults.push(format!("of {n} calls {answered} answered, {completed} completed, {recorded} recorded (once each)"));
+    }
+    if o.mode == Mode::Bridges && (connected_answered < n || connected_completed < n) {
+        faults.push(format!("of the {n} legs connect dials {connected_answered} answered, {connected_completed} completed"));
     }
     if sipp_result.failed > 0 {
         faults.push(format!("SIPp counted {} failed calls", sipp_result.failed));
@@ -398,8 +537,8 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
             }
             continue;
         };
-        if r.wire.streams != n || r.wire.mixed > 0 {
-            faults.push(format!("{name}: {} of {n} meter sockets received a stream, {} more than one", r.wire.streams, r.wire.mixed));
+        if r.wire.streams != legs || r.wire.mixed > 0 {
+            faults.push(format!("{name}: {} of {legs} meter sockets received a stream, {} more than one", r.wire.streams, r.wire.mixed));
         }
         if r.wire.seconds < MIN_WINDOW_S {
             faults.push(format!("{name}: a window of {:.1} s (< {MIN_WINDOW_S} s)", r.wire.seconds));
@@ -423,21 +562,36 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
     let concurrent = ours.as_ref().map_or(0, |r| r.wire.concurrent);
     let p99 = ours.as_ref().map_or(f64::NAN, |r| r.wire.ms(0.99));
     let whole = ours.as_ref().is_some_and(|r| r.wire.window().lost == 0 && r.wire.window().skipped_ticks == 0);
-    let (concurrent_ok, p99_ok) = (concurrent >= TARGET_CALLS, p99 < TARGET_P99_MS);
+    // The stream mode's target is FreeSWITCH's 1,000 sessions; the others', every leg asked for.
+    let target_legs = if o.mode == Mode::Stream { TARGET_CALLS } else { legs };
+    let (concurrent_ok, p99_ok) = (concurrent >= target_legs, p99 < TARGET_P99_MS);
+    let far_end_share = ours.as_ref().and_then(|r| r.wire.window().far_end_share());
+    let heard_ok = far_end_share.is_none_or(|share| share >= MIN_FAR_END_SHARE);
     println!(
-        "targets: {TARGET_CALLS} concurrent calls: {} ({concurrent} streams through the whole window); send-time deviation p99 < {TARGET_P99_MS} ms \
-         at the wire: {} ({p99:.2} ms); every packet of the window sent (no loss, no skipped tick): {}",
+        "targets: {target_legs} concurrent {unit}s: {} ({concurrent} streams through the whole window); send-time deviation p99 < {TARGET_P99_MS} ms \
+         at the wire: {} ({p99:.2} ms); every packet of the window sent (no loss, no skipped tick): {}{}",
         verdict(concurrent_ok),
         verdict(p99_ok),
         verdict(whole),
+        far_end_share.map_or(String::new(), |share| format!(
+            "; the other side's voice heard (at least {:.0}% of the window's packets carry the far ends' tone): {} ({:.2}%)",
+            MIN_FAR_END_SHARE * 100.0,
+            verdict(heard_ok),
+            share * 100.0
+        )),
     );
-    let all_ok = clean && concurrent_ok && p99_ok && whole;
+    let all_ok = clean && concurrent_ok && p99_ok && whole && heard_ok;
     let field = |r: Option<&Run>, f: &dyn Fn(&Run) -> String| r.map_or("NA".to_string(), f);
+    let tick_work = |f: &dyn Fn(&outdial::media::WorkHistogram) -> String| {
+        ours.as_ref().and_then(|r| r.media.as_ref()).map_or("NA".to_string(), |m| f(&m.tick_work))
+    };
     println!(
         "media_calls={n} concurrent={concurrent} window_s={} packets_per_s={} lost={} skipped_ticks={} skipped_ticks_outside={} \
          dev_p50_ms={} dev_p99_ms={p99:.2} \
          own_dev_p99_ms={} cpu_us_per_call_s={} cpu_us_per_call_s_sipp={} cpu_us_per_call_s_postgres={} pacer_packets_per_s={} \
-         pacer_dev_p50_ms={} pacer_dev_p99_ms={} pacer_cpu_us_per_call_s={} recorded={recorded} clean={clean} targets_met={all_ok}",
+         pacer_dev_p50_ms={} pacer_dev_p99_ms={} pacer_cpu_us_per_call_s={} recorded={recorded} \
+         mode={} legs={legs} tick_work_p50_us={} tick_work_p99_us={} tick_work_max_us={} tick_work_per_frame_ms={} \
+         cpu_us_per_bridge_s={} far_end_share={} clean={clean} targets_met={all_ok}",
         field(ours.as_ref(), &|r| format!("{:.1}", r.wire.seconds)),
         field(ours.as_ref(), &|r| format!("{:.0}", r.wire.packets_per_s())),
         field(ours.as_ref(), &|r| r.wire.window().lost.to_string()),
@@ -445,13 +599,22 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
         field(ours.as_ref(), &|r| (r.wire.parts[0].skipped_ticks + r.wire.parts[2].skipped_ticks).to_string()),
         field(ours.as_ref(), &|r| format!("{:.2}", r.wire.ms(0.5))),
         field(ours.as_ref(), &|r| r.media.as_ref().map_or("NA".into(), |m| format!("{:.2}", m.send_deviation.quantile(0.99).as_secs_f64() * 1e3))),
-        field(ours.as_ref(), &|r| format!("{:.0}", r.us_per_call_s(n))),
-        field(ours.as_ref(), &|r| r.sipp_s.map_or("NA".into(), |s| format!("{:.1}", s * 1e6 / r.wire.seconds / n as f64))),
-        field(ours.as_ref(), &|r| format!("{:.1}", r.backends_s * 1e6 / r.wire.seconds / n as f64)),
+        field(ours.as_ref(), &|r| format!("{:.0}", r.us_per_call_s(legs))),
+        field(ours.as_ref(), &|r| r.sipp_s.map_or("NA".into(), |s| format!("{:.1}", s * 1e6 / r.wire.seconds / legs as f64))),
+        field(ours.as_ref(), &|r| format!("{:.1}", r.backends_s * 1e6 / r.wire.seconds / legs as f64)),
         field(pacer.as_ref(), &|r| format!("{:.0}", r.wire.packets_per_s())),
         field(pacer.as_ref(), &|r| format!("{:.2}", r.wire.ms(0.5))),
         field(pacer.as_ref(), &|r| format!("{:.2}", r.wire.ms(0.99))),
-        field(pacer.as_ref(), &|r| format!("{:.0}", r.us_per_call_s(n))),
+        field(pacer.as_ref(), &|r| format!("{:.0}", r.us_per_call_s(legs))),
+        format!("{:?}", o.mode).to_lowercase(),
+        tick_work(&|w| format!("{:.1}", w.quantile(0.5).as_secs_f64() * 1e6)),
+        tick_work(&|w| format!("{:.1}", w.quantile(0.99).as_secs_f64() * 1e6)),
+        tick_work(&|w| format!("{:.0}", w.max().as_secs_f64() * 1e6)),
+        field(ours.as_ref(), &|r| r.media.as_ref().map_or("NA".into(), |m| {
+            format!("{:.3}", m.tick_work.total().as_secs_f64() * 1e3 / (r.wire.seconds / 0.020))
+        })),
+        field(ours.as_ref(), &|r| if o.mode == Mode::Bridges { format!("{:.0}", r.us_per_call_s(n)) } else { "NA".into() }),
+        far_end_share.map_or("NA".into(), |share| format!("{share:.4}")),
     );
     if clean {
         let _ = std::fs::remove_dir_all(&work);
@@ -464,32 +627,36 @@ async fn run(o: Options) -> anyhow::Result<ExitCode> {
 // ---------------------------------------------------------------------------------------------
 // The baseline.
 
-/// The bare pacer's streams to a meter of their own, measured as ours are.
-async fn pacer_run(o: &Options, payloads: Arc<Vec<[u8; 160]>>) -> anyhow::Result<Run> {
-    let n = o.calls;
+/// The bare pacer's `n` streams to a meter of their own, measured as ours are; with `talk`, the
+/// meter's sockets talk back and the pacer reads (and drops) what they say.
+async fn pacer_run(o: &Options, n: usize, talk: Option<Talk>, payloads: Arc<Vec<[u8; 160]>>) -> anyhow::Result<Run> {
     let hold = Duration::from_secs(u64::from(o.hold_seconds));
-    let meter = Meter::start(n, METER_THREAD)?;
+    let meter = Meter::start(n, METER_THREAD, talk, None)?;
     let start = Instant::now() + Duration::from_millis(200);
     println!(
         "baseline: a bare UDP pacer in this process sends {n} streams (172-byte RTP every 20 ms, one task and socket each), \
-         started at {}/s and each lasting {} s, to {n} meter sockets",
-        o.rate, o.hold_seconds
+         started at {}/s and each lasting {} s, to {n} meter sockets{}",
+        o.rate,
+        o.hold_seconds,
+        if talk.is_some() { ", which talk back (each task also reads its socket and drops what comes)" } else { "" }
     );
-    let tasks = pacer::start(&meter.addrs, start, o.rate, hold, payloads).await?;
+    let tasks = pacer::start(&meter.addrs, start, o.rate, hold, payloads, talk.is_some()).await?;
     let stop = CancellationToken::new();
     let rows = Arc::new(Mutex::new(Vec::new()));
     let sampler_task = tokio::spawn(sampler(None, meter.live.clone(), rows, stop.clone()));
     let marks = window(&meter.live, n, hold, Instant::now() + Duration::from_secs_f64(n as f64 / o.rate + 30.0), || Mark::take(None, None, None)).await;
-    let mut sent = 0;
+    let (mut sent, mut received) = (0, 0);
     for task in tasks {
-        sent += task.await?;
+        let (s, r) = task.await?;
+        sent += s;
+        received += r;
     }
     stop.cancel();
     sampler_task.await?;
     let streams = meter.finish();
     let (start, end) = marks?;
     let run = Run::build(&streams, &start, &end);
-    println!("baseline: the pacer sent {sent} packets in all");
+    println!("baseline: the pacer sent {sent} packets in all and received {received}");
     Ok(run)
 }
 
@@ -511,6 +678,8 @@ struct Mark {
     /// Every process (to name what else ran), and the machine's ticks by kind.
     procs: HashMap<u32, (String, u64)>,
     machine: MachineTicks,
+    /// /proc/loadavg's first three fields.
+    loadavg: String,
 }
 
 impl Mark {
@@ -526,6 +695,7 @@ impl Mark {
             udp: udp_errors(),
             procs: all_ticks(),
             machine: machine_ticks(),
+            loadavg: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" "),
             cpu: CpuSnapshot::take(),
         }
     }
@@ -556,9 +726,10 @@ async fn window(live: &Live, n: usize, hold: Duration, deadline: Instant, mark: 
 struct Run {
     wire: Wire,
     cpu: CpuDelta,
-    /// This process's CPU seconds without the meter's and the receiver's threads.
+    /// This process's CPU seconds without the meter's, the far ends' and the receiver's threads.
     process_s: f64,
     meter_s: f64,
+    far_end_s: f64,
     sipp_s: Option<f64>,
     backends_s: f64,
     media: Option<MediaTotals>,
@@ -572,14 +743,18 @@ struct Run {
     interrupts_s: f64,
     steal_s: f64,
     busy_s: f64,
+    /// The load averages at the window's end (1, 5, 15 min).
+    loadavg: String,
 }
 
 impl Run {
     fn build(streams: &[meter::Stream], start: &Mark, end: &Mark) -> Run {
         let cpu = end.cpu.since(&start.cpu);
-        let meter_group = format!("other: {METER_THREAD}");
-        let process_s = cpu.groups.iter().filter(|(g, _)| **g != meter_group && *g != "webhook receiver").map(|(_, s)| s).sum();
+        let (meter_group, far_end_group) = (format!("other: {METER_THREAD}"), format!("other: {FAR_END_THREAD}"));
+        let process_s =
+            cpu.groups.iter().filter(|(g, _)| **g != meter_group && **g != far_end_group && *g != "webhook receiver").map(|(_, s)| s).sum();
         let meter_s = cpu.groups.get(&meter_group).copied().unwrap_or(0.0);
+        let far_end_s = cpu.groups.get(&far_end_group).copied().unwrap_or(0.0);
         let backends_s =
             end.backends.iter().map(|(pid, t)| t.saturating_sub(*start.backends.get(pid).unwrap_or(&0))).sum::<u64>() as f64 / HZ;
         let media = end.media.since(&start.media);
@@ -600,10 +775,12 @@ impl Run {
             interrupts_s: m1.interrupts.saturating_sub(m0.interrupts) as f64 / HZ,
             steal_s: m1.steal.saturating_sub(m0.steal) as f64 / HZ,
             busy_s: busy(m1).saturating_sub(busy(m0)) as f64 / HZ,
+            loadavg: end.loadavg.clone(),
             wire: Wire::measure(streams, start.ns, end.ns),
             cpu,
             process_s,
             meter_s,
+            far_end_s,
             sipp_s: start.sipp_ticks.zip(end.sipp_ticks).map(|(a, b)| b.saturating_sub(a) as f64 / HZ),
             backends_s,
             media: (media.packets_sent > 0).then_some(media),
@@ -620,12 +797,13 @@ impl Run {
         ((self.busy_s - ours) / self.cpu.wall.max(1e-9)).max(0.0)
     }
 
-    /// This process's CPU per call: µs of CPU per second of call.
+    /// This process's CPU per call (or leg, or stream: `n` of them): µs of CPU per second of it.
     fn us_per_call_s(&self, n: usize) -> f64 {
         self.process_s * 1e6 / self.wire.seconds.max(1e-9) / n as f64
     }
 
-    fn print(&self, name: &str, n: usize) {
+    /// The figures of a run of `n` streams, each a `unit` (call, leg, member or stream).
+    fn print(&self, name: &str, n: usize, unit: &str) {
         let w = &self.wire;
         let legs = |l: Option<usize>| l.map_or("-".to_string(), |l| l.to_string());
         let sipp = |l: Option<u64>| l.map_or("-".to_string(), |l| l.to_string());
@@ -704,16 +882,27 @@ impl Run {
             w.odd,
             w.errors
         );
+        if let Some(share) = window.far_end_share() {
+            let heard = |h: Heard| window.heard[h as usize];
+            println!(
+                "  what the window's packets carried: the far ends' tone {} ({:.2}%), silence {}, other audio {}",
+                heard(Heard::FarEnd),
+                share * 100.0,
+                heard(Heard::Silence),
+                heard(Heard::Other),
+            );
+        }
         let per_call = |s: f64| s * 1e6 / w.seconds.max(1e-9) / n.max(1) as f64;
         let cores = |s: f64| s / self.cpu.wall.max(1e-9);
         let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
         println!(
-            "  CPU per call (µs of CPU per second of call): this process {:.0} ({:.2} cores for {n} calls{}), the meter {:.0}{}, \
+            "  CPU per {unit} (µs of CPU per second of {unit}): this process {:.0} ({:.2} cores for {n} {unit}s{}), the meter {:.0}{}{}, \
              PostgreSQL {:.1} (backends of the bench database; all postgres processes {:.1}); machine busy {:.0}% of {cpus} cores",
             per_call(self.process_s),
             self.process_s / w.seconds.max(1e-9),
-            if self.process_s > 0.0 { format!(": {:.0} calls per core", n as f64 * w.seconds / self.process_s) } else { String::new() },
+            if self.process_s > 0.0 { format!(": {:.0} {unit}s per core", n as f64 * w.seconds / self.process_s) } else { String::new() },
             per_call(self.meter_s),
+            if self.far_end_s > 0.0 { format!(", the talking far ends {:.0}", per_call(self.far_end_s)) } else { String::new() },
             self.sipp_s.map_or(String::new(), |s| format!(", SIPp {:.1}", per_call(s))),
             per_call(self.backends_s),
             per_call(self.cpu.postgres),
@@ -723,12 +912,13 @@ impl Run {
         println!(
             "  the machine in the window: {:.2} cores busy, of which interrupts (softirq: loopback delivery) {:.2}, stolen by the \
              hypervisor {:.2}, other processes {:.2} (what the bench, SIPp and PostgreSQL did not use; also processes that \
-             exited meanwhile, a build's compiler runs); busiest other processes still running (cores): {}",
+             exited meanwhile, a build's compiler runs); busiest other processes still running (cores): {}; load average at its end {}",
             cores(self.busy_s),
             cores(self.interrupts_s),
             cores(self.steal_s),
             self.others_cores(),
-            if others.is_empty() { "none".to_string() } else { others.join(", ") }
+            if others.is_empty() { "none".to_string() } else { others.join(", ") },
+            self.loadavg
         );
         let groups: Vec<String> = self.cpu.groups.iter().filter(|(_, s)| **s > 0.0).map(|(g, s)| format!("{g} {:.2}", s / w.seconds.max(1e-9))).collect();
         println!("  cores by thread group of this process: {}", groups.join(", "));
@@ -792,6 +982,19 @@ fn tone_wav() -> Vec<u8> {
     }
     writer.finalize().expect("a WAV file in memory");
     wav.into_inner()
+}
+
+/// What the talking far ends send in every packet: 20 ms of the 1 kHz tone (20 whole periods,
+/// so every packet is the same), µ-law.
+fn far_end_payload() -> [u8; 160] {
+    use audio_codec::Encoder;
+    let phase = std::f64::consts::PI / 8.0;
+    let samples: Vec<i16> = (0..160)
+        .map(|i| (FAR_END_AMPLITUDE * (2.0 * std::f64::consts::PI * FAR_END_HZ * f64::from(i) / f64::from(TONE_RATE) + phase).sin()) as i16)
+        .collect();
+    let mut payload = [0u8; 160];
+    audio_codec::pcmu::PcmuEncoder::new().encode_into(&samples, &mut payload).expect("160 bytes for 160 samples");
+    payload
 }
 
 /// The same second of tone as the pacer sends it: 50 µ-law payloads of 20 ms.

@@ -24,6 +24,7 @@ pub mod source;
 pub mod tap;
 mod totals;
 pub mod tts;
+mod work;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use codec::Codec;
 pub use deviation::DeviationHistogram;
 pub use session::{MediaHandle, MediaSession, MediaStats, MediaTap};
 pub use totals::{totals, MediaTotals};
+pub use work::WorkHistogram;
 pub use source::{level_to_gain, Clip};
 pub use tap::{rms_dbfs, Activity, FramePair, VoiceDetector};
 

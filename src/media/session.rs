@@ -19,6 +19,7 @@ use super::rtp::{self, RtpSender, MAX_PACKET};
 use super::source::{Clip, Mixer};
 use super::tap::{FramePair, Taps};
 use super::totals::{self, SessionCount};
+use super::work::WorkHistogram;
 use super::{Frame, MediaError, MediaEvent, FRAME_DURATION, FRAME_SAMPLES};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,6 +56,8 @@ pub struct MediaStats {
     /// Frames dropped because a tap subscriber did not keep up.
     pub tap_frames_dropped: u64,
     pub send_deviation: DeviationHistogram,
+    /// Each tick's work, from the clock's wake-up to its packet built (see `MediaTotals`).
+    pub tick_work: WorkHistogram,
 }
 
 impl MediaStats {
@@ -70,6 +73,7 @@ impl MediaStats {
             ticks_skipped: 0,
             tap_frames_dropped: 0,
             send_deviation: DeviationHistogram::new(),
+            tick_work: WorkHistogram::new(),
         }
     }
 }
@@ -357,7 +361,8 @@ async fn clock_loop(shared: Arc<Shared>, outbound: Outbound, events: mpsc::Unbou
             _ = &mut sleep => {}
             _ = &mut cancelled => break,
         }
-        let late = Instant::now().saturating_duration_since(deadline);
+        let woke = Instant::now();
+        let late = woke.saturating_duration_since(deadline);
         let behind = (late.as_micros() / FRAME_DURATION.as_micros()) as u32;
         if behind > MAX_BURST_FRAMES {
             // Skip to the frame due now; the skipped ticks still play the received audio out
@@ -402,7 +407,9 @@ async fn clock_loop(shared: Arc<Shared>, outbound: Outbound, events: mpsc::Unbou
         };
 
         let sendable = !remote.ip().is_unspecified() && remote.port() != 0;
-        let deviation = Instant::now().saturating_duration_since(deadline);
+        let built = Instant::now();
+        let deviation = built.saturating_duration_since(deadline);
+        let work = built.saturating_duration_since(woke);
         let result = match &outbound {
             Outbound::Rtp(socket) if sendable => socket.send_to(&packet[..len], remote).await.map(|_| ()),
             Outbound::Rtp(_) => Ok(()),
@@ -412,10 +419,11 @@ async fn clock_loop(shared: Arc<Shared>, outbound: Outbound, events: mpsc::Unbou
                 Ok(())
             }
         };
-        totals::tick_sent(deviation, sendable.then_some(result.is_ok()));
+        totals::tick_sent(deviation, work, sendable.then_some(result.is_ok()));
         {
             let mut state = shared.lock();
             state.stats.send_deviation.record(deviation);
+            state.stats.tick_work.record(work);
             match result {
                 Ok(()) if sendable => state.stats.packets_sent += 1,
                 Ok(()) => {}

@@ -249,6 +249,11 @@ async fn the_clock_paces_packets_without_drift() {
     // 250 packets in 5 s: a clock, not sleeps, so no drift however long the call.
     assert!((248..=253).contains(&stats.packets_sent), "{} packets in 5 s", stats.packets_sent);
     assert!(deviation.quantile(0.99) < Duration::from_millis(20));
+    // A tick's work is measured once a tick, from its wake-up (at or after the deadline) to
+    // where the deviation is taken: never more than the deviation.
+    let work = &stats.tick_work;
+    assert_eq!(work.count(), deviation.count());
+    assert!(work.max() <= deviation.max() && work.mean() > Duration::ZERO, "{work:?} vs {deviation:?}");
 }
 
 #[tokio::test]
@@ -348,6 +353,7 @@ async fn the_process_totals_count_live_and_closed_sessions() {
     assert!(stats.packets_sent >= 10, "{stats:?}");
     assert!(window.packets_sent >= stats.packets_sent, "{window:?} vs {stats:?}");
     assert!(window.send_deviation.count() >= stats.send_deviation.count());
+    assert!(window.tick_work.count() >= stats.tick_work.count() && stats.tick_work.count() == stats.send_deviation.count());
     assert_eq!((stats.packets_received, stats.packets_lost), (4, 1));
     assert!(window.packets_received >= 4 && window.packets_lost >= 1, "{window:?}");
 

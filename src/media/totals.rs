@@ -1,10 +1,11 @@
-//! The process's media totals: sessions, packets and send-time deviation of every session, live
-//! and closed. Sessions add to them as they go (relaxed atomics, a few adds per 20 ms packet), so
-//! a snapshot is the whole process at that moment without a list of sessions. Counters only grow
-//! (loss can shrink when a late packet turns up): a window is the difference of two snapshots.
-//! The media benchmark reads them; `/metrics` will export them.
+//! The process's media totals: sessions, packets, send-time deviation and tick work of every
+//! session, live and closed. Sessions add to them as they go (relaxed atomics, a few adds per
+//! 20 ms packet), so a snapshot is the whole process at that moment without a list of sessions.
+//! Counters only grow (loss can shrink when a late packet turns up): a window is the difference
+//! of two snapshots. The media benchmark reads them; `/metrics` will export them.
 
 use super::deviation::{AtomicDeviation, DeviationHistogram};
+use super::work::{AtomicWork, WorkHistogram};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -23,6 +24,10 @@ pub struct MediaTotals {
     pub ticks_skipped: u64,
     /// Every packet's send time − its clock's deadline.
     pub send_deviation: DeviationHistogram,
+    /// Every tick's work: from its clock's wake-up to its packet built (mixing, earmuff,
+    /// encoding, the received frame handed to the taps; waiting for the session's lock counts,
+    /// the send does not). In a conversation, its members' add up to the room's mixing.
+    pub tick_work: WorkHistogram,
 }
 
 impl MediaTotals {
@@ -41,6 +46,7 @@ impl MediaTotals {
             packets_lost: self.packets_lost.saturating_sub(earlier.packets_lost),
             ticks_skipped: self.ticks_skipped.saturating_sub(earlier.ticks_skipped),
             send_deviation: self.send_deviation.since(&earlier.send_deviation),
+            tick_work: self.tick_work.since(&earlier.tick_work),
         }
     }
 }
@@ -57,6 +63,7 @@ pub fn totals() -> MediaTotals {
         packets_lost: t.packets_lost.load(Ordering::Relaxed).max(0) as u64,
         ticks_skipped: t.ticks_skipped.load(Ordering::Relaxed),
         send_deviation: t.send_deviation.snapshot(),
+        tick_work: t.tick_work.snapshot(),
     }
 }
 
@@ -69,6 +76,7 @@ struct Totals {
     packets_lost: AtomicI64,
     ticks_skipped: AtomicU64,
     send_deviation: AtomicDeviation,
+    tick_work: AtomicWork,
 }
 
 static TOTALS: Totals = Totals {
@@ -80,6 +88,7 @@ static TOTALS: Totals = Totals {
     packets_lost: AtomicI64::new(0),
     ticks_skipped: AtomicU64::new(0),
     send_deviation: AtomicDeviation::new(),
+    tick_work: AtomicWork::new(),
 };
 
 /// Counts a session from its start until it is dropped (with the session's clock task, which
@@ -99,9 +108,11 @@ impl Drop for SessionCount {
     }
 }
 
-/// One tick's send: its deviation, and whether the packet went out (None: nowhere to send).
-pub(super) fn tick_sent(deviation: Duration, sent: Option<bool>) {
+/// One tick's send: its deviation, its work, and whether the packet went out (None: nowhere to
+/// send).
+pub(super) fn tick_sent(deviation: Duration, work: Duration, sent: Option<bool>) {
     TOTALS.send_deviation.record(deviation);
+    TOTALS.tick_work.record(work);
     match sent {
         Some(true) => TOTALS.packets_sent.fetch_add(1, Ordering::Relaxed),
         Some(false) => TOTALS.send_errors.fetch_add(1, Ordering::Relaxed),
