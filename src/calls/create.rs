@@ -123,8 +123,8 @@ pub fn parse_create_call(body: &Value, app: &Application) -> Result<NewCall, Vec
         Some(v) => parse_advanced_machine_detection(v, "advanced_machine_detection", f.problems),
         None => None,
     };
-    let length_timer_s = f.int_in("length_timer", 1, 86400).unwrap_or(7200) as i32;
-    let ringing_timer_s = f.int_in("ringing_timer", 1, 120).unwrap_or(60) as i32;
+    let length_timer_s = f.int_in("length_timer", 1, 86400).unwrap_or(super::repo::DEFAULT_LENGTH_TIMER_S.into()) as i32;
+    let ringing_timer_s = f.int_in("ringing_timer", 1, 120).unwrap_or(super::repo::DEFAULT_RINGING_TIMER_S.into()) as i32;
 
     // Outdial extensions (the SDKs never send them).
     let sip_options = match f.raw("sip") {

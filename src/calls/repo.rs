@@ -86,9 +86,57 @@ pub struct CallInsert {
     run_at: DateTime<Utc>,
     sip_options: Option<Value>,
     user_data: Option<String>,
+    direction: &'static str,
+    /// A sandbox caller's behaviour (the simulated network plays it).
+    caller_behaviour: Option<Value>,
+    /// The instance whose job it is from the start (it holds an inbound caller's dialog); None:
+    /// queued for any instance's claim.
+    running_on: Option<Uuid>,
 }
 
 impl CallInsert {
+    /// A call to one of our numbers (`to`, digits) from `from`, answered by `app`'s webhooks;
+    /// its conversation_uuid is `conversation_uuid()`.
+    pub fn inbound(uuid: Uuid, app: &AnsweringApp, to: &str, from: &str, caller_behaviour: Option<Value>, running_on: Option<Uuid>) -> CallInsert {
+        let conversation_uuid = format!("CON-{}", Uuid::new_v4());
+        let created_at = Utc::now();
+        let started_event = json!({
+            "from": from, "to": to, "uuid": uuid, "conversation_uuid": conversation_uuid,
+            "status": "started", "direction": "inbound", "timestamp": format_time(created_at),
+        });
+        CallInsert {
+            uuid,
+            conversation_uuid,
+            account_id: app.account_id,
+            application_id: app.application_id,
+            to: json!({"type": "phone", "number": to}),
+            from: json!({"type": "phone", "number": from}),
+            random_from_number: false,
+            ncco: None,
+            answer_url: app.answer_url.clone(),
+            answer_method: app.answer_method.clone(),
+            event_url: app.event_url.clone(),
+            event_method: app.event_method.clone(),
+            fallback_url: app.fallback_answer_url.clone(),
+            machine_detection: None,
+            advanced_machine_detection: None,
+            length_timer_s: DEFAULT_LENGTH_TIMER_S,
+            ringing_timer_s: DEFAULT_RINGING_TIMER_S,
+            created_at,
+            started_event,
+            run_at: created_at,
+            sip_options: None,
+            user_data: None,
+            direction: "inbound",
+            caller_behaviour,
+            running_on,
+        }
+    }
+
+    pub fn conversation_uuid(&self) -> &str {
+        &self.conversation_uuid
+    }
+
     pub fn uuid(&self) -> Uuid {
         self.uuid
     }
@@ -132,6 +180,9 @@ impl CallInsert {
             run_at: p.run_at,
             sip_options: call.sip_options.as_ref().and_then(|o| serde_json::to_value(o).ok()),
             user_data: call.user_data.clone(),
+            direction: "outbound",
+            caller_behaviour: None,
+            running_on: None,
         }
     }
 }
@@ -154,21 +205,26 @@ where
         "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::jsonb[], $6::jsonb[], $7::bool[],
                                           $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
                                           $15::jsonb[], $16::int[], $17::int[], $18::timestamptz[], $19::jsonb[], $20::timestamptz[],
-                                          $22::jsonb[], $23::text[])
+                                          $22::jsonb[], $23::text[], $24::text[], $25::jsonb[], $26::uuid[])
                     AS t(uuid, conversation_uuid, account_id, application_id, to_endpoint, from_endpoint, random_from_number,
                          ncco, answer_url, answer_method, event_url, event_method, fallback_url, machine_detection,
                          advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, started_event, run_at,
-                         sip_options, user_data)),
+                         sip_options, user_data, direction, caller_behaviour, running_on)),
               c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
                                random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
                                machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at,
-                               sip_options, user_data)
+                               sip_options, user_data, direction, caller_behaviour)
                     SELECT uuid, conversation_uuid, account_id, application_id, 'started', to_endpoint, from_endpoint,
                            random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
                            machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, now(), now(),
-                           sip_options, user_data
+                           sip_options, user_data, direction, caller_behaviour
                     FROM t),
-              j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at) SELECT uuid, now() + (run_at - created_at), now() FROM t)
+              -- A job an instance runs from the start (an inbound caller's dialog is there) is
+              -- stored running, claimed by it; the others wait for a claim.
+              j AS (INSERT INTO call_jobs (call_uuid, run_at, created_at, state, locked_by, attempts, claimed_at)
+                    SELECT uuid, now() + (run_at - created_at), now(), CASE WHEN running_on IS NULL THEN 'queued' ELSE 'running' END,
+                           running_on, CASE WHEN running_on IS NULL THEN 0 ELSE 1 END, CASE WHEN running_on IS NULL THEN NULL ELSE now() END
+                    FROM t)
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at, locked_until)
          SELECT uuid, 1, 'started',
                 jsonb_set(started_event, '{timestamp}', to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))),
@@ -198,57 +254,27 @@ where
     .bind(hand_off_lock_s.map(|s| s as f64))
     .bind(column(legs, |l| l.sip_options.as_ref()))
     .bind(column(legs, |l| l.user_data.as_deref()))
+    .bind(column(legs, |l| l.direction))
+    .bind(column(legs, |l| l.caller_behaviour.as_ref()))
+    .bind(column(legs, |l| l.running_on))
     .fetch_all(executor)
     .await
 }
 
-/// Who calls one of our numbers.
-pub struct InboundCaller<'a> {
-    /// The number called (ours), digits.
-    pub to: &'a str,
-    pub from: &'a str,
-    /// A sandbox caller's behaviour (the simulated network plays it).
-    pub behaviour: Option<Value>,
-}
+/// Vonage's defaults: a call lasts at most 2 hours, and rings at most 60 s.
+pub const DEFAULT_LENGTH_TIMER_S: i32 = 7200;
+pub const DEFAULT_RINGING_TIMER_S: i32 = 60;
 
-/// Stores an inbound leg of `application_id` with its `started` event and its job, in one
-/// statement. `running_on`: the instance that holds the caller's dialog runs it (a SIP call);
-/// None: the job is queued for any instance (a sandbox caller). Returns the conversation_uuid
-/// (None: no such application).
-pub async fn insert_inbound(pool: &PgPool, uuid: Uuid, application_id: Uuid, caller: &InboundCaller<'_>, running_on: Option<Uuid>) -> Result<Option<String>, sqlx::Error> {
-    let conversation_uuid = format!("CON-{}", Uuid::new_v4());
-    let started = json!({
-        "from": caller.from, "to": caller.to, "uuid": uuid, "conversation_uuid": conversation_uuid,
-        "status": "started", "direction": "inbound", "timestamp": format_time(Utc::now()),
-    });
-    let stored: Option<(Uuid,)> = sqlx::query_as(
-        "WITH c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, direction, status, to_endpoint,
-                                       from_endpoint, answer_url, answer_method, event_url, event_method, fallback_url,
-                                       caller_behaviour, created_at, updated_at)
-                    SELECT $1, $2, a.account_id, a.id, 'inbound', 'started', jsonb_build_object('type', 'phone', 'number', $3::text),
-                           jsonb_build_object('type', 'phone', 'number', $4::text), a.answer_url, a.answer_method, a.event_url,
-                           a.event_method, a.fallback_answer_url, $5, now(), now()
-                    FROM applications a WHERE a.id = $6
-                    RETURNING uuid, event_url, event_method),
-              j AS (INSERT INTO call_jobs (call_uuid, state, run_at, attempts, locked_by, claimed_at, created_at)
-                    SELECT uuid, CASE WHEN $7::uuid IS NULL THEN 'queued' ELSE 'running' END, now(),
-                           CASE WHEN $7::uuid IS NULL THEN 0 ELSE 1 END, $7::uuid,
-                           CASE WHEN $7::uuid IS NULL THEN NULL ELSE now() END, now() FROM c)
-         INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at)
-         SELECT uuid, 1, 'started', $8, event_url, event_method, now() FROM c
-         RETURNING call_uuid",
-    )
-    .bind(uuid)
-    .bind(&conversation_uuid)
-    .bind(caller.to)
-    .bind(caller.from)
-    .bind(&caller.behaviour)
-    .bind(application_id)
-    .bind(running_on)
-    .bind(started)
-    .fetch_optional(pool)
-    .await?;
-    Ok(stored.map(|_| conversation_uuid))
+/// An application's webhooks, as an inbound leg of it is stored with them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AnsweringApp {
+    pub account_id: i64,
+    pub application_id: Uuid,
+    pub answer_url: Option<String>,
+    pub answer_method: String,
+    pub event_url: Option<String>,
+    pub event_method: String,
+    pub fallback_answer_url: Option<String>,
 }
 
 /// Whether a live Idempotency-Key of the account already created a call: a retry of it is

@@ -5,7 +5,11 @@
 
 use super::leg::{self, LegRow};
 use super::EngineCtx;
+use crate::calls::repo::CallInsert;
+use crate::calls::writer::CallWriter;
 use crate::carrier::limits::CallLimits;
+use crate::numbers::repo::InboundRoute;
+use serde_json::json;
 use crate::carrier::{IncomingCall, MediaCommand, TrunkLimit};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,12 +19,13 @@ use uuid::Uuid;
 
 pub async fn serve(ctx: Arc<EngineCtx>, mut incoming: mpsc::UnboundedReceiver<IncomingCall>, shutdown: CancellationToken) {
     let accounts: Arc<CallLimits<i64>> = Arc::default();
+    let writer = CallWriter::spawn(ctx.pool.clone(), &ctx.settings, ctx.hand_offs.clone());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             call = incoming.recv() => match call {
                 Some(call) => {
-                    tokio::spawn(take(ctx.clone(), accounts.clone(), call));
+                    tokio::spawn(take(ctx.clone(), accounts.clone(), writer.clone(), call));
                 }
                 None => return,
             },
@@ -37,7 +42,7 @@ fn number_called(to: &str) -> String {
     crate::trunks::routing::digits(to)
 }
 
-async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, call: IncomingCall) {
+async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, writer: CallWriter, call: IncomingCall) {
     let trunk = match ctx.trunks.by_source(&ctx.pool, call.source).await {
         Ok(Some(trunk)) => trunk,
         Ok(None) => {
@@ -52,9 +57,8 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, call: Incomin
         }
     };
     let msisdn = number_called(&call.to);
-    let target = crate::numbers::repo::inbound_target(&ctx.pool, &msisdn).await;
-    let (account_id, application_id) = match target.map(|t| t.and_then(|t| Some((t.account_id?, t.application_id?)))) {
-        Ok(Some(target)) => target,
+    let route = match crate::numbers::repo::inbound_route(&ctx.pool, &msisdn).await {
+        Ok(Some(route)) => route,
         Ok(None) => {
             tracing::info!(to = %call.to, trunk = %trunk.name, "inbound call to a number not linked to an application: 404");
             call.admission.refuse(404);
@@ -68,6 +72,7 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, call: Incomin
     };
     let sip = &ctx.settings.sip;
     let some = |n: u32| (n > 0).then_some(n);
+    let account_id = route.app.account_id;
     let _account_slot = match accounts.take(account_id, some(sip.inbound_account_cps), some(sip.inbound_account_channels)) {
         Ok(slot) => slot,
         Err(refused) => {
@@ -87,28 +92,50 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, call: Incomin
             return;
         }
     };
-    let row = match store(&ctx, uuid, &msisdn, &from, application_id).await {
-        Ok(row) => row,
-        Err(e) => {
-            tracing::error!(error = %e, "inbound call not stored: refused 500");
-            let _ = handle.control.send(MediaCommand::Reject(500));
-            return;
-        }
-    };
-    ctx.wake_dispatchers();
+    // Stored with other calls arriving at the same moment, in one commit (the started event
+    // goes to this instance's dispatcher once committed).
+    let insert = CallInsert::inbound(uuid, &route.app, &msisdn, &from, None, Some(ctx.instance_id));
+    let row = leg_row(&insert, &route, &msisdn, &from);
+    if let Err(e) = writer.insert(insert).await {
+        tracing::error!(error = %e, "inbound call not stored: refused 500");
+        let _ = handle.control.send(MediaCommand::Reject(500));
+        return;
+    }
     let line = ctx.commands.register_quietly(uuid);
     ctx.live_legs.fetch_add(1, Ordering::Relaxed);
     leg::drive_with(ctx.clone(), row, None, line, Some(handle)).await;
     ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Stores the inbound leg with its `started` event and its job, running here; returns it as a
-/// leg to drive.
-async fn store(ctx: &EngineCtx, uuid: Uuid, to: &str, from: &str, application_id: Uuid) -> Result<LegRow, sqlx::Error> {
-    let caller = crate::calls::repo::InboundCaller { to, from, behaviour: None };
-    crate::calls::repo::insert_inbound(&ctx.pool, uuid, application_id, &caller, Some(ctx.instance_id)).await?;
-    sqlx::query_as(&format!("SELECT {} FROM calls c {} WHERE c.uuid = $1", leg::LEG_COLUMNS, leg::LEG_JOINS))
-        .bind(uuid)
-        .fetch_one(&ctx.pool)
-        .await
+/// The inbound leg as this instance drives it: what was stored, read back from memory.
+fn leg_row(insert: &CallInsert, route: &InboundRoute, to: &str, from: &str) -> LegRow {
+    LegRow {
+        uuid: insert.uuid(),
+        conversation_uuid: insert.conversation_uuid().to_string(),
+        account_id: route.app.account_id,
+        application_id: route.app.application_id,
+        direction: "inbound".into(),
+        status: "started".into(),
+        to_endpoint: json!({"type": "phone", "number": to}),
+        from_endpoint: Some(json!({"type": "phone", "number": from})),
+        ncco: None,
+        answer_url: route.app.answer_url.clone(),
+        answer_method: route.app.answer_method.clone(),
+        event_url: route.app.event_url.clone(),
+        event_method: route.app.event_method.clone(),
+        fallback_url: route.app.fallback_answer_url.clone(),
+        machine_detection: None,
+        advanced_machine_detection: None,
+        length_timer_s: crate::calls::repo::DEFAULT_LENGTH_TIMER_S,
+        ringing_timer_s: crate::calls::repo::DEFAULT_RINGING_TIMER_S,
+        answered_at: None,
+        last_seq: 1,
+        signed_callbacks: route.signed_callbacks,
+        api_key: route.api_key.clone(),
+        signature_secret: route.signature_secret.clone(),
+        sandbox_behaviour: None,
+        user_data: None,
+        sip_options: None,
+        sip: None,
+    }
 }

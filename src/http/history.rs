@@ -108,11 +108,14 @@ pub async fn inbound_call(req: HttpRequest, state: web::Data<AppState>, caller: 
             .application_id
             .ok_or_else(|| invalid("to", format!("{to} is not linked to an application: link it with POST /number/update")))?,
     };
-    let uuid = uuid::Uuid::new_v4();
-    let inbound = calls::repo::InboundCaller { to: &to, from: &from, behaviour: Some(serde_json::to_value(&behaviour).unwrap_or_default()) };
-    let conversation_uuid = calls::repo::insert_inbound(&state.pool, uuid, application_id, &inbound, None)
+    let route = crate::numbers::repo::inbound_route(&state.pool, &to)
         .await?
+        .filter(|r| r.app.application_id == application_id)
         .ok_or_else(|| ApiError::NotFound(format!("the application {to} is linked to no longer exists")))?;
+    let uuid = uuid::Uuid::new_v4();
+    let leg = calls::repo::CallInsert::inbound(uuid, &route.app, &to, &from, Some(serde_json::to_value(&behaviour).unwrap_or_default()), None);
+    let conversation_uuid = leg.conversation_uuid().to_string();
+    state.call_writer.insert(leg).await?;
     state.notifier.jobs();
     Ok(HttpResponse::Created().json(json!({ "uuid": uuid, "status": "started", "direction": "inbound", "conversation_uuid": conversation_uuid })))
 }

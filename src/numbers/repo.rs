@@ -23,6 +23,30 @@ pub async fn inbound_target(pool: &PgPool, msisdn: &str) -> Result<Option<Inboun
         .await
 }
 
+/// What an inbound leg to a number needs to be stored and driven: its linked application's
+/// webhooks and its account's signing facts. None: not one of ours, or not linked.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InboundRoute {
+    #[sqlx(flatten)]
+    pub app: crate::calls::repo::AnsweringApp,
+    pub signed_callbacks: bool,
+    pub api_key: String,
+    pub signature_secret: String,
+}
+
+pub async fn inbound_route(pool: &PgPool, msisdn: &str) -> Result<Option<InboundRoute>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.account_id, a.id AS application_id, a.answer_url, a.answer_method, a.event_url, a.event_method,
+                a.fallback_answer_url, a.signed_callbacks, acc.api_key, acc.signature_secret
+         FROM numbers n JOIN applications a ON a.id = n.application_id AND a.account_id = n.account_id
+         JOIN accounts acc ON acc.id = a.account_id
+         WHERE n.msisdn = $1",
+    )
+    .bind(msisdn)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The voice numbers linked to the application (so its account's), for `random_from_number`.
 pub async fn linked_numbers(pool: &PgPool, application_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
