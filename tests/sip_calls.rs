@@ -456,23 +456,8 @@ async fn a_killed_instances_call_is_ended_with_bye_by_another(pool: PgPool) {
     sqlx::query("UPDATE applications SET event_url = $1").bind(events.url("/events")).execute(&app.pool).await.unwrap();
     add_trunk(&app, "carrier-a", &trunk, json!({})).await;
 
-    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
-    url.set_path(pool.connect_options().get_database().unwrap());
     let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
-        .arg("serve")
-        .env("DATABASE_URL", url.to_string())
-        .env("OUTDIAL__ENGINE__ROLES", "workers")
-        .env("OUTDIAL__ENGINE__HEARTBEAT_MS", "200")
-        .env("OUTDIAL__CARRIER__KIND", "sip")
-        .env("OUTDIAL__SIP__LISTEN", format!("127.0.0.1:{sip_port}"))
-        .env("OUTDIAL__SIP__TCP", "false")
-        .env("OUTDIAL__SIP__CREDENTIALS_KEY", KEY_HEX)
-        .env("OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
-        .env("OUTDIAL__HISTORY__SEAL_INTERVAL_S", "3600")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let mut doomed = common::sip_app::spawn_sip_worker(&pool, sip_port, &[("OUTDIAL__SIP__CREDENTIALS_KEY", KEY_HEX)]);
     let uuid = app.place(&phone_call("447700900123", endless_talk())).await;
     let answered = tokio::time::timeout(Duration::from_secs(20), events.wait_status("/events", &uuid, "answered")).await;
     let _ = doomed.kill(); // SIGKILL: no drain, no BYE from it.

@@ -268,22 +268,8 @@ async fn a_killed_instances_inbound_call_is_ended_with_bye_by_another(pool: PgPo
     hold_number(&app, &events, "127.0.0.1").await;
     events.respond("/answer", 200, &json!([{"action": "talk", "text": "please hold the line", "loop": 0}]).to_string());
 
-    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
-    url.set_path(pool.connect_options().get_database().unwrap());
     let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut doomed = std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
-        .arg("serve")
-        .env("DATABASE_URL", url.to_string())
-        .env("OUTDIAL__ENGINE__ROLES", "workers")
-        .env("OUTDIAL__ENGINE__HEARTBEAT_MS", "200")
-        .env("OUTDIAL__CARRIER__KIND", "sip")
-        .env("OUTDIAL__SIP__LISTEN", format!("127.0.0.1:{sip_port}"))
-        .env("OUTDIAL__SIP__TCP", "false")
-        .env("OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
-        .env("OUTDIAL__HISTORY__SEAL_INTERVAL_S", "3600")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let mut doomed = common::sip_app::spawn_sip_worker(&pool, sip_port, &[]);
     // Until the process listens, its port refuses; SIPp retransmits the INVITE.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut caller = Sipp::start("uac_inbound.xml", &[], &["-timeout", "60s", "-s", NUMBER, &format!("127.0.0.1:{sip_port}")]);

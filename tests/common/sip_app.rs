@@ -69,3 +69,25 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `outdial serve` as a separate process running only the call workers on the SIP carrier at
+/// 127.0.0.1:`sip_port`, over the test's database, with `extra` settings (env): an instance a
+/// test can kill -9 mid-call.
+pub fn spawn_sip_worker(pool: &PgPool, sip_port: u16, extra: &[(&str, &str)]) -> std::process::Child {
+    let mut url = url::Url::parse(&std::env::var("DATABASE_URL").unwrap()).unwrap();
+    url.set_path(pool.connect_options().get_database().unwrap());
+    std::process::Command::new(env!("CARGO_BIN_EXE_outdial"))
+        .arg("serve")
+        .env("DATABASE_URL", url.to_string())
+        .env("OUTDIAL__ENGINE__ROLES", "workers")
+        .env("OUTDIAL__ENGINE__HEARTBEAT_MS", "200")
+        .env("OUTDIAL__CARRIER__KIND", "sip")
+        .env("OUTDIAL__SIP__LISTEN", format!("127.0.0.1:{sip_port}"))
+        .env("OUTDIAL__SIP__TCP", "false")
+        .env("OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true")
+        .env("OUTDIAL__HISTORY__SEAL_INTERVAL_S", "3600")
+        .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
+        .spawn()
+        .unwrap()
+}
