@@ -484,9 +484,17 @@ async fn a_hold_refused_on_the_account_row_is_asked_again_after_settling(pool: P
     app.stop().await;
 }
 
-/// What the running leg holds on the account (calls.credit_reserved).
+/// What the running leg holds on the account (calls.credit_reserved), once it holds anything:
+/// an answered leg writes `answered` first and takes its credit just after.
 async fn held_by(pool: &PgPool, uuid: &str) -> Decimal {
-    sqlx::query_scalar("SELECT credit_reserved FROM calls WHERE uuid = $1::uuid").bind(uuid).fetch_one(pool).await.unwrap()
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let held: Decimal = sqlx::query_scalar("SELECT credit_reserved FROM calls WHERE uuid = $1::uuid").bind(uuid).fetch_one(pool).await.unwrap();
+        if !held.is_zero() || std::time::Instant::now() > deadline {
+            return held;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[sqlx::test]
