@@ -408,44 +408,44 @@ fn function_text<'a>(source: &'a str, signature: &str) -> &'a str {
 }
 
 /// Every (METHOD, path template) the server routes, read from `http::routes` in
-/// src/http/mod.rs. Only the shapes used there are understood:
-/// `.service(web::resource("/path").route(web::get().to(handler))…
-/// .default_service(web::to(method_not_allowed)))`; anything else fails the test, so a new kind
+/// src/http/mod.rs. Only the shape used there is understood:
+/// `cfg.service(endpoint("/path").get(handler).put(handler)…);` (src/http/endpoint.rs builds each
+/// resource and answers its other methods with 405); anything else fails the test, so a new kind
 /// of registration cannot slip past it unnoticed.
 fn registered_routes(source: &str) -> BTreeSet<(String, String)> {
     let routes = function_text(source, "pub fn routes(");
     let count = |needle: &str| routes.matches(needle).count();
-    for unsupported in ["web::scope(", ".configure(", "web::route(", "web::method(", ".guard(", "web::service("] {
-        assert!(!routes.contains(unsupported), "http::routes uses {unsupported}, which this test does not understand yet; teach registered_routes");
+    for unsupported in ["web::resource(", "web::scope(", ".configure(", "web::route(", ".route(", "web::method(", ".guard(", "web::service(", ".to(", ".default_service("] {
+        assert!(!routes.contains(unsupported), "http::routes uses {unsupported}, which this test does not understand yet; register paths with endpoint(...) or teach registered_routes");
     }
-    let resource = regex::Regex::new(r#"web::resource\(\s*"([^"]+)"\s*\)"#).unwrap();
-    let route = regex::Regex::new(r"\.route\(\s*web::([a-z]+)\(\)\s*\.to\(").unwrap();
-    let default_service = regex::Regex::new(r"\.default_service\(\s*web::to\(\s*([A-Za-z_:]+)\s*\)\s*\)").unwrap();
-    assert_eq!(resource.find_iter(routes).count(), count("web::resource("), "every web::resource has one literal path");
-    assert_eq!(count(".service("), count("web::resource("), "every service is a web::resource");
-    assert_eq!(route.find_iter(routes).count(), count(".route("), "every .route is `.route(web::<method>().to(handler))`");
-    assert_eq!(count(".route("), count(".to("), "handlers are bound only through .route (a resource-wide .to serves every method)");
-    assert_eq!(default_service.find_iter(routes).count(), count(".default_service("), "default services are `web::to(handler)`");
-    for handler in default_service.captures_iter(routes) {
-        assert_eq!(&handler[1], "method_not_allowed", "a resource's default service must answer 405, or it serves undocumented methods");
-    }
+    let endpoint = regex::Regex::new(r#"endpoint\(\s*"([^"]+)"\s*\)"#).unwrap();
+    let method = regex::Regex::new(r"^\s*\.([a-z_]+)\(\s*[A-Za-z_][A-Za-z0-9_:]*\s*\)").unwrap();
+    assert_eq!(endpoint.find_iter(routes).count(), count("endpoint("), "every endpoint has one literal path");
+    assert_eq!(count(".service("), count("endpoint("), "every service is an endpoint");
+    assert_eq!(count("cfg.service(endpoint("), count(".service("), "every service is `cfg.service(endpoint(…)…)`");
 
-    let starts: Vec<(usize, String)> = resource.captures_iter(routes).map(|c| (c.get(0).unwrap().start(), c[1].to_string())).collect();
-    assert!(!starts.is_empty(), "http::routes registers no resources?");
-    assert!(route.find_iter(&routes[..starts[0].0]).next().is_none(), "a .route before the first web::resource");
     let mut found = BTreeSet::new();
     let param = regex::Regex::new(r"\{([^}:]+)(:[^}]*)?\}").unwrap();
-    for (i, (start, path)) in starts.iter().enumerate() {
-        let end = starts.get(i + 1).map_or(routes.len(), |(next, _)| *next);
+    let mut seen = 0;
+    for captures in endpoint.captures_iter(routes) {
+        let path = &captures[1];
         // `{name:regex}` segments are documented as `{name}`.
         let template = param.replace_all(path, "{$1}").into_owned();
-        let methods: Vec<String> = route.captures_iter(&routes[*start..end]).map(|c| c[1].to_string()).collect();
-        assert!(!methods.is_empty(), "web::resource(\"{path}\") routes no method");
+        let mut rest = &routes[captures.get(0).unwrap().end()..];
+        let mut methods = Vec::new();
+        while let Some(m) = method.captures(rest) {
+            methods.push(m[1].to_string());
+            rest = &rest[m.get(0).unwrap().end()..];
+        }
+        assert!(rest.trim_start().starts_with(");"), "endpoint(\"{path}\") is followed by something other than `.method(handler)` calls: {:?}", &rest[..rest.len().min(60)]);
+        assert!(!methods.is_empty(), "endpoint(\"{path}\") routes no method");
         for method in methods {
-            assert!(METHODS.contains(&method.as_str()), "{path} routes web::{method}(), a method this test does not check");
+            assert!(METHODS.contains(&method.as_str()), "{path} routes .{method}(), a method this test does not check");
             assert!(found.insert((method.to_uppercase(), template.clone())), "{} {template} is routed twice", method.to_uppercase());
         }
+        seen += 1;
     }
+    assert!(seen > 0, "http::routes registers no endpoints?");
     found
 }
 
@@ -469,7 +469,9 @@ fn every_route_the_server_registers_is_documented_and_vice_versa() {
     // http::routes is the only place routes are registered (startup only `.configure`s it).
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    for file in files.iter().filter(|f| **f != routing) {
+    // src/http/endpoint.rs is the builder endpoint(...) stands for: it makes the resources.
+    let builder = src.join("http").join("endpoint.rs");
+    for file in files.iter().filter(|f| **f != routing && **f != builder) {
         let text = std::fs::read_to_string(file).unwrap();
         for needle in ["web::resource(", "web::scope(", ".route(", ".service(", "#[get(", "#[post(", "#[put(", "#[delete(", "#[patch(", "#[route("] {
             assert!(!text.contains(needle), "{} registers routes ({needle}) outside http::routes; document them and teach this test", file.display());
@@ -489,20 +491,24 @@ fn every_route_the_server_registers_is_documented_and_vice_versa() {
 
 #[test]
 fn the_route_reader_sees_what_it_must() {
-    // A resource-wide handler, a second path per resource, or a scope must not go unnoticed.
+    // A resource-wide handler, a resource beside the endpoints, or a scope must not go unnoticed.
     let ok = r#"pub fn routes(cfg: &mut web::ServiceConfig) {
-        cfg.service(web::resource("/a/{id:\d+}").route(web::get().to(a)).route(web::put().to(b)).default_service(web::to(method_not_allowed)))
-            .service(web::resource("/b").route(web::post().to(c)));
+        cfg.service(endpoint("/a/{id:\d+}").get(a).put(self::b));
+        cfg.service(endpoint("/b")
+            .post(c));
     }"#;
     let expected: BTreeSet<(String, String)> =
         [("GET", "/a/{id}"), ("PUT", "/a/{id}"), ("POST", "/b")].iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     assert_eq!(registered_routes(ok), expected);
     for bad in [
         r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(web::resource("/a").to(a)); }"#,
-        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(web::scope("/v1").service(web::resource("/a").route(web::get().to(a)))); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(web::scope("/v1").service(endpoint("/a").get(a))); }"#,
         r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.route("/a", web::get().to(a)); }"#,
-        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(web::resource("/a").route(web::get().to(a)).default_service(web::to(b))); }"#,
-        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(index).service(web::resource("/a").route(web::get().to(a))); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(endpoint("/a").get(a).head(b)); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(endpoint("/a").get(a).get(b)); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(endpoint("/a")); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(endpoint("/a").get(a).wrap(w)); }"#,
+        r#"pub fn routes(cfg: &mut web::ServiceConfig) { cfg.service(index); cfg.service(endpoint("/a").get(a)); }"#,
     ] {
         assert!(std::panic::catch_unwind(|| registered_routes(bad)).is_err(), "accepted: {bad}");
     }
