@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts two Outdials on free ports, each over its own fresh database, and runs the official
-# SDKs' tests against them:
+# SDKs' tests against them, then schemathesis against the first one's OpenAPI document:
 #   - the simulated carrier (database outdial_sdk): every test but the SIP trunk ones;
 #   - the SIP carrier (database outdial_sdk_sip, SIP on a free loopback UDP port): the SIP trunk
 #     tests (sip-trunk.test.mjs, test_sip_trunk.py), whose trunk is a SIPp they start.
@@ -35,7 +35,10 @@ export OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES=true OUTDIAL__CARRIER__TIME_SC
 
 # The outdial binary as one instance: its database, HTTP port and carrier. The SIP one runs in
 # real time: its calls are real SIP dialogs (a scaled clock would only skew their durations).
-sim_env=(DATABASE_URL="$sim_db" OUTDIAL__HTTP__PORT="$port")
+# The simulated one seals trunk passwords (schemathesis creates trunks with them) and lets one
+# address fail many logins (schemathesis sends wrong credentials too, between valid requests).
+sim_env=(DATABASE_URL="$sim_db" OUTDIAL__HTTP__PORT="$port" OUTDIAL__AUTH__FAILED_LOGINS_BURST=1000000
+  OUTDIAL__SIP__CREDENTIALS_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(32))')")
 sip_env=(DATABASE_URL="$sip_db" OUTDIAL__HTTP__PORT="$sip_http_port" OUTDIAL__CARRIER__KIND=sip OUTDIAL__CARRIER__TIME_SCALE=1
   OUTDIAL__SIP__LISTEN="127.0.0.1:$sip_udp_port" OUTDIAL__SIP__TCP=false OUTDIAL__SIP__ALLOW_PRIVATE_URIS=true)
 outdial_sim() { env "${sim_env[@]}" "$bin" "$@"; }
@@ -90,5 +93,14 @@ OUTDIAL_SIP_NUMBER="$sip_number" OUTDIAL_SIP_PORT="$sip_udp_port" \
   bash tests/sdk/run.sh || {
     echo "--- server log ---"; tail -n 50 "$work/server.log"
     echo "--- SIP server log ---"; tail -n 50 "$work/sip-server.log"
+    exit 1
+  }
+
+# Schemathesis against the simulated instance's served document (tests/schemathesis/run.sh), after
+# the SDK tests: the requests it makes up change the account's data.
+OUTDIAL_URL="http://127.0.0.1:$port" OUTDIAL_APPLICATION_ID="$sim_app_id" OUTDIAL_PRIVATE_KEY="$work/sim.key" \
+OUTDIAL_API_KEY="$sim_api_key" OUTDIAL_API_SECRET="$sim_api_secret" OUTDIAL_BIN="$bin" \
+  bash tests/schemathesis/run.sh || {
+    echo "--- server log ---"; tail -n 50 "$work/server.log"
     exit 1
   }

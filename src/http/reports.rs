@@ -111,6 +111,13 @@ pub async fn create(req: HttpRequest, state: web::Data<AppState>, caller: KeySec
     }
     echo.remove("cursor");
     echo.remove("page_size");
+    // The members are stored (jsonb) and read back by the job: only scalars that come back as
+    // they went in. Lists, objects and floats of extreme size are ignored (no filter is one).
+    echo.retain(|_, v| match v {
+        Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.abs() < 1e15),
+        Value::Array(_) | Value::Object(_) => false,
+        _ => true,
+    });
     let params: HashMap<String, String> = echo.iter().map(|(k, v)| (k.clone(), jobs::plain(v))).collect();
     let account = &caller.0;
     let filter = reports::parse_filter(&params, &Caller { account_id: account.id, api_key: &account.api_key });

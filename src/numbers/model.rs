@@ -252,7 +252,7 @@ pub fn parse_filter(query: &HashMap<String, String>, listing: Listing) -> Result
     if let Some(raw) = get("index") {
         match raw.parse::<i64>() {
             Ok(n) if (1..=1_000_000).contains(&n) => filter.index = n,
-            _ => p.add("index", "must be a page number from 1"),
+            _ => p.add("index", "must be a page number from 1 to 1000000"),
         }
     }
     if let Some(raw) = get("size") {
