@@ -10,7 +10,8 @@
 # Optional:
 #   SCHEMATHESIS_MAX_EXAMPLES  test cases per operation and phase (default 25; the run stays
 #                           around a minute or two)
-#   SCHEMATHESIS_SEED       a seed, to replay a run (it prints the one it used)
+#   SCHEMATHESIS_SEED       the seed (default 1: the same cases every run, so a failure is the
+#                           code's, not the draw's; set another to explore, e.g. $RANDOM)
 set -euo pipefail
 dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -38,7 +39,7 @@ fi
 OUTDIAL_JWT=$("$OUTDIAL_BIN" jwt --application-id "$OUTDIAL_APPLICATION_ID" --private-key "$OUTDIAL_PRIVATE_KEY" --ttl 3600)
 export OUTDIAL_JWT OUTDIAL_API_KEY OUTDIAL_API_SECRET
 
-seed=${SCHEMATHESIS_SEED:-$RANDOM}
+seed=${SCHEMATHESIS_SEED:-1}
 echo "schemathesis: $OUTDIAL_URL/v1/openapi.json, seed $seed"
 # Checks: no 5xx; every status, content type, header and body as the operation documents them;
 # a valid request is accepted (refusals the data explains aside: schemathesis.toml); a method a
