@@ -104,6 +104,19 @@ impl Application {
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(http::problem_json_guard())
                 .wrap(actix_web::middleware::NormalizePath::new(actix_web::middleware::TrailingSlash::Trim))
+                .wrap_fn(|req, srv| {
+                    use actix_web::dev::Service;
+                    // A query string holding U+0000 is refused before any handler reads it.
+                    type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>>>>;
+                    let answer: Answer = if http::query_holds_nul(req.query_string()) {
+                        let response = req.into_response(http::nul_refused());
+                        Box::pin(async move { Ok(response.map_into_boxed_body()) })
+                    } else {
+                        let call = srv.call(req);
+                        Box::pin(async move { call.await.map(|r| r.map_into_boxed_body()) })
+                    };
+                    answer
+                })
                 .configure(http::routes)
                 .default_service(web::to(http::unknown_route))
         })

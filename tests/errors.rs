@@ -115,3 +115,24 @@ async fn health_reports_version_database_and_active_calls(pool: PgPool) {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert!(body["uptime_s"].is_u64());
 }
+
+/// U+0000 cannot be stored by PostgreSQL: a body, a query or credentials holding it get a
+/// 4xx problem, never a 500 from the database.
+#[sqlx::test]
+async fn the_nul_character_is_refused_not_a_500(pool: PgPool) {
+    let app = spawn_app(pool).await;
+    let mut call = minimal_call();
+    call["user_data"] = serde_json::json!("order\u{0}42");
+    let body = assert_problem(app.post_call(&call).await, 400).await;
+    assert!(body["detail"].as_str().unwrap().contains("U+0000"), "{body}");
+    let mut call = minimal_call();
+    call["ncco"][0]["unknown\u{0}key"] = serde_json::json!(1);
+    assert_problem(app.post_call(&call).await, 400).await;
+    let response = app.client.get(app.url("/v1/calls?conversation_uuid=CON-%00")).bearer_auth(app.jwt()).send().await.unwrap();
+    assert_problem(response, 400).await;
+    // Refused before anyone reads the query; as Basic credentials, a key that cannot exist.
+    let response = app.client.get(app.url("/account/get-balance?api_key=a%00b&api_secret=x")).send().await.unwrap();
+    assert_problem(response, 400).await;
+    let response = app.client.get(app.url("/account/get-balance")).basic_auth("a\u{0}b", Some("x")).send().await.unwrap();
+    assert_problem(response, 401).await;
+}

@@ -140,6 +140,8 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 
 async fn verify_account(state: &AppState, credentials: Option<(String, String)>, client: IpAddr) -> Result<Account, ApiError> {
     let (key, secret) = credentials.ok_or(BasicAuthError::Missing).map_err(unauthorized_basic)?;
+    // No api_key holds U+0000, and PostgreSQL would refuse to look one up.
+    let key = if key.contains('\0') { String::new() } else { key };
     let account = state.basic.verify(&key, &secret, client).await.map_err(unauthorized_basic)?;
     state.rate_limit(account.id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
     Ok(account)
@@ -179,5 +181,22 @@ pub fn json_body(req: &HttpRequest, body: &[u8]) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("The request body is empty; send a JSON object".into()));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}")))
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("The request body is not valid JSON: {e}")))?;
+    if holds_nul(&value) {
+        return Err(ApiError::BadRequest(NUL_REFUSED.into()));
+    }
+    Ok(value)
+}
+
+/// PostgreSQL cannot store U+0000 in text or jsonb: refused up front (400) instead of failing
+/// in the database (500). Nobody's valid data holds it.
+pub const NUL_REFUSED: &str = "The request holds the NUL character (U+0000), which Outdial does not accept anywhere";
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }

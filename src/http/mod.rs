@@ -61,6 +61,16 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
+/// Whether a query string carries U+0000 (`%00`), which no parameter may hold (see
+/// `extract::NUL_REFUSED`): startup answers such requests 400 before any handler reads them.
+pub fn query_holds_nul(query: &str) -> bool {
+    query.as_bytes().windows(3).any(|w| w == b"%00")
+}
+
+pub fn nul_refused() -> HttpResponse {
+    ApiError::BadRequest(extract::NUL_REFUSED.into()).error_response()
+}
+
 pub async fn unknown_route(req: HttpRequest) -> HttpResponse {
     ApiError::NotFound(format!("There is no {} {}; see /v1/openapi.json for the API", req.method(), req.path())).error_response()
 }

@@ -180,5 +180,8 @@ fn parameters(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>,
         )));
     }
     params.retain(|_, v| !v.trim().is_empty());
+    if params.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return Err(ApiError::BadRequest(super::extract::NUL_REFUSED.into()));
+    }
     Ok(params)
 }
