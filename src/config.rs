@@ -107,6 +107,10 @@ pub struct SipSettings {
     pub inbound_account_cps: u32,
     /// Concurrent inbound calls one account takes, per instance (0: no limit).
     pub inbound_account_channels: u32,
+    /// The SIP proxy outbound INVITEs go through ("host:port", UDP; "" = straight to the trunk).
+    pub outbound_proxy: String,
+    /// Proxies whose INVITEs name the caller's address in `X-Outdial-Source` (deploy/kamailio).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +178,7 @@ impl Settings {
                 .with_list_parse_key("calls.random_from_numbers")
                 .with_list_parse_key("engine.roles")
                 .with_list_parse_key("webhooks.allowed_networks")
+                .with_list_parse_key("sip.trusted_proxies")
                 .try_parsing(true),
         );
         if let Ok(url) = std::env::var("DATABASE_URL") {

@@ -2,7 +2,7 @@
 //! good, then the dialog until either side hangs up. Every step is reported to the leg as a
 //! `CarrierEvent`, stamped when it happened.
 
-use super::record::{Attempt, Destination, DialogRecord, InviteRecord, SipFacts};
+use super::record::{Attempt, DialogRecord, InviteRecord, SipFacts};
 use super::rtp::RtpSocket;
 use super::sdp;
 use super::stack::{InviteSpec, Invitation};
@@ -57,7 +57,10 @@ impl OutboundCall {
         let mut audio: Option<LegAudio> = None;
         let mut last_failure = "trunks_at_capacity".to_string();
         for (attempt, route) in routes.iter().enumerate() {
-            let channel = match self.line.shared.limits.take(route.trunk_id, route.cps, route.max_channels) {
+            // Behind an outbound proxy the proxy holds the trunk's limits for the whole
+            // cluster (a 503 from it fails over like the trunk's own); counted here all the same.
+            let (cps, max_channels) = if self.line.shared.stack.has_outbound_proxy() { (None, None) } else { (route.cps, route.max_channels) };
+            let channel = match self.line.shared.limits.take(route.trunk_id, cps, max_channels) {
                 Ok(channel) => channel,
                 Err(refused) => {
                     let why = match refused {
@@ -79,7 +82,7 @@ impl OutboundCall {
                     continue;
                 }
             };
-            let destination = Destination { transport: route.transport, host: route.host.clone(), port: route.port };
+            let destination = self.line.shared.stack.next_hop(route);
             facts.call_id = Some(invitation.dialog.id().call_id.clone());
             facts.trunk = Some(route.name.clone());
             facts.remote_address = Some(format!("{}:{}", super::stack::bracket(&route.host), route.port));
