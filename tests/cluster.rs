@@ -146,6 +146,7 @@ impl Cluster {
         if let Some(instance) = self.app.instance.take() {
             instance.stop().await;
         }
+        self.app.pool.close().await;
     }
 }
 
@@ -290,6 +291,8 @@ async fn a_trunks_calls_per_second_hold_across_the_cluster(pool: PgPool) {
         } else {
             assert_eq!(call["sip"]["final_code"], 503, "a call not answered was refused by Kamailio's limit: {call}");
             assert_eq!(call["status"], "failed", "{call}");
+            let refusal = format!("calls/s: {}@", uuid.replace('-', ""));
+            assert!(cluster.kamailio.log().contains(&refusal), "Kamailio's pipelimit refused {uuid}: {}", cluster.kamailio.log());
             refused += 1;
         }
     }
@@ -304,5 +307,45 @@ async fn a_trunks_calls_per_second_hold_across_the_cluster(pool: PgPool) {
     let windows = span.as_secs() as usize + 3;
     assert!(answered >= CPS && answered <= CPS * windows, "{answered} answered, {refused} refused over {span:?}");
     assert!(refused >= CALLS - CPS * windows, "{answered} answered, {refused} refused over {span:?}");
+    cluster.stop().await;
+}
+
+#[sqlx::test]
+async fn a_trunks_channels_hold_across_the_cluster_and_free_on_bye(pool: PgPool) {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::start(pool).await;
+    let _trunk = Sipp::start("uas_via_proxy.xml", &[], &["-m", "1000", "-timeout", "120s"]);
+    sqlx::query("INSERT INTO trunks (id, account_id, name, host, port, max_channels) VALUES ($1, $2, 'two-lines', '127.0.0.1', $3, 2)")
+        .bind(uuid::Uuid::new_v4())
+        .bind(cluster.app.account.account_id)
+        .bind(_trunk.port() as i32)
+        .execute(&cluster.app.pool)
+        .await
+        .unwrap();
+    let body = json!({"to": [{"type": "phone", "number": "447700900123"}], "from": {"type": "phone", "number": "447700900001"}, "ncco": [{"action": "talk", "text": "please hold", "loop": 0}]});
+    let first = cluster.app.place(&body).await;
+    let second = cluster.app.place(&body).await;
+    for uuid in [&first, &second] {
+        cluster.events.wait_status("/events", uuid, "answered").await;
+    }
+    // A third while two are up: Kamailio's dialog profile says no, whichever instance dials.
+    let third = cluster.app.place(&body).await;
+    cluster.events.wait_status("/events", &third, "completed").await;
+    let call = cluster.app.get_json(&format!("/v1/calls/{third}")).await;
+    assert_eq!(call["status"], "failed", "{call}");
+    assert_eq!(call["sip"]["final_code"], 503, "{call}");
+    let refusal = format!("at 2 channels: {}@", third.replace('-', ""));
+    assert!(cluster.kamailio.log().contains(&refusal), "Kamailio refused it: {}", cluster.kamailio.log());
+    // Our BYE through Kamailio ends its dialog there: the line is free again.
+    assert_eq!(cluster.app.put_json(&format!("/v1/calls/{first}"), &json!({"action": "hangup"})).await.status(), 204);
+    cluster.events.wait_status("/events", &first, "completed").await;
+    let fourth = cluster.app.place(&body).await;
+    cluster.events.wait_status("/events", &fourth, "answered").await;
+    for uuid in [&second, &fourth] {
+        assert_eq!(cluster.app.put_json(&format!("/v1/calls/{uuid}"), &json!({"action": "hangup"})).await.status(), 204);
+        cluster.events.wait_status("/events", uuid, "completed").await;
+    }
     cluster.stop().await;
 }

@@ -233,3 +233,21 @@ impl SipCallOptions {
         headers
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::outbound_proxy;
+
+    #[test]
+    fn the_outbound_proxy_setting_reads_host_and_port() {
+        let read = |text: &str| outbound_proxy(text).unwrap().map(|d| (d.host, d.port));
+        assert_eq!(read(""), None);
+        assert_eq!(read("127.0.0.1:5060"), Some(("127.0.0.1".into(), 5060)));
+        assert_eq!(read("sip:kamailio:5070"), Some(("kamailio".into(), 5070)));
+        assert_eq!(read("kamailio"), Some(("kamailio".into(), 5060)));
+        assert_eq!(read("[::1]:5062"), Some(("::1".into(), 5062)));
+        assert_eq!(read("::1"), Some(("::1".into(), 5060)));
+        assert!(outbound_proxy("kamailio:port").is_err());
+        assert!(outbound_proxy(":5060").is_err());
+    }
+}
