@@ -139,10 +139,19 @@ impl Cluster {
         }
     }
 
+    /// Stops the instances with SIGTERM (they close their database sessions: the test's
+    /// database is dropped next), then the API.
     async fn stop(mut self) {
+        for (_, child) in &mut self.instances {
+            if let Some(child) = child.as_mut() {
+                let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
         self.kill_instances();
-        // Their database sessions end just after them: the test's database is dropped next.
-        tokio::time::sleep(Duration::from_millis(500)).await;
         if let Some(instance) = self.app.instance.take() {
             instance.stop().await;
         }

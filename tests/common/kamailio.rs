@@ -61,7 +61,7 @@ impl Kamailio {
             .arg(format!("DISPATCHER_LIST=\"{}\"", dir.join("dispatcher.list").display()))
             .arg("-A")
             .arg(format!("CTL_SOCKET=\"unix:{}\"", dir.join("ctl").display()))
-            .args(["-A", "DS_PING_INTERVAL=1", "-A", "INVITE_TIMEOUT_MS=1000"])
+            .args(["-A", "DS_PING_INTERVAL=1"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
