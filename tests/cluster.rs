@@ -358,3 +358,26 @@ async fn a_trunks_channels_hold_across_the_cluster_and_free_on_bye(pool: PgPool)
     }
     cluster.stop().await;
 }
+
+#[sqlx::test]
+async fn an_invite_the_dead_instance_leaves_unanswered_goes_to_the_other(pool: PgPool) {
+    if !available() {
+        return;
+    }
+    let mut cluster = Cluster::start(pool).await;
+    hold_number(&cluster).await;
+    cluster.events.respond("/answer", 200, &json!([{"action": "talk", "text": "hello"}]).to_string());
+    // Killed just before the calls: Kamailio still takes it for alive, and round robin gives it
+    // one of the two INVITEs, which goes unanswered: after INVITE_TIMEOUT_MS, to the survivor.
+    let mut killed = cluster.instances[0].1.take().unwrap();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let mut callers = cluster.callers(2, 10);
+    let (code, log) = callers.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "both calls answered (by the survivor): {log}");
+    let dead = &cluster.instances[0].0;
+    let kamailio_log = cluster.kamailio.log();
+    assert!(kamailio_log.contains(&format!("instance sip:{dead} did not answer")), "{kamailio_log}");
+    assert_eq!(cluster.reaching("completed", 2).await.len(), 2);
+    cluster.stop().await;
+}
