@@ -2,7 +2,7 @@
 //! status written as it happens.
 
 use super::answer::{self, Reply, Target};
-use super::store::{self, Change, Finish, LegWrite, NewEvent, StoreError};
+use super::store::{Change, Finish, LegWrite, NewEvent, StoreError};
 use super::EngineCtx;
 use crate::billing;
 use crate::calls::format_time;
@@ -313,13 +313,14 @@ impl Leg {
             url: self.row.event_url.clone(),
             method: self.row.event_method.clone(),
             state: "pending",
+            attempts: Vec::new(),
         }
     }
 
     pub fn event_to(&mut self, kind: &str, mut payload: Value, url: Option<String>, method: &str, state: &'static str) -> NewEvent {
         self.stamp_user_data(&mut payload);
         self.seq += 1;
-        NewEvent { seq: self.seq, kind: kind.to_string(), payload, url, method: method.to_string(), state }
+        NewEvent { seq: self.seq, kind: kind.to_string(), payload, url, method: method.to_string(), state, attempts: Vec::new() }
     }
 
     pub async fn write(&mut self, mut change: Change) -> Step<Vec<i64>> {
@@ -364,7 +365,7 @@ impl Leg {
         let ts = self.timestamp_at(moment);
         let payload = json!({"uuid": self.row.uuid, "what": what, "timestamp": format_time(ts)});
         self.seq += 1;
-        self.pending_log.push(NewEvent { seq: self.seq, kind: "media".into(), payload, url: None, method: "POST".into(), state: "logged" });
+        self.pending_log.push(NewEvent { seq: self.seq, kind: "media".into(), payload, url: None, method: "POST".into(), state: "logged", attempts: Vec::new() });
     }
 
     /// A status change with its one event, happening now.
@@ -722,17 +723,16 @@ impl Leg {
     /// SIP status an inbound caller is refused with: 480 when the application could not be
     /// reached, 500 when it answered something that is not an NCCO.
     async fn answer_replied(&mut self, request: AnswerRequest, reply: Reply, attempts: Vec<answer::Attempt>) -> Step<Result<Ncco, u16>> {
-        let event = self.event_to("answer", request.payload, Some(request.url), &request.method, "sent_inline");
-        let ids = self.write(Change { events: vec![event], ..Default::default() }).await?;
-        if let Some(id) = ids.first() {
-            store::record_attempts(&self.ctx.pool, *id, &attempts).await.map_err(|e| Stop::Internal(e.to_string()))?;
-        }
+        let mut event = self.event_to("answer", request.payload, Some(request.url), &request.method, "sent_inline");
+        let error = attempts.last().and_then(|a| a.error.clone());
+        event.attempts = attempts;
+        self.write(Change { events: vec![event], ..Default::default() }).await?;
         let (reason, code) = match reply {
             Reply::Ncco(ncco) => return Ok(Ok(ncco)),
             Reply::Invalid(reason) => (format!("Syntax error in NCCO. Invalid value type or action. {reason}"), 500),
             Reply::Empty => ("The answer_url returned no NCCO".to_string(), 500),
             Reply::Unreachable => {
-                let reason = attempts.last().and_then(|a| a.error.clone()).unwrap_or_default();
+                let reason = error.unwrap_or_default();
                 (format!("answer_url and fallback unreachable: {reason}"), 480)
             }
         };
