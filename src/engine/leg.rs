@@ -488,11 +488,11 @@ impl Leg {
             return self.end_unanswered_at("cancelled", None, at).await;
         };
         // The caller is answered as soon as the application gave an NCCO; the request's record
-        // is written meanwhile.
+        // is written with `answered`.
         if matches!(reply, Reply::Ncco(_)) {
             self.control(MediaCommand::Answer);
         }
-        let ncco = match self.answer_replied(request, reply, attempts).await? {
+        let ncco = match self.answer_replied(request, reply, attempts, true).await? {
             Ok(ncco) => ncco,
             Err(code) => {
                 self.control(MediaCommand::Reject(code));
@@ -698,7 +698,7 @@ impl Leg {
     async fn fetch_answer_ncco(&mut self) -> Step<Option<Ncco>> {
         let request = self.answer_request();
         let (reply, attempts) = request.send(&self.ctx.client).await;
-        match self.answer_replied(request, reply, attempts).await? {
+        match self.answer_replied(request, reply, attempts, false).await? {
             Ok(ncco) => Ok(Some(ncco)),
             Err(_) => Err(Stop::Platform),
         }
@@ -722,11 +722,24 @@ impl Leg {
     /// Stores the answer request with its attempts; the NCCO, or (after an `error` event) the
     /// SIP status an inbound caller is refused with: 480 when the application could not be
     /// reached, 500 when it answered something that is not an NCCO.
-    async fn answer_replied(&mut self, request: AnswerRequest, reply: Reply, attempts: Vec<answer::Attempt>) -> Step<Result<Ncco, u16>> {
+    /// `inbound_answered`: the caller is being answered at once (an inbound leg).
+    async fn answer_replied(
+        &mut self,
+        request: AnswerRequest,
+        reply: Reply,
+        attempts: Vec<answer::Attempt>,
+        inbound_answered: bool,
+    ) -> Step<Result<Ncco, u16>> {
         let mut event = self.event_to("answer", request.payload, Some(request.url), &request.method, "sent_inline");
         let error = attempts.last().and_then(|a| a.error.clone());
         event.attempts = attempts;
-        self.write(Change { events: vec![event], ..Default::default() }).await?;
+        if inbound_answered && matches!(reply, Reply::Ncco(_)) {
+            // The caller is being answered: the record goes with the `answered` write, due as
+            // soon as the ACK arrives, rather than costing a commit of its own.
+            self.pending_log.push(event);
+        } else {
+            self.write(Change { events: vec![event], ..Default::default() }).await?;
+        }
         let (reason, code) = match reply {
             Reply::Ncco(ncco) => return Ok(Ok(ncco)),
             Reply::Invalid(reason) => (format!("Syntax error in NCCO. Invalid value type or action. {reason}"), 500),
