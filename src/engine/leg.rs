@@ -404,6 +404,8 @@ impl Leg {
     async fn run(&mut self) -> Step<()> {
         match self.row.status.as_str() {
             "started" if self.row.direction == "inbound" => return self.run_inbound().await,
+            // Stored ringing by this instance, which holds the caller's line (not a takeover).
+            "ringing" if self.row.direction == "inbound" && self.handle.is_some() => return self.run_inbound().await,
             "started" => {}
             // Another instance was driving this leg and died: end it cleanly rather than
             // guess at what the callee heard.
@@ -459,7 +461,9 @@ impl Leg {
             }));
         }
         self.control(MediaCommand::Ring);
-        self.status("ringing", json!({})).await?;
+        if self.row.status != "ringing" {
+            self.status("ringing", json!({})).await?;
+        }
         let request = self.answer_request();
         let ctx = self.ctx.clone();
         let mut handle = self.handle.take().expect("an inbound leg has its caller's line");
