@@ -381,3 +381,33 @@ async fn an_invite_the_dead_instance_leaves_unanswered_goes_to_the_other(pool: P
     assert_eq!(cluster.reaching("completed", 2).await.len(), 2);
     cluster.stop().await;
 }
+
+#[sqlx::test]
+async fn a_caller_cannot_name_a_trunks_address_itself(pool: PgPool) {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::start(pool).await;
+    hold_number(&cluster).await;
+    // The number's trunk is elsewhere now: SIPp at 127.0.0.1 is no trunk, whatever it claims.
+    sqlx::query("UPDATE trunks SET host = '127.0.0.9'").execute(&cluster.app.pool).await.unwrap();
+    let proxy = cluster.kamailio.address();
+    // Through Kamailio: the caller's header is removed, Kamailio names 127.0.0.1.
+    let mut through = Sipp::start("uac_forged_source.xml", &[], &["-s", NUMBER, &proxy]);
+    let (code, log) = through.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "403 through Kamailio: {log}");
+    // Straight to an instance: 127.0.0.1 is no trusted proxy, its header is not read.
+    let instance = cluster.instances[1].0.clone();
+    let mut direct = Sipp::start("uac_forged_source.xml", &[], &["-s", NUMBER, &instance]);
+    let (code, log) = direct.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "403 from the instance: {log}");
+    let (calls,): (i64,) = sqlx::query_as("SELECT count(*) FROM calls").fetch_one(&cluster.app.pool).await.unwrap();
+    assert_eq!(calls, 0);
+    // And the real trunk's address, named by Kamailio, is admitted (the same call from 127.0.0.1).
+    sqlx::query("UPDATE trunks SET host = '127.0.0.1'").execute(&cluster.app.pool).await.unwrap();
+    cluster.events.respond("/answer", 200, &json!([{"action": "talk", "text": "hello"}]).to_string());
+    let mut caller = cluster.callers(1, 1);
+    let (code, log) = caller.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{log}");
+    cluster.stop().await;
+}

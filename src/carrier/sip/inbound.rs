@@ -83,14 +83,19 @@ fn source_of(request: &rsipstack::sip::Request) -> Option<(IpAddr, u16)> {
     Some((host, port))
 }
 
-/// The caller's address as a trusted proxy saw it: its `X-Outdial-Source` header (the proxy
-/// removes any the caller sent). None when missing or not an IP: then the proxy's own address
-/// stands, which is no trunk's, and the call is refused 403.
+/// The caller's address as a trusted proxy saw it: its `X-Outdial-Source` header, the last one
+/// (the proxy removes any the caller sent, and appends its own). None when missing or not an IP:
+/// then the proxy's own address stands, which is no trunk's, and the call is refused 403.
 fn relayed_source(request: &rsipstack::sip::Request) -> Option<IpAddr> {
-    request.headers.iter().find_map(|header| match header {
-        Header::Other(name, value) if name.eq_ignore_ascii_case("X-Outdial-Source") => value.trim().trim_matches(|c| c == '[' || c == ']').parse().ok(),
-        _ => None,
-    })
+    let value = request
+        .headers
+        .iter()
+        .filter_map(|header| match header {
+            Header::Other(name, value) if name.eq_ignore_ascii_case("X-Outdial-Source") => Some(value),
+            _ => None,
+        })
+        .last()?;
+    value.trim().trim_matches(|c| c == '[' || c == ']').parse().ok()
 }
 
 fn contact_destination(request: &rsipstack::sip::Request, transport: SipTransport) -> Option<Destination> {
