@@ -75,6 +75,12 @@ impl WorkHistogram {
         self.buckets.iter().sum()
     }
 
+    /// Values in the buckets wholly below `edge` (a value is known within 6.25%).
+    pub fn count_below(&self, edge: Duration) -> u64 {
+        let edge_ns = as_ns(edge);
+        self.buckets.iter().enumerate().take_while(|(i, _)| upper_edge(*i) <= edge_ns).map(|(_, n)| n).sum()
+    }
+
     /// All the work recorded, added up.
     pub fn total(&self) -> Duration {
         Duration::from_nanos(self.sum_ns)
