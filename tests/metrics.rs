@@ -259,3 +259,48 @@ async fn by_default_only_loopback_may_scrape(pool: PgPool) {
     assert_problem(response, 405).await;
     app.stop().await;
 }
+
+/// Through the SIP carrier, SIPp as the trunk: its responses by code and trunk, the post-dial
+/// delay, and the call's RTP.
+#[sqlx::test]
+async fn sip_responses_post_dial_delay_and_rtp_are_counted(pool: PgPool) {
+    use common::sipp::Sipp;
+    if !Sipp::available() {
+        return;
+    }
+    let mut trunk = Sipp::uas("uas_answer_wait_bye.xml", &[]);
+    let (app, events) = common::sip_app::start(pool).await;
+    let response = app
+        .client
+        .post(app.url("/v1/trunks"))
+        .basic_auth(&app.account.api_key, Some(&app.account.api_secret))
+        .json(&json!({"name": "carrier-a", "host": "127.0.0.1", "port": trunk.port(), "transport": "udp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let (before, _) = scrape(&app).await;
+    assert_eq!(value_of(&before, "outdial_sip_responses_total", &[("code", "200"), ("trunk", "carrier-a")]), None);
+    let call = json!({"to": [{"type": "phone", "number": "447700900123"}], "from": {"type": "phone", "number": "447700900001"},
+                      "ncco": [{"action": "talk", "text": "hello"}]});
+    let uuid = app.place(&call).await;
+    events.wait_status("/events", &uuid, "completed").await;
+    let (code, log) = trunk.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{log}");
+    let samples = scrape_until(&app, "the ended SIP leg", |s| {
+        value_of(s, "outdial_legs_ended_total", &[("status", "completed"), ("direction", "outbound")]) == Some(1.0)
+    })
+    .await;
+    let trunk_a = [("trunk", "carrier-a")];
+    assert_eq!(value_of(&samples, "outdial_sip_responses_total", &[("code", "180"), ("trunk", "carrier-a")]), Some(1.0));
+    assert_eq!(value_of(&samples, "outdial_sip_responses_total", &[("code", "200"), ("trunk", "carrier-a")]), Some(1.0));
+    assert_eq!(value_of(&samples, "outdial_sip_post_dial_delay_seconds_count", &trunk_a), Some(1.0));
+    let delay = value_of(&samples, "outdial_sip_post_dial_delay_seconds_sum", &trunk_a).unwrap();
+    assert!(delay > 0.0 && delay < 2.0, "post-dial delay {delay} s (SIPp rings at once)");
+    let sent = value_of(&samples, "outdial_rtp_packets_sent_total", &[]).unwrap();
+    assert!(sent >= 10.0, "the talk went out as RTP: {sent} packets");
+    assert_eq!(value_of(&samples, "outdial_rtp_send_deviation_seconds_count", &[]), Some(sent));
+    assert!(value_of(&samples, "outdial_media_tick_work_seconds_count", &[]).is_some_and(|n| n >= sent));
+    assert_eq!(value_of(&samples, "outdial_live_legs", &[]), Some(0.0));
+    app.stop().await;
+}

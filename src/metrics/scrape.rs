@@ -106,11 +106,11 @@ struct ScrapeTime {
 static LOSS_EXPORTED: AtomicU64 = AtomicU64::new(0);
 
 fn gauge<N: prometheus_client::encoding::EncodeGaugeValue>(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: N) -> std::fmt::Result {
-    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, &format!("{help}."), None, MetricType::Gauge)?)
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> std::fmt::Result {
-    ConstCounter::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
+    ConstCounter::new(value).encode(encoder.encode_descriptor(name, &format!("{help}."), None, MetricType::Counter)?)
 }
 
 /// A histogram of `count` values and their `sum` (seconds), with `below(edge)` the values
@@ -126,7 +126,7 @@ fn histogram(encoder: &mut DescriptorEncoder, name: &str, help: &str, edges: &[f
             (edge, in_bucket)
         })
         .collect();
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    let mut metric = encoder.encode_descriptor(name, &format!("{help}."), None, MetricType::Histogram)?;
     metric.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum_s, count, &buckets, None)
 }
 
@@ -137,7 +137,7 @@ impl Collector for ScrapeTime {
         if let Some(cluster) = &self.cluster {
             let mut family = e.encode_descriptor(
                 "outdial_live_calls",
-                "Calls not yet ended in the whole cluster (read from PostgreSQL; every instance reports the same), by status and direction",
+                "Calls not yet ended in the whole cluster (read from PostgreSQL; every instance reports the same), by status and direction.",
                 None,
                 MetricType::Gauge,
             )?;
@@ -147,7 +147,7 @@ impl Collector for ScrapeTime {
             }
             gauge(e, "outdial_webhook_outbox_pending", "Events waiting in the outbox to be delivered, in the whole cluster", cluster.outbox_pending)?;
             gauge(e, "outdial_webhook_outbox_oldest_seconds", "Age of the oldest event waiting in the outbox (0 when none), in the whole cluster", cluster.outbox_oldest_s)?;
-            let mut family = e.encode_descriptor("outdial_report_jobs", "Report jobs (POST /v2/reports) in the whole cluster, by status", None, MetricType::Gauge)?;
+            let mut family = e.encode_descriptor("outdial_report_jobs", "Report jobs (POST /v2/reports) in the whole cluster, by status.", None, MetricType::Gauge)?;
             for (status, n) in &cluster.report_jobs {
                 ConstGauge::new(*n).encode(family.encode_family(&[("status", status.as_str())])?)?;
             }
@@ -155,7 +155,7 @@ impl Collector for ScrapeTime {
         let pool = &self.pool_use;
         let mut family = e.encode_descriptor(
             "outdial_db_pool_connections",
-            "This instance's main PostgreSQL pool: connections open, by state (idle, in_use)",
+            "This instance's main PostgreSQL pool: connections open, by state (idle, in_use).",
             None,
             MetricType::Gauge,
         )?;
