@@ -146,6 +146,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_below_an_edge_and_the_estimated_sum_come_from_whole_buckets() {
+        let mut histogram = DeviationHistogram::new();
+        for us in [10, 60, 99, 100, 240, 260] {
+            histogram.record(Duration::from_micros(us));
+        }
+        histogram.record(Duration::from_millis(70));
+        assert_eq!(histogram.count_below(Duration::from_micros(100)), 3);
+        assert_eq!(histogram.count_below(Duration::from_secs_f64(0.00025)), 5);
+        assert_eq!(histogram.count_below(Duration::from_millis(50)), 6);
+        assert_eq!(histogram.count_below(Duration::from_secs(1)), 6, "the late bucket has no upper edge");
+        // Middles: 25 + 75 + 75 + 125 + 225 + 275 µs, and the max for the late one.
+        assert_eq!(histogram.sum_estimate(), Duration::from_micros(800) + Duration::from_millis(70));
+    }
+
+    #[test]
     fn quantiles_come_from_the_buckets() {
         let mut histogram = DeviationHistogram::new();
         for us in 0..100u64 {

@@ -2,7 +2,7 @@
 //! session, live and closed. Sessions add to them as they go (relaxed atomics, a few adds per
 //! 20 ms packet), so a snapshot is the whole process at that moment without a list of sessions.
 //! Counters only grow (loss can shrink when a late packet turns up): a window is the difference
-//! of two snapshots. The media benchmark reads them; `/metrics` will export them.
+//! of two snapshots. The media benchmark reads them; `/metrics` exports them (metrics::scrape).
 
 use super::deviation::{AtomicDeviation, DeviationHistogram};
 use super::work::{AtomicWork, WorkHistogram};

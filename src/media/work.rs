@@ -181,6 +181,19 @@ mod tests {
     }
 
     #[test]
+    fn counts_below_an_edge_take_whole_buckets() {
+        let mut work = WorkHistogram::new();
+        for ns in [500, 900, 1_000, 20_000, 2_000_000] {
+            work.record(Duration::from_nanos(ns));
+        }
+        // 1,000 ns is in [992, 1,024): not wholly below 1 µs.
+        assert_eq!(work.count_below(Duration::from_micros(1)), 2);
+        assert_eq!(work.count_below(Duration::from_micros(25)), 4);
+        assert_eq!(work.count_below(Duration::from_secs(1)), 5);
+        assert_eq!(work.count_below(Duration::ZERO), 0);
+    }
+
+    #[test]
     fn a_window_is_the_difference_of_two_snapshots() {
         let shared = AtomicWork::new();
         shared.record(Duration::from_millis(3));
