@@ -161,7 +161,6 @@ impl Collector for ScrapeTime {
         )?;
         ConstGauge::new(i64::from(pool.idle)).encode(family.encode_family(&[("state", "idle")])?)?;
         ConstGauge::new(i64::from(pool.size.saturating_sub(pool.idle))).encode(family.encode_family(&[("state", "in_use")])?)?;
-        drop(family);
         gauge(e, "outdial_db_pool_max_connections", "Most connections this instance's main PostgreSQL pool opens", i64::from(pool.max))?;
 
         let m = &self.media;
