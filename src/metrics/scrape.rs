@@ -181,6 +181,16 @@ impl Collector for ScrapeTime {
             deviation.count(),
             deviation.sum_estimate().as_secs_f64(),
         )?;
+        let jitter = &m.jitter;
+        let edges_s: Vec<f64> = media::JITTER_EDGES_MS.iter().map(|&ms| ms as f64 / 1000.0).collect();
+        let buckets: Vec<(f64, u64)> = edges_s.iter().copied().zip(jitter.buckets).collect();
+        e.encode_descriptor(
+            "outdial_rtp_jitter_seconds",
+            "Each ended RTP session's peak interarrival jitter (RFC 3550) of the audio its far end sent.",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(jitter.sum.as_secs_f64(), jitter.count(), &buckets, None)?;
         let work = &m.tick_work;
         histogram(
             e,
