@@ -23,7 +23,9 @@ pub(super) struct InterarrivalJitter {
 impl InterarrivalJitter {
     pub fn on_packet(&mut self, ssrc: u32, timestamp: u32, arrival: tokio::time::Instant) {
         let base = *self.base.get_or_insert(arrival);
-        let units = (arrival.duration_since(base).as_nanos() as u64 * CLOCK_HZ / 1_000_000_000) as u32;
+        let since = arrival.duration_since(base);
+        // RTP arithmetic is modulo 2^32 (a long call's arrivals wrap as its timestamps do).
+        let units = since.as_secs().wrapping_mul(CLOCK_HZ).wrapping_add(u64::from(since.subsec_nanos()) * CLOCK_HZ / 1_000_000_000) as u32;
         let transit = units.wrapping_sub(timestamp);
         match self.last {
             // A new source starts its own estimate (RFC 3550: per SSRC).
