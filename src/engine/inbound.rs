@@ -103,6 +103,7 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, writer: CallW
     }
     let line = ctx.commands.register_quietly(uuid);
     ctx.live_legs.fetch_add(1, Ordering::Relaxed);
+    let _live = crate::metrics::LiveLeg::start();
     leg::drive_with(ctx.clone(), row, None, line, Some(handle)).await;
     ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
 }

@@ -336,9 +336,14 @@ impl Leg {
         }
         let pending = change.events.iter().filter(|e| e.state == "pending").count();
         let hand_off_lock_s = self.ctx.hand_off_lock_s(pending);
+        // The leg's last write: counted once stored, by how it ended.
+        let ended = change.finish.as_ref().map(|finish| finish.ending.clone().or_else(|| change.status.clone()).unwrap_or_else(|| "completed".into()));
         let write = LegWrite { leg: self.row.uuid, last_seq: self.seq, change, hand_off_lock_s };
         let (change, written) = self.ctx.writer.write(write).await;
         let written = written?;
+        if let Some(status) = ended {
+            crate::metrics::leg_ended(&status, &self.row.direction);
+        }
         if written.handed_off && pending > 0 {
             let events = change
                 .events
