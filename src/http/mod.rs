@@ -11,6 +11,7 @@ mod extract;
 mod health;
 mod history;
 mod links;
+mod metrics;
 mod numbers;
 mod reports;
 mod trunks;
@@ -27,6 +28,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/health").get(health::health));
+    cfg.service(endpoint("/metrics").get(metrics::metrics));
     cfg.service(endpoint("/v1/openapi.json").get(openapi));
     cfg.service(endpoint("/v1/calls").post(calls::create_call).get(calls::list_calls));
     cfg.service(endpoint("/v1/calls/{uuid}").get(calls::get_call).put(control::modify));
