@@ -20,6 +20,7 @@ pub struct Settings {
     pub reports: ReportSettings,
     pub log: LogSettings,
     pub media: MediaSettings,
+    pub console: ConsoleSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +144,14 @@ pub struct AuthSettings {
     pub failed_logins_burst: u32,
     pub failed_login_interval_ms: u64,
     pub client_address_from_forwarded: bool,
+}
+
+/// The live-calls console (`/console`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    pub session_ttl_s: u64,
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

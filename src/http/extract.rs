@@ -50,7 +50,7 @@ impl FromRequest for AppCaller {
 /// Where a login attempt comes from, for throttling failures: the peer, or behind a proxy
 /// (`auth.client_address_from_forwarded`) the address it appended to X-Forwarded-For. The last
 /// one: earlier entries are whatever the client sent.
-fn client_address(req: &HttpRequest, state: &AppState) -> IpAddr {
+pub(super) fn client_address(req: &HttpRequest, state: &AppState) -> IpAddr {
     let peer = req.peer_addr().map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |a| a.ip());
     if !state.settings.auth.client_address_from_forwarded {
         return peer;

@@ -3,6 +3,8 @@
 mod applications;
 mod billing;
 mod call_reports;
+/// The live-calls console: a web page, outside the API and its OpenAPI document.
+pub mod console;
 mod control;
 pub(crate) mod calls;
 pub mod error;
