@@ -108,6 +108,10 @@ pub struct SipSettings {
     pub inbound_account_cps: u32,
     /// Concurrent inbound calls one account takes, per instance (0: no limit).
     pub inbound_account_channels: u32,
+    /// Keep each call's SIP messages (method or status, direction, time) for its SIP ladder.
+    pub record_messages: bool,
+    /// Hours a call's SIP messages are kept.
+    pub record_messages_keep_h: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -251,3 +251,47 @@ async fn operators_see_trunks_and_instances_and_others_may_not(pool: PgPool) {
     assert_eq!(running["legs"][0]["uuid"], uuid.as_str());
     app.stop().await;
 }
+
+/// A SIP call's SIP ladder: every message of its dialog, each way, in order, with its time.
+#[sqlx::test]
+async fn a_sip_calls_detail_shows_its_sip_ladder(pool: PgPool) {
+    if !common::sipp::Sipp::available() {
+        return;
+    }
+    let mut callee = common::sipp::Sipp::uas("uas_answer_wait_bye.xml", &[]);
+    let (app, events) = common::sip_app::start(pool).await;
+    let console = sign_in(&app).await;
+    let uuid = app.place(&common::sip_app::call_to(&format!("sip:callee@{}", callee.address()), json!([{"action": "wait", "timeout": 600}]))).await;
+    events.wait_status("/events", &uuid, "answered").await;
+    let path = app.url(&format!("/console/api/calls/{uuid}"));
+    let hangup = app.client.post(&path).header("cookie", &console.cookie).header("x-csrf-token", &console.csrf)
+        .json(&json!({"action": "hangup"})).send().await.unwrap();
+    assert_eq!(hangup.status(), 200);
+    events.wait_status("/events", &uuid, "completed").await;
+    let (code, log) = callee.wait(Duration::from_secs(30)).await;
+    assert_eq!(code, 0, "{log}");
+
+    // Stored in batches: the BYE's 200 arrives within a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ladder = loop {
+        let detail: Value = app.client.get(&path).header("cookie", &console.cookie).send().await.unwrap().json().await.unwrap();
+        let ladder: Vec<(String, String)> = detail["sip_ladder"].as_array().unwrap().iter()
+            .map(|m| (m["dir"].as_str().unwrap().to_string(), m["msg"].as_str().unwrap().to_string())).collect();
+        if ladder.iter().any(|(dir, msg)| dir == "in" && msg.starts_with("200") && ladder.iter().any(|(_, m)| m == "BYE")) || Instant::now() > deadline {
+            break (ladder, detail);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (ladder, detail) = ladder;
+    let shown: Vec<String> = ladder.iter().map(|(dir, msg)| format!("{dir} {msg}")).collect();
+    let position = |wanted: &str| shown.iter().position(|s| s == wanted).unwrap_or_else(|| panic!("no '{wanted}' in {shown:?}"));
+    let invite = position("out INVITE");
+    let ok = shown.iter().position(|s| s.starts_with("in 200")).unwrap_or_else(|| panic!("no 200 in {shown:?}"));
+    let ack = position("out ACK");
+    let bye = position("out BYE");
+    assert!(invite < ok && ok < ack && ack < bye, "{shown:?}");
+    assert!(shown[bye + 1..].iter().any(|s| s.starts_with("in 200")), "the BYE's 200: {shown:?}");
+    let first = &detail["sip_ladder"][0];
+    assert!(first["at"].is_string() && first["cseq"].as_str().unwrap().ends_with("INVITE"), "{first}");
+    app.stop().await;
+}

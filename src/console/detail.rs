@@ -39,7 +39,11 @@ pub async fn call_detail(pool: &PgPool, account_id: i64, uuid: Uuid, base_url: &
             .bind(uuid)
             .fetch_all(pool)
             .await?;
-    let ladder = call.sip.as_ref().and_then(|s| s.get("ladder")).cloned().unwrap_or(json!([]));
+    let call_id = call.sip.as_ref().and_then(|s| s.get("call_id")).and_then(|c| c.as_str());
+    let ladder = match call_id {
+        Some(call_id) => crate::calls::sip_messages::ladder(pool, call_id).await?,
+        None => Vec::new(),
+    };
     let mut shown = call.to_json(base_url);
     shown["created_at"] = json!(format_time(call.created_at));
     Ok(Some(json!({
