@@ -23,9 +23,10 @@ const PAGE: &str = include_str!("assets/console.html");
 const SCRIPT: &str = include_str!("assets/console.js");
 const STYLE: &str = include_str!("assets/console.css");
 
-/// Scripts and styles from this origin only (none inline), requests only to it, no framing.
+/// Scripts and styles from this origin only (none inline), requests only to it, no framing;
+/// `data:` images for the page's empty icon (else the browser asks for /favicon.ico).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-     img-src 'self'; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+     img-src 'self' data:; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/console").route(web::get().to(page)).default_service(web::to(super::method_not_allowed)))
