@@ -1,7 +1,7 @@
-//! The live-calls feed: while any console of this instance is connected, one task reads every
-//! live leg (queued or running jobs) about once a second and publishes the snapshot; each
-//! connection sends its account's changes. One query per instance per interval, whatever the
-//! number of consoles, and none while nobody watches.
+//! The live-calls feed: while any console of this instance is connected, one task reads the
+//! live legs (queued or running jobs) of the accounts watching, about once a second, and
+//! publishes the snapshot; each connection sends its account's changes. One reading per
+//! instance per interval, whatever the number of consoles, and none while nobody watches.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -36,14 +36,17 @@ pub struct LiveCall {
 const LEG_COLUMNS: &str = "c.uuid, c.account_id, COALESCE(c.ending, c.status) AS status, c.direction, c.to_endpoint AS \"to\", \
      c.from_endpoint AS \"from\", c.created_at, c.answered_at, c.end_time, c.duration_s, c.sip->>'trunk' AS trunk";
 
-/// Every live leg of every account. Two branches, each matching one of call_jobs' partial
+/// Every live leg of these accounts. Two branches, each matching one of call_jobs' partial
 /// indexes (queued by run_at, running by owner), so finished jobs are never scanned.
-pub async fn live_legs(pool: &PgPool) -> Result<Vec<LiveCall>, sqlx::Error> {
+pub async fn live_legs(pool: &PgPool, accounts: &[i64]) -> Result<Vec<LiveCall>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {LEG_COLUMNS}, NULL::uuid AS instance FROM call_jobs j JOIN calls c ON c.uuid = j.call_uuid WHERE j.state = 'queued'
+        "SELECT {LEG_COLUMNS}, NULL::uuid AS instance FROM call_jobs j JOIN calls c ON c.uuid = j.call_uuid
+         WHERE j.state = 'queued' AND c.account_id = ANY($1)
          UNION ALL
-         SELECT {LEG_COLUMNS}, j.locked_by AS instance FROM call_jobs j JOIN calls c ON c.uuid = j.call_uuid WHERE j.state = 'running'"
+         SELECT {LEG_COLUMNS}, j.locked_by AS instance FROM call_jobs j JOIN calls c ON c.uuid = j.call_uuid
+         WHERE j.state = 'running' AND c.account_id = ANY($1)"
     ))
+    .bind(accounts)
     .fetch_all(pool)
     .await
 }
@@ -56,12 +59,16 @@ pub async fn legs(pool: &PgPool, uuids: &[Uuid]) -> Result<Vec<LiveCall>, sqlx::
         .await
 }
 
-/// Legs created since `since` (the created_at BRIN index), with the database's clock now.
-pub async fn created_since(pool: &PgPool, since: DateTime<Utc>) -> Result<(Vec<LiveCall>, DateTime<Utc>), sqlx::Error> {
+/// These accounts' legs created since `since` (the created_at BRIN index), with the database's
+/// clock now.
+pub async fn created_since(pool: &PgPool, accounts: &[i64], since: DateTime<Utc>) -> Result<(Vec<LiveCall>, DateTime<Utc>), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let (now,): (DateTime<Utc>,) = sqlx::query_as("SELECT now()").fetch_one(&mut *tx).await?;
-    let legs = sqlx::query_as(&format!("SELECT {LEG_COLUMNS}, NULL::uuid AS instance FROM calls c WHERE c.created_at >= $1"))
+    let legs = sqlx::query_as(&format!(
+        "SELECT {LEG_COLUMNS}, NULL::uuid AS instance FROM calls c WHERE c.created_at >= $1 AND c.account_id = ANY($2)"
+    ))
         .bind(since)
+        .bind(accounts)
         .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -89,6 +96,8 @@ pub struct Snapshot {
 
 pub struct LiveFeed {
     pool: PgPool,
+    /// The accounts whose consoles follow the feed, with how many each has connected.
+    watchers: Mutex<HashMap<i64, usize>>,
     interval: Duration,
     tx: watch::Sender<Arc<Snapshot>>,
     polling: Mutex<bool>,
@@ -98,7 +107,7 @@ pub struct LiveFeed {
 impl LiveFeed {
     pub fn new(pool: PgPool, interval: Duration) -> Arc<LiveFeed> {
         let (tx, _) = watch::channel(Arc::new(Snapshot::default()));
-        Arc::new(LiveFeed { pool, interval, tx, polling: Mutex::new(false), closing: Default::default() })
+        Arc::new(LiveFeed { pool, watchers: Mutex::default(), interval, tx, polling: Mutex::new(false), closing: Default::default() })
     }
 
     /// Ends every stream following the feed (the instance is stopping).
@@ -111,15 +120,18 @@ impl LiveFeed {
         self.closing.cancelled().await
     }
 
-    /// The readings from now on; the poller runs while any receiver is alive.
-    pub fn subscribe(self: &Arc<Self>) -> watch::Receiver<Arc<Snapshot>> {
+    /// The readings from now on, which include `account_id`'s legs while the subscription
+    /// lives; the poller runs while any does.
+    pub fn subscribe(self: &Arc<Self>, account_id: i64) -> Subscription {
+        *self.watchers.lock().unwrap().entry(account_id).or_default() += 1;
         let rx = self.tx.subscribe();
+        let subscription = Subscription { rx, feed: self.clone(), account_id };
         let mut polling = self.polling.lock().unwrap();
         if !*polling {
             *polling = true;
             tokio::spawn(self.clone().poll());
         }
-        rx
+        subscription
     }
 
     async fn poll(self: Arc<Self>) {
@@ -147,10 +159,11 @@ impl LiveFeed {
 
     async fn read(&self, previous: &HashMap<Uuid, i64>, since: &mut Option<DateTime<Utc>>) -> Result<Snapshot, sqlx::Error> {
         let mut snapshot = Snapshot::default();
+        let accounts: Vec<i64> = self.watchers.lock().unwrap().keys().copied().collect();
         // Read before the live legs: a leg created and ended between two readings shows up here.
         let created = match *since {
             Some(t) => {
-                let (legs, now) = created_since(&self.pool, t).await?;
+                let (legs, now) = created_since(&self.pool, &accounts, t).await?;
                 *since = Some(now - chrono::Duration::seconds(2));
                 legs
             }
@@ -161,19 +174,40 @@ impl LiveFeed {
             }
         };
         let mut seen = HashSet::new();
-        for call in live_legs(&self.pool).await? {
+        for call in live_legs(&self.pool, &accounts).await? {
             seen.insert(call.uuid);
             snapshot.live.entry(call.account_id).or_default().push(call);
         }
         for call in created.into_iter().filter(|c| !seen.contains(&c.uuid) && !previous.contains_key(&c.uuid)) {
             snapshot.ended.entry(call.account_id).or_default().push(call);
         }
-        let departed: Vec<Uuid> = previous.keys().filter(|u| !seen.contains(*u)).copied().collect();
+        // Legs of accounts nobody watches any more are not followed to their end.
+        let departed: Vec<Uuid> =
+            previous.iter().filter(|(u, a)| !seen.contains(*u) && accounts.contains(a)).map(|(u, _)| *u).collect();
         if !departed.is_empty() {
             for call in legs(&self.pool, &departed).await? {
                 snapshot.ended.entry(call.account_id).or_default().push(call);
             }
         }
         Ok(snapshot)
+    }
+}
+
+/// A console's place in the feed: its readings, and its account kept in them until dropped.
+pub struct Subscription {
+    pub rx: watch::Receiver<Arc<Snapshot>>,
+    feed: Arc<LiveFeed>,
+    account_id: i64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut watchers = self.feed.watchers.lock().unwrap();
+        if let Some(n) = watchers.get_mut(&self.account_id) {
+            *n -= 1;
+            if *n == 0 {
+                watchers.remove(&self.account_id);
+            }
+        }
     }
 }

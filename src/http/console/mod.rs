@@ -9,6 +9,7 @@ mod stream;
 use super::control::send_for_account;
 use super::error::ApiError;
 use super::extract::{base_url, client_address, json_body};
+use crate::accounts::Bucket;
 use crate::auth::BasicAuthError;
 use crate::calls::control::Command;
 use crate::console::{detail, operator, sessions};
@@ -132,7 +133,13 @@ async fn sign_out(req: HttpRequest, state: web::Data<AppState>, caller: ConsoleC
     Ok(secured(HttpResponse::NoContent()).insert_header((header::SET_COOKIE, session::clear_cookie(&req, &state))).finish())
 }
 
+/// The console's reads count against the account's request rate, as the API's do.
+fn rate_limit(state: &AppState, caller: &ConsoleCaller) -> Result<(), ApiError> {
+    state.rate_limit(caller.account().id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)
+}
+
 async fn call_detail(req: HttpRequest, state: web::Data<AppState>, caller: ConsoleCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &caller)?;
     let uuid = super::calls::parse_call_uuid(&path)?;
     let base = base_url(&req, &state);
     let found = detail::call_detail(&state.pool, caller.account().id, uuid, &base).await?;
@@ -154,6 +161,7 @@ async fn control(req: HttpRequest, state: web::Data<AppState>, caller: ConsoleCa
 }
 
 async fn recording(state: web::Data<AppState>, caller: ConsoleCaller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    rate_limit(&state, &caller)?;
     let not_found = || ApiError::NotFound(format!("Recording {} does not exist", path.as_str()));
     let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
     let (content_type, bytes) = detail::recording(&state.pool, caller.account().id, id).await?.ok_or_else(not_found)?;
@@ -164,5 +172,6 @@ async fn operator_view(state: web::Data<AppState>, caller: ConsoleCaller) -> Res
     if !caller.account().rates_admin {
         return Err(ApiError::Forbidden("Only operator accounts (rates_admin) see trunks and instances".into()));
     }
+    rate_limit(&state, &caller)?;
     Ok(private_json(&operator::overview(&state.pool).await?))
 }

@@ -73,7 +73,7 @@ pub async fn stream(state: web::Data<AppState>, caller: ConsoleCaller) -> Result
     let account_id = caller.account().id;
     let recent = live::recent(&state.pool, account_id, RECENT_CALLS).await?;
     let (tx, rx) = mpsc::channel(16);
-    let mut feed = state.console_feed.subscribe();
+    let mut feed = state.console_feed.subscribe(account_id);
     let source = state.console_feed.clone();
     let pool = state.pool.clone();
     let token = caller.token;
@@ -92,11 +92,11 @@ pub async fn stream(state: web::Data<AppState>, caller: ConsoleCaller) -> Result
         session_check.tick().await;
         loop {
             let message = tokio::select! {
-                changed = feed.changed() => {
+                changed = feed.rx.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    let snapshot = feed.borrow_and_update().clone();
+                    let snapshot = feed.rx.borrow_and_update().clone();
                     let mut seen = HashSet::new();
                     let mut changes: Vec<LiveCall> = Vec::new();
                     let mine = snapshot.live.get(&account_id).into_iter().flatten().chain(snapshot.ended.get(&account_id).into_iter().flatten());

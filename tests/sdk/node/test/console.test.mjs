@@ -50,6 +50,8 @@ describe('live-calls console in Chromium', { skip: missing || false }, () => {
     await page.click('#sign-in-button');
     await page.locator('#console').waitFor({ timeout: 10_000 });
     await page.locator('#connection.live').waitFor({ timeout: 10_000 });
+    // Not an operator: no trunks and instances.
+    assert.equal(await page.locator('#operator-tab').isVisible(), false);
 
     const created = await withRateLimitRetry(() => vonage.voice.createOutboundCall(talkCall({ ncco: [{ action: 'wait', timeout: 600 }] })));
     const uuid = created.uuid;
