@@ -295,3 +295,48 @@ async fn a_sip_calls_detail_shows_its_sip_ladder(pool: PgPool) {
     assert!(first["at"].is_string() && first["cseq"].as_str().unwrap().ends_with("INVITE"), "{first}");
     app.stop().await;
 }
+
+/// An operator sees each trunk's live calls and its last failures, from real SIP calls.
+#[sqlx::test]
+async fn operators_see_a_trunks_live_calls_and_last_errors(pool: PgPool) {
+    if !common::sipp::Sipp::available() {
+        return;
+    }
+    let mut answering = common::sipp::Sipp::uas("uas_answer_wait_bye.xml", &[]);
+    let mut busy = common::sipp::Sipp::uas("uas_reject_486.xml", &[]);
+    let (app, events) = common::sip_app::start(pool).await;
+    sqlx::query("UPDATE accounts SET rates_admin = true WHERE id = $1").bind(app.account.account_id).execute(&app.pool).await.unwrap();
+    for (name, sipp, prefix) in [("answering", &answering, "4477009001"), ("busy", &busy, "4477009002")] {
+        let trunk = json!({"name": name, "host": "127.0.0.1", "port": sipp.port(), "transport": "udp", "prefixes": [prefix]});
+        let created = app.client.post(app.url("/v1/trunks")).basic_auth(&app.account.api_key, Some(&app.account.api_secret))
+            .json(&trunk).send().await.unwrap();
+        assert_eq!(created.status(), 201, "{:?}", created.text().await);
+    }
+    let call = |number: &str| json!({"to": [{"type": "phone", "number": number}], "from": {"type": "phone", "number": "447700900001"},
+                                     "ncco": [{"action": "wait", "timeout": 600}]});
+    let live = app.place(&call("447700900100")).await;
+    let refused = app.place(&call("447700900200")).await;
+    events.wait_status("/events", &live, "answered").await;
+    events.wait_status("/events", &refused, "completed").await;
+    let console = sign_in(&app).await;
+    let view: Value = app.client.get(app.url("/console/api/operator")).header("cookie", &console.cookie)
+        .send().await.unwrap().json().await.unwrap();
+    let trunk = |name: &str| view["trunks"].as_array().unwrap().iter().find(|t| t["name"] == name).cloned().unwrap_or_else(|| panic!("no {name}: {view}"));
+    assert_eq!(trunk("answering")["live_calls"], 1, "{view}");
+    assert!(trunk("answering")["cps"].as_f64().unwrap() > 0.0, "{view}");
+    assert_eq!(trunk("answering")["last_errors"], json!([]));
+    assert_eq!(trunk("busy")["live_calls"], 0);
+    let error = &trunk("busy")["last_errors"][0];
+    assert_eq!(error["code"], 486, "{view}");
+    assert_eq!(error["call_uuid"], refused.as_str());
+
+    let hangup = app.client.post(app.url(&format!("/console/api/calls/{live}"))).header("cookie", &console.cookie)
+        .header("x-csrf-token", &console.csrf).json(&json!({"action": "hangup"})).send().await.unwrap();
+    assert_eq!(hangup.status(), 200);
+    events.wait_status("/events", &live, "completed").await;
+    for sipp in [&mut answering, &mut busy] {
+        let (code, log) = sipp.wait(Duration::from_secs(30)).await;
+        assert_eq!(code, 0, "{log}");
+    }
+    app.stop().await;
+}
