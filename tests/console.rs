@@ -340,3 +340,43 @@ async fn operators_see_a_trunks_live_calls_and_last_errors(pool: PgPool) {
     }
     app.stop().await;
 }
+
+#[sqlx::test]
+async fn a_calls_recordings_are_served_to_its_account_only(pool: PgPool) {
+    let app = spawn_app_with(pool, console_settings()).await;
+    let sandbox = json!({"ring_s": 1.0, "dtmf": [{"after_s": 3.0, "value": "#"}]});
+    assert_eq!(app.put_json("/v1/sandbox/numbers/447700900557", &sandbox).await.status(), 200);
+    let mut body = minimal_call();
+    body["to"] = json!([{"type": "phone", "number": "447700900557"}]);
+    body["ncco"] = json!([{"action": "record", "endOnKey": "#"}, {"action": "talk", "text": "bye"}]);
+    let uuid = app.place(&body).await;
+    let console = sign_in(&app).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let recording = loop {
+        let detail: Value = app.client.get(app.url(&format!("/console/api/calls/{uuid}"))).header("cookie", &console.cookie)
+            .send().await.unwrap().json().await.unwrap();
+        if let Some(r) = detail["recordings"].as_array().and_then(|r| r.first()) {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "no recording: {detail}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let href = recording["href"].as_str().unwrap();
+    assert!(href.ends_with(&format!("/console/api/recordings/{}", recording["id"].as_str().unwrap())), "{href}");
+    let wav = app.client.get(href).header("cookie", &console.cookie).send().await.unwrap();
+    assert_eq!(wav.status(), 200);
+    assert_eq!(wav.headers()["content-type"], "audio/wav");
+    let bytes = wav.bytes().await.unwrap();
+    assert_eq!(&bytes[0..4], b"RIFF");
+    assert_eq!(bytes.len() as u64, recording["size"].as_u64().unwrap());
+
+    // Another account's console finds neither the call nor its recording.
+    let other = outdial::accounts::repo::create(&app.pool, "other", 10).await.unwrap();
+    let response = app.client.post(app.url("/console/api/session"))
+        .json(&json!({"api_key": other.api_key, "api_secret": other.api_secret})).send().await.unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert_problem(app.client.get(href).header("cookie", &cookie).send().await.unwrap(), 404).await;
+    let call = app.client.get(app.url(&format!("/console/api/calls/{uuid}"))).header("cookie", &cookie).send().await.unwrap();
+    assert_problem(call, 404).await;
+    app.stop().await;
+}
