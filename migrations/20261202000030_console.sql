@@ -14,19 +14,18 @@ CREATE TABLE console_sessions (
 -- Expired sessions are swept at each sign-in.
 CREATE INDEX console_sessions_expires_idx ON console_sessions (expires_at);
 
--- Each call's SIP messages, compact (method or status code, direction, time; no headers or
--- bodies), for its SIP ladder in the console. Written in batches by each instance running the
--- SIP carrier (sip.record_messages), off the call's path; found by the leg's Call-ID
--- (calls.sip->>'call_id'); deleted after sip.record_messages_keep_h hours.
+-- Each call's SIP messages, compact (method or status code, direction, CSeq, peer, time; no
+-- headers or bodies), for its SIP ladder in the console. Written in batches by each instance
+-- running the SIP carrier (sip.record_messages), off the call's path: one row per call per
+-- batch, its messages as a JSON array ([{"d": "out"|"in", "m", "c", "p", "t"}]), so a call costs
+-- a row or two rather than one per message. Found by the leg's Call-ID (calls.sip->>'call_id');
+-- deleted after sip.record_messages_keep_h hours.
 CREATE TABLE sip_messages (
     id        BIGSERIAL PRIMARY KEY,
     call_id   TEXT NOT NULL,
-    at        TIMESTAMPTZ NOT NULL,
-    outbound  BOOLEAN NOT NULL,
-    message   TEXT NOT NULL,
-    cseq      TEXT NOT NULL,
-    peer      TEXT
+    first_at  TIMESTAMPTZ NOT NULL,
+    messages  JSONB NOT NULL
 );
-CREATE INDEX sip_messages_call_idx ON sip_messages (call_id, at);
+CREATE INDEX sip_messages_call_idx ON sip_messages (call_id, first_at);
 -- The hourly deletion of old rows reads them by time (a few pages for millions of rows).
-CREATE INDEX sip_messages_at_brin ON sip_messages USING brin (at);
+CREATE INDEX sip_messages_at_brin ON sip_messages USING brin (first_at);

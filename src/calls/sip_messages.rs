@@ -2,7 +2,9 @@
 //! over, read back by the leg's Call-ID.
 
 use crate::carrier::sip::trace::SipMessageRecord;
+use super::format_time;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -13,21 +15,25 @@ const BATCH: usize = 2000;
 const GATHER: Duration = Duration::from_millis(250);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// A ladder shows at most this many messages (a call that re-INVITEs for hours sends more).
-const SHOWN: i64 = 500;
+const SHOWN: usize = 500;
 
+/// Stores the records, one row per call (its messages in order, as a JSON array).
 pub async fn insert(pool: &PgPool, records: &[SipMessageRecord]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sip_messages (call_id, at, outbound, message, cseq, peer)
-         SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bool[], $4::text[], $5::text[], $6::text[])",
-    )
-    .bind(records.iter().map(|r| r.call_id.as_str()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.at).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.outbound).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.message.as_str()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.cseq.as_str()).collect::<Vec<_>>())
-    .bind(records.iter().map(|r| r.peer.as_deref()).collect::<Vec<_>>())
-    .execute(pool)
-    .await?;
+    let mut calls: Vec<(&str, chrono::DateTime<chrono::Utc>, Vec<Value>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for r in records {
+        let at = *index.entry(&r.call_id).or_insert_with(|| {
+            calls.push((&r.call_id, r.at, Vec::new()));
+            calls.len() - 1
+        });
+        calls[at].2.push(json!({"d": if r.outbound { "out" } else { "in" }, "m": r.message, "c": r.cseq, "p": r.peer, "t": format_time(r.at)}));
+    }
+    sqlx::query("INSERT INTO sip_messages (call_id, first_at, messages) SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::jsonb[])")
+        .bind(calls.iter().map(|c| c.0).collect::<Vec<_>>())
+        .bind(calls.iter().map(|c| c.1).collect::<Vec<_>>())
+        .bind(calls.into_iter().map(|c| Value::Array(c.2)).collect::<Vec<_>>())
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -56,7 +62,7 @@ pub async fn store(pool: PgPool, mut records: mpsc::Receiver<SipMessageRecord>, 
                 batch.clear();
             }
             _ = prune.tick() => {
-                let deleted = sqlx::query("DELETE FROM sip_messages WHERE at < now() - make_interval(secs => $1)")
+                let deleted = sqlx::query("DELETE FROM sip_messages WHERE first_at < now() - make_interval(secs => $1)")
                     .bind(keep.as_secs_f64())
                     .execute(&pool)
                     .await;
@@ -68,18 +74,22 @@ pub async fn store(pool: PgPool, mut records: mpsc::Receiver<SipMessageRecord>, 
     }
 }
 
-/// The ladder of the dialog `call_id`, in order: `{dir: "out"|"in", msg, cseq, at, peer}`.
+/// The ladder of the dialog `call_id`, in order: `{dir: "out"|"in", msg, cseq, peer, at}`.
 pub async fn ladder(pool: &PgPool, call_id: &str) -> Result<Vec<Value>, sqlx::Error> {
-    let rows: Vec<(chrono::DateTime<chrono::Utc>, bool, String, String, Option<String>)> =
-        sqlx::query_as("SELECT at, outbound, message, cseq, peer FROM sip_messages WHERE call_id = $1 ORDER BY at, id LIMIT $2")
-            .bind(call_id)
-            .bind(SHOWN)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows
+    let rows: Vec<(Value,)> = sqlx::query_as("SELECT messages FROM sip_messages WHERE call_id = $1 ORDER BY first_at, id")
+        .bind(call_id)
+        .fetch_all(pool)
+        .await?;
+    let mut messages: Vec<Value> = rows
         .into_iter()
-        .map(|(at, outbound, msg, cseq, peer)| {
-            json!({"dir": if outbound { "out" } else { "in" }, "msg": msg, "cseq": cseq, "peer": peer, "at": super::format_time(at)})
+        .flat_map(|(m,)| match m {
+            Value::Array(list) => list,
+            _ => Vec::new(),
         })
-        .collect())
+        .take(SHOWN)
+        .map(|m| json!({"dir": m["d"], "msg": m["m"], "cseq": m["c"], "peer": m["p"], "at": m["t"]}))
+        .collect();
+    // Batches of one call may interleave by a few ms across instances: order by the time taken.
+    messages.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    Ok(messages)
 }
