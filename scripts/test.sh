@@ -49,6 +49,17 @@ for tool in baresip:baresip-core sox:sox lame:lame chromium:chromium; do
   fi
 done
 
+# Kamailio (Debian kamailio, 5.6) in front of two instances: tests/cluster.rs runs
+# deploy/kamailio/kamailio.cfg (kamcmd reads its dispatcher state).
+if ! [ -x /usr/sbin/kamailio ] && ! command -v kamailio >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing kamailio with apt-get" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio >/dev/null
+  else
+    echo "test.sh: kamailio is missing; install it (sudo apt-get install kamailio) or the cluster tests (tests/cluster.rs) are skipped (they fail when CI is set)" >&2
+  fi
+fi
+
 # The test speech server (tests/speech/vosk_server.py, for tests/speech.rs): PocketSphinx and
 # websockets from PyPI in tests/speech/.venv, installed again when its requirements change.
 speech_venv=tests/speech/.venv

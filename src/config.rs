@@ -21,6 +21,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub media: MediaSettings,
     pub console: ConsoleSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +113,10 @@ pub struct SipSettings {
     pub record_messages: bool,
     /// Hours a call's SIP messages are kept.
     pub record_messages_keep_h: u32,
+    /// The SIP proxy outbound INVITEs go through ("host:port", UDP; "" = straight to the trunk).
+    pub outbound_proxy: String,
+    /// Proxies whose INVITEs name the caller's address in `X-Outdial-Source` (deploy/kamailio).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +170,39 @@ pub struct LimitSettings {
     pub idempotency_ttl_h: i64,
 }
 
+/// Who may read `GET /metrics` (`[metrics]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// A scraper must send `Authorization: Bearer <token>`; None (empty in the file): no token.
+    #[serde(deserialize_with = "MetricsToken::deserialize_optional")]
+    pub token: Option<MetricsToken>,
+    /// Client addresses (CIDR) allowed to scrape; empty: none.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+}
+
+/// The metrics bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(pub String);
+
+impl MetricsToken {
+    fn deserialize_optional<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<MetricsToken>, D::Error> {
+        let token = String::deserialize(d)?;
+        Ok((!token.trim().is_empty()).then(|| MetricsToken(token.trim().to_string())))
+    }
+
+    /// Compares in time independent of where `offered` differs.
+    pub fn matches(&self, offered: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), offered.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     pub filter: String,
@@ -187,6 +225,8 @@ impl Settings {
                 .with_list_parse_key("calls.random_from_numbers")
                 .with_list_parse_key("engine.roles")
                 .with_list_parse_key("webhooks.allowed_networks")
+                .with_list_parse_key("sip.trusted_proxies")
+                .with_list_parse_key("metrics.allowed_networks")
                 .try_parsing(true),
         );
         if let Ok(url) = std::env::var("DATABASE_URL") {

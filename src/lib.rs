@@ -18,6 +18,7 @@ pub mod group_commit;
 pub mod history;
 pub mod http;
 pub mod media;
+pub mod metrics;
 pub mod ncco;
 pub mod notify;
 pub mod numbers;

@@ -102,6 +102,14 @@ async fn an_answered_inbound_call_runs_the_applications_ncco_and_we_hang_up(pool
     assert_eq!(call["sip"]["codec"], "PCMU", "{call}");
     let listed = app.get_json("/v1/calls?status=completed").await;
     assert!(listed["_embedded"]["calls"].as_array().unwrap().iter().any(|c| c["uuid"] == uuid.as_str() && c["direction"] == "inbound"), "{listed}");
+    // The call's history keeps the answer request with its attempt, between ringing and answered.
+    let history = app.get_json(&format!("/v1/calls/{uuid}/events")).await;
+    let kinds: Vec<&str> = history["_embedded"]["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    let at = |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or_else(|| panic!("no {kind} in {kinds:?}"));
+    assert!(at("ringing") < at("answer") && at("answer") < at("answered"), "{kinds:?}");
+    let answer = &history["_embedded"]["events"][at("answer")];
+    assert_eq!(answer["attempts"].as_array().unwrap().len(), 1, "{answer}");
+    assert_eq!(answer["attempts"][0]["status_code"], 200, "{answer}");
     app.stop().await;
 }
 

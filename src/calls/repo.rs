@@ -92,6 +92,9 @@ pub struct CallInsert {
     /// The instance whose job it is from the start (it holds an inbound caller's dialog); None:
     /// queued for any instance's claim.
     running_on: Option<Uuid>,
+    /// An inbound caller that instance rings at once: the leg is stored `ringing`, with its
+    /// `ringing` event after `started`, in the same commit.
+    ringing_event: Option<Value>,
 }
 
 impl CallInsert {
@@ -100,10 +103,13 @@ impl CallInsert {
     pub fn inbound(uuid: Uuid, app: &AnsweringApp, to: &str, from: &str, caller_behaviour: Option<Value>, running_on: Option<Uuid>) -> CallInsert {
         let conversation_uuid = format!("CON-{}", Uuid::new_v4());
         let created_at = Utc::now();
-        let started_event = json!({
-            "from": from, "to": to, "uuid": uuid, "conversation_uuid": conversation_uuid,
-            "status": "started", "direction": "inbound", "timestamp": format_time(created_at),
-        });
+        let status_event = |status: &str| {
+            json!({
+                "from": from, "to": to, "uuid": uuid, "conversation_uuid": conversation_uuid,
+                "status": status, "direction": "inbound", "timestamp": format_time(created_at),
+            })
+        };
+        let (started_event, ringing_event) = (status_event("started"), running_on.map(|_| status_event("ringing")));
         CallInsert {
             uuid,
             conversation_uuid,
@@ -130,7 +136,28 @@ impl CallInsert {
             direction: "inbound",
             caller_behaviour,
             running_on,
+            ringing_event,
         }
+    }
+
+    /// The events stored with the leg, in order (`started`, then `ringing` for an inbound caller
+    /// rung at once), as `insert_calls` returned them, handed to this instance's dispatcher.
+    pub fn stored_hand_off(&self, mut stored: Vec<(i64, Value)>) -> HandOff {
+        stored.sort_by_key(|(id, _)| *id);
+        HandOff {
+            call_uuid: self.uuid,
+            application_id: self.application_id,
+            after: None,
+            events: stored
+                .into_iter()
+                .map(|(id, payload)| HandedEvent { id, payload, url: self.event_url.clone(), method: self.event_method.clone() })
+                .collect(),
+        }
+    }
+
+    /// Whether the leg is stored `ringing` (see `ringing_event`).
+    pub fn rung(&self) -> bool {
+        self.ringing_event.is_some()
     }
 
     pub fn conversation_uuid(&self) -> &str {
@@ -139,21 +166,6 @@ impl CallInsert {
 
     pub fn uuid(&self) -> Uuid {
         self.uuid
-    }
-
-    /// Its `started` event (stored as `event_id`, with `payload`) for this instance's dispatcher.
-    pub fn started_hand_off(&self, event_id: i64, payload: Value) -> HandOff {
-        HandOff {
-            call_uuid: self.uuid,
-            application_id: self.application_id,
-            after: None,
-            events: vec![HandedEvent {
-                id: event_id,
-                payload,
-                url: self.event_url.clone(),
-                method: self.event_method.clone(),
-            }],
-        }
     }
 
     fn new(account_id: i64, application_id: Uuid, call: &NewCall, from: &Endpoint, p: &Prepared) -> CallInsert {
@@ -183,6 +195,7 @@ impl CallInsert {
             direction: "outbound",
             caller_behaviour: None,
             running_on: None,
+            ringing_event: None,
         }
     }
 }
@@ -205,19 +218,20 @@ where
         "WITH t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::jsonb[], $6::jsonb[], $7::bool[],
                                           $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
                                           $15::jsonb[], $16::int[], $17::int[], $18::timestamptz[], $19::jsonb[], $20::timestamptz[],
-                                          $22::jsonb[], $23::text[], $24::text[], $25::jsonb[], $26::uuid[])
+                                          $22::jsonb[], $23::text[], $24::text[], $25::jsonb[], $26::uuid[], $27::jsonb[])
                     AS t(uuid, conversation_uuid, account_id, application_id, to_endpoint, from_endpoint, random_from_number,
                          ncco, answer_url, answer_method, event_url, event_method, fallback_url, machine_detection,
                          advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, started_event, run_at,
-                         sip_options, user_data, direction, caller_behaviour, running_on)),
+                         sip_options, user_data, direction, caller_behaviour, running_on, ringing_event)),
               c AS (INSERT INTO calls (uuid, conversation_uuid, account_id, application_id, status, to_endpoint, from_endpoint,
                                random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
                                machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, created_at, updated_at,
-                               sip_options, user_data, direction, caller_behaviour)
-                    SELECT uuid, conversation_uuid, account_id, application_id, 'started', to_endpoint, from_endpoint,
+                               sip_options, user_data, direction, caller_behaviour, last_seq)
+                    SELECT uuid, conversation_uuid, account_id, application_id,
+                           CASE WHEN ringing_event IS NULL THEN 'started' ELSE 'ringing' END, to_endpoint, from_endpoint,
                            random_from_number, ncco, answer_url, answer_method, event_url, event_method, fallback_url,
                            machine_detection, advanced_machine_detection, length_timer_s, ringing_timer_s, now(), now(),
-                           sip_options, user_data, direction, caller_behaviour
+                           sip_options, user_data, direction, caller_behaviour, CASE WHEN ringing_event IS NULL THEN 1 ELSE 2 END
                     FROM t),
               -- A job an instance runs from the start (an inbound caller's dialog is there) is
               -- stored running, claimed by it; the others wait for a claim.
@@ -226,9 +240,11 @@ where
                            running_on, CASE WHEN running_on IS NULL THEN 0 ELSE 1 END, CASE WHEN running_on IS NULL THEN NULL ELSE now() END
                     FROM t)
          INSERT INTO events (call_uuid, seq, kind, payload, url, method, created_at, locked_until)
-         SELECT uuid, 1, 'started',
-                jsonb_set(started_event, '{timestamp}', to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))),
-                event_url, event_method, now(), now() + make_interval(secs => $21::float8) FROM t
+         SELECT t.uuid, e.seq, e.kind,
+                jsonb_set(e.payload, '{timestamp}', to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))),
+                t.event_url, t.event_method, now(), now() + make_interval(secs => $21::float8)
+         FROM t CROSS JOIN LATERAL (VALUES (1, 'started', t.started_event), (2, 'ringing', t.ringing_event)) AS e(seq, kind, payload)
+         WHERE e.payload IS NOT NULL ORDER BY t.uuid, e.seq
          RETURNING call_uuid, id, payload",
     )
     .bind(column(legs, |l| l.uuid))
@@ -257,6 +273,7 @@ where
     .bind(column(legs, |l| l.direction))
     .bind(column(legs, |l| l.caller_behaviour.as_ref()))
     .bind(column(legs, |l| l.running_on))
+    .bind(column(legs, |l| l.ringing_event.as_ref()))
     .fetch_all(executor)
     .await
 }

@@ -22,7 +22,8 @@ impl CallWriter {
         let queue = GroupCommit::spawn(settings.calls.insert_writers, settings.calls.insert_batch_max, move |legs: Vec<CallInsert>| {
             let (pool, hand_offs) = (pool.clone(), hand_offs.clone());
             async move {
-                let lock_s = hand_offs.lock_s(event_timeout_ms, 1);
+                // Long enough for a rung inbound leg's two events (started, ringing).
+                let lock_s = hand_offs.lock_s(event_timeout_ms, if legs.iter().any(CallInsert::rung) { 2 } else { 1 });
                 let all: Vec<&CallInsert> = legs.iter().collect();
                 match insert_calls(&pool, &all, lock_s).await {
                     Ok(started) => {
@@ -56,13 +57,17 @@ impl CallWriter {
     }
 }
 
-/// Gives the committed `started` events (locked for it) to this instance's dispatcher; if it
+/// Gives the committed `started` (and `ringing`) events (locked for it) to this instance's dispatcher; if it
 /// has stopped, unlocks them for the claim path.
 async fn hand_over(pool: &PgPool, hand_offs: &HandOffs, legs: &[CallInsert], started: &[(uuid::Uuid, i64, serde_json::Value)]) {
     let mut refused = Vec::new();
     for leg in legs {
-        let Some((_, event_id, payload)) = started.iter().find(|(uuid, _, _)| *uuid == leg.uuid()) else { continue };
-        if let Err(chain) = hand_offs.send(leg.started_hand_off(*event_id, payload.clone())) {
+        let stored: Vec<(i64, serde_json::Value)> =
+            started.iter().filter(|(uuid, _, _)| *uuid == leg.uuid()).map(|(_, id, payload)| (*id, payload.clone())).collect();
+        if stored.is_empty() {
+            continue;
+        }
+        if let Err(chain) = hand_offs.send(leg.stored_hand_off(stored)) {
             refused.extend(chain.events.iter().map(|e| e.id));
         }
     }

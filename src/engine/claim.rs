@@ -31,7 +31,9 @@ pub async fn claim_loop(ctx: Arc<EngineCtx>, wake: Arc<Notify>, poll: Duration, 
                 for ((row, rate), line) in legs.into_iter().zip(rates).zip(lines) {
                     ctx.live_legs.fetch_add(1, Ordering::Relaxed);
                     let ctx = ctx.clone();
+                    let live = crate::metrics::LiveLeg::start();
                     tokio::spawn(async move {
+                        let _live = live;
                         leg::drive(ctx.clone(), row, rate, line).await;
                         ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
                     });

@@ -92,8 +92,8 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, writer: CallW
             return;
         }
     };
-    // Stored with other calls arriving at the same moment, in one commit (the started event
-    // goes to this instance's dispatcher once committed).
+    // Stored ringing with other calls arriving at the same moment, in one commit (the started
+    // and ringing events go to this instance's dispatcher once committed).
     let insert = CallInsert::inbound(uuid, &route.app, &msisdn, &from, None, Some(ctx.instance_id));
     let row = leg_row(&insert, &route, &msisdn, &from);
     if let Err(e) = writer.insert(insert).await {
@@ -103,6 +103,7 @@ async fn take(ctx: Arc<EngineCtx>, accounts: Arc<CallLimits<i64>>, writer: CallW
     }
     let line = ctx.commands.register_quietly(uuid);
     ctx.live_legs.fetch_add(1, Ordering::Relaxed);
+    let _live = crate::metrics::LiveLeg::start();
     leg::drive_with(ctx.clone(), row, None, line, Some(handle)).await;
     ctx.live_legs.fetch_sub(1, Ordering::Relaxed);
 }
@@ -115,7 +116,7 @@ fn leg_row(insert: &CallInsert, route: &InboundRoute, to: &str, from: &str) -> L
         account_id: route.app.account_id,
         application_id: route.app.application_id,
         direction: "inbound".into(),
-        status: "started".into(),
+        status: if insert.rung() { "ringing" } else { "started" }.into(),
         to_endpoint: json!({"type": "phone", "number": to}),
         from_endpoint: Some(json!({"type": "phone", "number": from})),
         ncco: None,
@@ -129,7 +130,7 @@ fn leg_row(insert: &CallInsert, route: &InboundRoute, to: &str, from: &str) -> L
         length_timer_s: crate::calls::repo::DEFAULT_LENGTH_TIMER_S,
         ringing_timer_s: crate::calls::repo::DEFAULT_RINGING_TIMER_S,
         answered_at: None,
-        last_seq: 1,
+        last_seq: if insert.rung() { 2 } else { 1 },
         signed_callbacks: route.signed_callbacks,
         api_key: route.api_key.clone(),
         signature_secret: route.signature_secret.clone(),

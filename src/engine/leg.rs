@@ -2,7 +2,7 @@
 //! status written as it happens.
 
 use super::answer::{self, Reply, Target};
-use super::store::{self, Change, Finish, LegWrite, NewEvent, StoreError};
+use super::store::{Change, Finish, LegWrite, NewEvent, StoreError};
 use super::EngineCtx;
 use crate::billing;
 use crate::calls::format_time;
@@ -313,13 +313,14 @@ impl Leg {
             url: self.row.event_url.clone(),
             method: self.row.event_method.clone(),
             state: "pending",
+            attempts: Vec::new(),
         }
     }
 
     pub fn event_to(&mut self, kind: &str, mut payload: Value, url: Option<String>, method: &str, state: &'static str) -> NewEvent {
         self.stamp_user_data(&mut payload);
         self.seq += 1;
-        NewEvent { seq: self.seq, kind: kind.to_string(), payload, url, method: method.to_string(), state }
+        NewEvent { seq: self.seq, kind: kind.to_string(), payload, url, method: method.to_string(), state, attempts: Vec::new() }
     }
 
     pub async fn write(&mut self, mut change: Change) -> Step<Vec<i64>> {
@@ -335,9 +336,14 @@ impl Leg {
         }
         let pending = change.events.iter().filter(|e| e.state == "pending").count();
         let hand_off_lock_s = self.ctx.hand_off_lock_s(pending);
+        // The leg's last write: counted once stored, by how it ended.
+        let ended = change.finish.as_ref().map(|finish| finish.ending.clone().or_else(|| change.status.clone()).unwrap_or_else(|| "completed".into()));
         let write = LegWrite { leg: self.row.uuid, last_seq: self.seq, change, hand_off_lock_s };
         let (change, written) = self.ctx.writer.write(write).await;
         let written = written?;
+        if let Some(status) = ended {
+            crate::metrics::leg_ended(&status, &self.row.direction);
+        }
         if written.handed_off && pending > 0 {
             let events = change
                 .events
@@ -364,7 +370,7 @@ impl Leg {
         let ts = self.timestamp_at(moment);
         let payload = json!({"uuid": self.row.uuid, "what": what, "timestamp": format_time(ts)});
         self.seq += 1;
-        self.pending_log.push(NewEvent { seq: self.seq, kind: "media".into(), payload, url: None, method: "POST".into(), state: "logged" });
+        self.pending_log.push(NewEvent { seq: self.seq, kind: "media".into(), payload, url: None, method: "POST".into(), state: "logged", attempts: Vec::new() });
     }
 
     /// A status change with its one event, happening now.
@@ -403,6 +409,8 @@ impl Leg {
     async fn run(&mut self) -> Step<()> {
         match self.row.status.as_str() {
             "started" if self.row.direction == "inbound" => return self.run_inbound().await,
+            // Stored ringing by this instance, which holds the caller's line (not a takeover).
+            "ringing" if self.row.direction == "inbound" && self.handle.is_some() => return self.run_inbound().await,
             "started" => {}
             // Another instance was driving this leg and died: end it cleanly rather than
             // guess at what the callee heard.
@@ -458,7 +466,9 @@ impl Leg {
             }));
         }
         self.control(MediaCommand::Ring);
-        self.status("ringing", json!({})).await?;
+        if self.row.status != "ringing" {
+            self.status("ringing", json!({})).await?;
+        }
         let request = self.answer_request();
         let ctx = self.ctx.clone();
         let mut handle = self.handle.take().expect("an inbound leg has its caller's line");
@@ -487,11 +497,11 @@ impl Leg {
             return self.end_unanswered_at("cancelled", None, at).await;
         };
         // The caller is answered as soon as the application gave an NCCO; the request's record
-        // is written meanwhile.
+        // is written with `answered`.
         if matches!(reply, Reply::Ncco(_)) {
             self.control(MediaCommand::Answer);
         }
-        let ncco = match self.answer_replied(request, reply, attempts).await? {
+        let ncco = match self.answer_replied(request, reply, attempts, true).await? {
             Ok(ncco) => ncco,
             Err(code) => {
                 self.control(MediaCommand::Reject(code));
@@ -697,7 +707,7 @@ impl Leg {
     async fn fetch_answer_ncco(&mut self) -> Step<Option<Ncco>> {
         let request = self.answer_request();
         let (reply, attempts) = request.send(&self.ctx.client).await;
-        match self.answer_replied(request, reply, attempts).await? {
+        match self.answer_replied(request, reply, attempts, false).await? {
             Ok(ncco) => Ok(Some(ncco)),
             Err(_) => Err(Stop::Platform),
         }
@@ -721,18 +731,30 @@ impl Leg {
     /// Stores the answer request with its attempts; the NCCO, or (after an `error` event) the
     /// SIP status an inbound caller is refused with: 480 when the application could not be
     /// reached, 500 when it answered something that is not an NCCO.
-    async fn answer_replied(&mut self, request: AnswerRequest, reply: Reply, attempts: Vec<answer::Attempt>) -> Step<Result<Ncco, u16>> {
-        let event = self.event_to("answer", request.payload, Some(request.url), &request.method, "sent_inline");
-        let ids = self.write(Change { events: vec![event], ..Default::default() }).await?;
-        if let Some(id) = ids.first() {
-            store::record_attempts(&self.ctx.pool, *id, &attempts).await.map_err(|e| Stop::Internal(e.to_string()))?;
+    /// `inbound_answered`: the caller is being answered at once (an inbound leg).
+    async fn answer_replied(
+        &mut self,
+        request: AnswerRequest,
+        reply: Reply,
+        attempts: Vec<answer::Attempt>,
+        inbound_answered: bool,
+    ) -> Step<Result<Ncco, u16>> {
+        let mut event = self.event_to("answer", request.payload, Some(request.url), &request.method, "sent_inline");
+        let error = attempts.last().and_then(|a| a.error.clone());
+        event.attempts = attempts;
+        if inbound_answered && matches!(reply, Reply::Ncco(_)) {
+            // The caller is being answered: the record goes with the `answered` write, due as
+            // soon as the ACK arrives, rather than costing a commit of its own.
+            self.pending_log.push(event);
+        } else {
+            self.write(Change { events: vec![event], ..Default::default() }).await?;
         }
         let (reason, code) = match reply {
             Reply::Ncco(ncco) => return Ok(Ok(ncco)),
             Reply::Invalid(reason) => (format!("Syntax error in NCCO. Invalid value type or action. {reason}"), 500),
             Reply::Empty => ("The answer_url returned no NCCO".to_string(), 500),
             Reply::Unreachable => {
-                let reason = attempts.last().and_then(|a| a.error.clone()).unwrap_or_default();
+                let reason = error.unwrap_or_default();
                 (format!("answer_url and fallback unreachable: {reason}"), 480)
             }
         };

@@ -18,6 +18,9 @@ pub struct NewEvent {
     pub method: String,
     /// pending (the dispatcher delivers it) or sent_inline (the leg already sent it itself).
     pub state: &'static str,
+    /// The attempts of a webhook the leg sent itself (answer_url, input, notify): stored by the
+    /// statement that stores the event, so sending one costs no commit of its own.
+    pub attempts: Vec<super::answer::Attempt>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +94,8 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
     let events: Vec<(Uuid, &NewEvent)> = writes.iter().flat_map(|w| w.change.events.iter().map(move |e| (w.leg, e))).collect();
     let commands: Vec<(Uuid, &CommandReport)> =
         writes.iter().flat_map(|w| w.change.commands.iter().map(move |c| (w.leg, c))).collect();
+    let attempts: Vec<(Uuid, i32, &super::answer::Attempt)> =
+        events.iter().flat_map(|(leg, e)| e.attempts.iter().map(move |a| (*leg, e.seq, a))).collect();
     let rows: Vec<(Uuid, Vec<i64>, bool, Option<i64>)> = sqlx::query_as(
         "WITH w AS (SELECT * FROM unnest($1::uuid[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[],
                                          $8::int[], $9::numeric[], $10::numeric[], $11::text[], $12::text[], $13::bool[],
@@ -136,13 +141,18 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
                                      AND (p.locked_until IS NULL OR p.locked_until <= now()) LIMIT 1) IS NULL AS off,
                               (SELECT max(p.id) FROM events p WHERE p.call_uuid = o.leg AND p.state = 'pending') AS after
                        FROM own o),
-              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at, locked_until)
+              e AS (INSERT INTO events (call_uuid, seq, kind, payload, url, method, state, delivered_at, locked_until, attempts)
                     SELECT t.leg, t.seq, t.kind, t.payload, t.url, t.method, t.state, CASE WHEN t.state = 'sent_inline' THEN now() END,
-                           CASE WHEN hand.off AND t.state = 'pending' THEN now() + make_interval(secs => o.hand_off_s) END
-                    FROM unnest($18::uuid[], $19::int[], $20::text[], $21::jsonb[], $22::text[], $23::text[], $24::text[])
-                         AS t(leg, seq, kind, payload, url, method, state)
+                           CASE WHEN hand.off AND t.state = 'pending' THEN now() + make_interval(secs => o.hand_off_s) END, t.attempts
+                    FROM unnest($18::uuid[], $19::int[], $20::text[], $21::jsonb[], $22::text[], $23::text[], $24::text[], $30::int[])
+                         AS t(leg, seq, kind, payload, url, method, state, attempts)
                     JOIN own o ON o.leg = t.leg JOIN hand ON hand.leg = t.leg
-                    RETURNING id, call_uuid, seq)
+                    RETURNING id, call_uuid, seq),
+              a AS (INSERT INTO webhook_attempts (event_id, status_code, latency_ms, error)
+                    SELECT e.id, t.code, t.latency, CASE WHEN t.error IS NULL THEN NULL ELSE t.url || ': ' || t.error END
+                    FROM unnest($31::uuid[], $32::int[], $33::int[], $34::int[], $35::text[], $36::text[]) WITH ORDINALITY
+                         AS t(leg, seq, code, latency, error, url, n)
+                    JOIN e ON e.call_uuid = t.leg AND e.seq = t.seq ORDER BY t.n)
          SELECT hand.leg, COALESCE((SELECT array_agg(e.id ORDER BY e.seq) FROM e WHERE e.call_uuid = hand.leg), '{}'), hand.off, hand.after
          FROM hand",
     )
@@ -175,6 +185,13 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
     .bind(commands.iter().map(|(_, c)| c.1).collect::<Vec<&str>>())
     .bind(commands.iter().map(|(_, c)| c.2.as_deref()).collect::<Vec<Option<&str>>>())
     .bind(writes.iter().map(|w| w.change.sip.as_ref()).collect::<Vec<Option<&Value>>>())
+    .bind(events.iter().map(|(_, e)| e.attempts.len() as i32).collect::<Vec<i32>>())
+    .bind(attempts.iter().map(|(leg, _, _)| *leg).collect::<Vec<Uuid>>())
+    .bind(attempts.iter().map(|(_, seq, _)| *seq).collect::<Vec<i32>>())
+    .bind(attempts.iter().map(|(_, _, a)| a.status_code).collect::<Vec<Option<i32>>>())
+    .bind(attempts.iter().map(|(_, _, a)| a.latency_ms).collect::<Vec<i32>>())
+    .bind(attempts.iter().map(|(_, _, a)| a.error.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(attempts.iter().map(|(_, _, a)| a.url.as_str()).collect::<Vec<&str>>())
     .fetch_all(pool)
     .await?;
     let mut written: std::collections::HashMap<Uuid, Written> =
@@ -182,25 +199,3 @@ pub async fn apply(pool: &PgPool, instance: Uuid, writes: &[LegWrite]) -> Result
     Ok(writes.iter().map(|w| written.remove(&w.leg).ok_or(StoreError::LostOwnership)).collect())
 }
 
-/// Records the attempts of a webhook the leg sent itself (answer_url, input, notify).
-pub async fn record_attempts(pool: &PgPool, event_id: i64, attempts: &[super::answer::Attempt]) -> Result<(), sqlx::Error> {
-    let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.status_code).collect();
-    let latencies: Vec<i32> = attempts.iter().map(|a| a.latency_ms).collect();
-    let errors: Vec<Option<String>> = attempts.iter().map(|a| a.error.clone()).collect();
-    let urls: Vec<String> = attempts.iter().map(|a| a.url.clone()).collect();
-    sqlx::query(
-        "WITH a AS (INSERT INTO webhook_attempts (event_id, status_code, latency_ms, error)
-                    SELECT $1, c, l, CASE WHEN e IS NULL THEN NULL ELSE u || ': ' || e END
-                    FROM unnest($2::int[], $3::int[], $4::text[], $5::text[]) AS t(c, l, e, u))
-         UPDATE events SET attempts = $6 WHERE id = $1",
-    )
-    .bind(event_id)
-    .bind(&codes)
-    .bind(&latencies)
-    .bind(&errors)
-    .bind(&urls)
-    .bind(attempts.len() as i32)
-    .execute(pool)
-    .await?;
-    Ok(())
-}

@@ -17,7 +17,7 @@ fn state(req: &HttpRequest) -> web::Data<AppState> {
     req.app_data::<web::Data<AppState>>().expect("AppState is registered").clone()
 }
 
-fn authorization(req: &HttpRequest, scheme: &str) -> Option<String> {
+pub(super) fn authorization(req: &HttpRequest, scheme: &str) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (given, rest) = value.split_once(' ')?;
     given.eq_ignore_ascii_case(scheme).then(|| rest.trim().to_string())

@@ -12,6 +12,7 @@ mod extract;
 mod health;
 mod history;
 mod links;
+mod metrics;
 mod numbers;
 mod reports;
 mod trunks;
@@ -27,6 +28,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").route(web::get().to(health::health)).default_service(web::to(method_not_allowed)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::metrics)).default_service(web::to(method_not_allowed)))
         .service(web::resource("/v1/openapi.json").route(web::get().to(openapi)).default_service(web::to(method_not_allowed)))
         .service(
             web::resource("/v1/calls")

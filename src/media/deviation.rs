@@ -67,6 +67,22 @@ impl DeviationHistogram {
         self.max
     }
 
+    /// Values below `edge` (to the microsecond): whole buckets only, so exact at multiples of
+    /// 50 µs (the edges `/metrics` exports).
+    pub fn count_below(&self, edge: Duration) -> u64 {
+        let edge_us = (edge.as_nanos() + 500) / 1000;
+        let whole = ((edge_us / BUCKET.as_micros()) as usize).min(BUCKETS);
+        self.buckets[..whole].iter().sum()
+    }
+
+    /// The sum of the values, each taken at its bucket's middle (the max for the last bucket).
+    pub fn sum_estimate(&self) -> Duration {
+        let step = BUCKET.as_micros() as u64;
+        let us: u64 = self.buckets[..BUCKETS].iter().enumerate().map(|(i, &n)| n.saturating_mul(i as u64 * step + step / 2)).sum();
+        let late_us = self.max.max(BUCKET * BUCKETS as u32).as_micros() as u64;
+        Duration::from_micros(us.saturating_add(late_us.saturating_mul(self.buckets[BUCKETS])))
+    }
+
     /// The upper edge of the bucket holding quantile `q` (0..=1); the max for the last bucket.
     pub fn quantile(&self, q: f64) -> Duration {
         let total = self.count();
@@ -128,6 +144,21 @@ impl AtomicDeviation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_below_an_edge_and_the_estimated_sum_come_from_whole_buckets() {
+        let mut histogram = DeviationHistogram::new();
+        for us in [10, 60, 99, 100, 240, 260] {
+            histogram.record(Duration::from_micros(us));
+        }
+        histogram.record(Duration::from_millis(70));
+        assert_eq!(histogram.count_below(Duration::from_micros(100)), 3);
+        assert_eq!(histogram.count_below(Duration::from_secs_f64(0.00025)), 5);
+        assert_eq!(histogram.count_below(Duration::from_millis(50)), 6);
+        assert_eq!(histogram.count_below(Duration::from_secs(1)), 6, "the late bucket has no upper edge");
+        // Middles: 25 + 75 + 75 + 125 + 225 + 275 µs, and the max for the late one.
+        assert_eq!(histogram.sum_estimate(), Duration::from_micros(800) + Duration::from_millis(70));
+    }
 
     #[test]
     fn quantiles_come_from_the_buckets() {

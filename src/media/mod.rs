@@ -15,6 +15,7 @@ pub mod decode;
 pub mod detect;
 mod deviation;
 pub mod dtmf;
+mod interarrival;
 mod jitter;
 pub mod rate;
 pub mod recorder;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 pub use codec::Codec;
 pub use deviation::DeviationHistogram;
+pub use interarrival::{JitterHistogram, JITTER_EDGES_MS};
 pub use session::{MediaHandle, MediaSession, MediaStats, MediaTap};
 pub use totals::{totals, MediaTotals};
 pub use work::WorkHistogram;

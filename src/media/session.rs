@@ -93,6 +93,8 @@ struct State {
     seqs: SeqCounter,
     /// The loss last added to the process's totals.
     lost_counted: u64,
+    /// RFC 3550 interarrival jitter of the far end's audio.
+    interarrival: super::interarrival::InterarrivalJitter,
     dtmf_in: DtmfReceiver,
     taps: Taps,
     stats: MediaStats,
@@ -183,6 +185,7 @@ impl Shared {
                 jitter: JitterBuffer::new(),
                 seqs: SeqCounter::default(),
                 lost_counted: 0,
+                interarrival: Default::default(),
                 dtmf_in: DtmfReceiver::default(),
                 taps: Taps::default(),
                 stats: MediaStats::new(),
@@ -521,12 +524,17 @@ async fn receive_loop(shared: Arc<Shared>, socket: Arc<UdpSocket>, events: mpsc:
             }
             continue;
         }
+        state.interarrival.on_packet(packet.ssrc, packet.timestamp, now);
         let samples = decoder.decode(packet.payload);
         match state.jitter.insert(packet.ssrc, packet.seq, packet.timestamp, samples) {
             Insert::Queued => {}
             Insert::Late => state.stats.packets_late += 1,
             Insert::Duplicate => state.stats.packets_duplicate += 1,
         }
+    }
+    // The session is over: its peak jitter joins the process's totals.
+    if let Some(peak) = shared.lock().interarrival.peak() {
+        totals::session_jitter(peak);
     }
 }
 /// Reads a session's audio without owning it (see `MediaHandle::tap`). Subscriptions end when

@@ -2,9 +2,10 @@
 //! session, live and closed. Sessions add to them as they go (relaxed atomics, a few adds per
 //! 20 ms packet), so a snapshot is the whole process at that moment without a list of sessions.
 //! Counters only grow (loss can shrink when a late packet turns up): a window is the difference
-//! of two snapshots. The media benchmark reads them; `/metrics` will export them.
+//! of two snapshots. The media benchmark reads them; `/metrics` exports them (metrics::scrape).
 
 use super::deviation::{AtomicDeviation, DeviationHistogram};
+use super::interarrival::{AtomicJitter, JitterHistogram};
 use super::work::{AtomicWork, WorkHistogram};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct MediaTotals {
     /// encoding, the received frame handed to the taps; waiting for the session's lock counts,
     /// the send does not). In a conversation, its members' add up to the room's mixing.
     pub tick_work: WorkHistogram,
+    /// Each ended session's peak interarrival jitter of the far end's audio (RFC 3550).
+    pub jitter: JitterHistogram,
 }
 
 impl MediaTotals {
@@ -47,6 +50,10 @@ impl MediaTotals {
             ticks_skipped: self.ticks_skipped.saturating_sub(earlier.ticks_skipped),
             send_deviation: self.send_deviation.since(&earlier.send_deviation),
             tick_work: self.tick_work.since(&earlier.tick_work),
+            jitter: JitterHistogram {
+                buckets: std::array::from_fn(|i| self.jitter.buckets[i].saturating_sub(earlier.jitter.buckets[i])),
+                sum: self.jitter.sum.saturating_sub(earlier.jitter.sum),
+            },
         }
     }
 }
@@ -64,6 +71,7 @@ pub fn totals() -> MediaTotals {
         ticks_skipped: t.ticks_skipped.load(Ordering::Relaxed),
         send_deviation: t.send_deviation.snapshot(),
         tick_work: t.tick_work.snapshot(),
+        jitter: t.jitter.snapshot(),
     }
 }
 
@@ -77,6 +85,7 @@ struct Totals {
     ticks_skipped: AtomicU64,
     send_deviation: AtomicDeviation,
     tick_work: AtomicWork,
+    jitter: AtomicJitter,
 }
 
 static TOTALS: Totals = Totals {
@@ -89,6 +98,7 @@ static TOTALS: Totals = Totals {
     ticks_skipped: AtomicU64::new(0),
     send_deviation: AtomicDeviation::new(),
     tick_work: AtomicWork::new(),
+    jitter: AtomicJitter::new(),
 };
 
 /// Counts a session from its start until it is dropped (with the session's clock task, which
@@ -131,4 +141,9 @@ pub(super) fn packet_received() {
 /// A session's cumulative loss moved by `delta` (negative when a packet counted lost arrived).
 pub(super) fn loss_changed(delta: i64) {
     TOTALS.packets_lost.fetch_add(delta, Ordering::Relaxed);
+}
+
+/// An ended session's peak interarrival jitter.
+pub(super) fn session_jitter(peak: Duration) {
+    TOTALS.jitter.record(peak);
 }

@@ -75,6 +75,12 @@ impl WorkHistogram {
         self.buckets.iter().sum()
     }
 
+    /// Values in the buckets wholly below `edge` (a value is known within 6.25%).
+    pub fn count_below(&self, edge: Duration) -> u64 {
+        let edge_ns = as_ns(edge);
+        self.buckets.iter().enumerate().take_while(|(i, _)| upper_edge(*i) <= edge_ns).map(|(_, n)| n).sum()
+    }
+
     /// All the work recorded, added up.
     pub fn total(&self) -> Duration {
         Duration::from_nanos(self.sum_ns)
@@ -172,6 +178,19 @@ mod tests {
         assert_eq!(work.quantile(1.0), Duration::from_micros(100));
         assert_eq!(work.max(), Duration::from_micros(100));
         assert_eq!(WorkHistogram::new().quantile(0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn counts_below_an_edge_take_whole_buckets() {
+        let mut work = WorkHistogram::new();
+        for ns in [500, 900, 1_000, 20_000, 2_000_000] {
+            work.record(Duration::from_nanos(ns));
+        }
+        // 1,000 ns is in [992, 1,024): not wholly below 1 µs.
+        assert_eq!(work.count_below(Duration::from_micros(1)), 2);
+        assert_eq!(work.count_below(Duration::from_micros(25)), 4);
+        assert_eq!(work.count_below(Duration::from_secs(1)), 5);
+        assert_eq!(work.count_below(Duration::ZERO), 0);
     }
 
     #[test]

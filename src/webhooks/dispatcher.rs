@@ -464,6 +464,9 @@ impl Dispatcher {
                 body_limit: self.client.discard_reply(),
             })
             .await;
+        if let Ok(response) = &result {
+            crate::metrics::webhook_attempt("delivered", response.latency);
+        }
         match result {
             Ok(response) => Outcome {
                 id: event.id,
@@ -483,6 +486,7 @@ impl Dispatcher {
                 let next = now + chrono::Duration::from_std(backoff).unwrap_or_default();
                 let too_old = (next - event.created_at).num_seconds() > settings.max_age_s;
                 let state = if error.is_retryable() && !too_old { "pending" } else { "failed" };
+                crate::metrics::webhook_attempt(if state == "pending" { "retry" } else { "failed" }, latency);
                 tracing::debug!(event = event.id, %error, state, "webhook delivery failed");
                 super::failures::delivery_failed(event.call_uuid, url, &error, state == "pending");
                 Outcome { id: event.id, state, next_attempt_at: next, status_code, latency_ms: latency.as_millis() as i32, error: Some(error.to_string()) }

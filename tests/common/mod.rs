@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod kamailio;
 pub mod receiver;
 pub mod sip_app;
 pub mod sipp;

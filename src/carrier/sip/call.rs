@@ -2,7 +2,7 @@
 //! good, then the dialog until either side hangs up. Every step is reported to the leg as a
 //! `CarrierEvent`, stamped when it happened.
 
-use super::record::{Attempt, Destination, DialogRecord, InviteRecord, SipFacts};
+use super::record::{Attempt, DialogRecord, InviteRecord, SipFacts};
 use super::rtp::RtpSocket;
 use super::sdp;
 use super::stack::{InviteSpec, Invitation};
@@ -57,7 +57,10 @@ impl OutboundCall {
         let mut audio: Option<LegAudio> = None;
         let mut last_failure = "trunks_at_capacity".to_string();
         for (attempt, route) in routes.iter().enumerate() {
-            let channel = match self.line.shared.limits.take(route.trunk_id, route.cps, route.max_channels) {
+            // Behind an outbound proxy the proxy holds the trunk's limits for the whole
+            // cluster (a 503 from it fails over like the trunk's own); counted here all the same.
+            let (cps, max_channels) = if self.line.shared.stack.has_outbound_proxy() { (None, None) } else { (route.cps, route.max_channels) };
+            let channel = match self.line.shared.limits.take(route.trunk_id, cps, max_channels) {
                 Ok(channel) => channel,
                 Err(refused) => {
                     let why = match refused {
@@ -79,7 +82,7 @@ impl OutboundCall {
                     continue;
                 }
             };
-            let destination = Destination { transport: route.transport, host: route.host.clone(), port: route.port };
+            let destination = self.line.shared.stack.next_hop(route);
             facts.call_id = Some(invitation.dialog.id().call_id.clone());
             facts.trunk = Some(route.name.clone());
             facts.remote_address = Some(format!("{}:{}", super::stack::bracket(&route.host), route.port));
@@ -89,7 +92,7 @@ impl OutboundCall {
             // Stored before the far end can answer: an instance taking the leg over can CANCEL.
             self.line.facts(&facts);
             self.line.log(format!("INVITE {} via trunk {} ({}:{})", target_of(&self.request.to, route), route.name, route.host, route.port));
-            let outcome = self.attempt(invitation, &mut rang, &mut rtp, &mut audio).await;
+            let outcome = self.attempt(invitation, &route.name, &mut rang, &mut rtp, &mut audio).await;
             if let Some(early) = audio.as_mut().and_then(|a| a.early.take()) {
                 let heard = early.finish();
                 facts.early_media_ms = Some(heard.as_millis() as u64);
@@ -186,7 +189,16 @@ impl OutboundCall {
     }
 
     /// One INVITE until its final response, or until the leg hangs up (CANCEL).
-    async fn attempt(&mut self, mut invitation: Invitation, rang: &mut bool, rtp: &mut RtpSocket, audio: &mut Option<LegAudio>) -> AttemptEnd {
+    /// Responses are counted by code and `trunk`, and the first 180/183/200 gives the post-dial
+    /// delay (`metrics`).
+    async fn attempt(&mut self, mut invitation: Invitation, trunk: &str, rang: &mut bool, rtp: &mut RtpSocket, audio: &mut Option<LegAudio>) -> AttemptEnd {
+        let sent = Instant::now();
+        let mut timed = false;
+        let post_dial_delay = |timed: &mut bool| {
+            if !std::mem::replace(timed, true) {
+                crate::metrics::post_dial_delay(trunk, sent.elapsed());
+            }
+        };
         let deadline = Instant::now() + self.line.shared.invite_timeout;
         let mut responded = false;
         let mut states_open = true;
@@ -199,6 +211,10 @@ impl OutboundCall {
                     Some(DialogState::Early(_, response)) => {
                         responded = true;
                         let code = response.status_code.code();
+                        crate::metrics::sip_response(trunk, code);
+                        if code == 180 || code == 183 {
+                            post_dial_delay(&mut timed);
+                        }
                         if !*rang && (code == 180 || code == 183) {
                             *rang = true;
                             self.line.report(CarrierEvent::Ringing);
@@ -219,6 +235,13 @@ impl OutboundCall {
                     None => states_open = false,
                 },
                 outcome = &mut invitation.outcome => {
+                    if let Ok(Ok((_, Some(response)))) = &outcome {
+                        let code = response.status_code.code();
+                        crate::metrics::sip_response(trunk, code);
+                        if (200..300).contains(&code) {
+                            post_dial_delay(&mut timed);
+                        }
+                    }
                     return match outcome {
                         Ok(Ok((id, Some(response)))) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {
                             AttemptEnd::Answered(invitation.dialog, id, response.body, invitation.states)

@@ -48,13 +48,18 @@ fn offer(shared: &Arc<SipShared>, mut tx: Transaction, offers: &mpsc::UnboundedS
         let _ = dialog.reject(Some(StatusCode::BadRequest), Some("no usable Via".into()));
         return;
     };
+    // Relayed by our proxy (deploy/kamailio): the trunk is the address the proxy received it from.
+    let trunk_address = match shared.trusted_proxies.contains(&source) {
+        true => relayed_source(&request).unwrap_or(source),
+        false => source,
+    };
     let to = request.uri.user().unwrap_or_default().to_string();
     let from = request.from_header().ok().and_then(|f| f.uri().ok()).and_then(|u| u.user().map(str::to_string)).unwrap_or_default();
     let call_id = request.call_id_header().map(|c| c.value().to_string()).unwrap_or_default();
     // Where in-dialog requests go: the caller's Contact, else where the INVITE came from.
     let destination = contact_destination(&request, transport).unwrap_or(Destination { transport, host: source.to_string(), port: source_port });
     let admission = SipAdmission { shared: shared.clone(), dialog, states, offer: request.body.clone(), destination, call_id: call_id.clone() };
-    let incoming = IncomingCall { source, to, from, call_id, admission: Box::new(admission) };
+    let incoming = IncomingCall { source: trunk_address, to, from, call_id, admission: Box::new(admission) };
     if let Err(refused) = offers.send(incoming) {
         refused.0.admission.refuse(503);
     }
@@ -76,6 +81,21 @@ fn source_of(request: &rsipstack::sip::Request) -> Option<(IpAddr, u16)> {
     let host = received.or_else(|| sent_by.host.to_string().trim_matches(|c| c == '[' || c == ']').parse().ok())?;
     let port = rport.or_else(|| sent_by.port.map(|p| p.value())).unwrap_or(5060);
     Some((host, port))
+}
+
+/// The caller's address as a trusted proxy saw it: its `X-Outdial-Source` header, the last one
+/// (the proxy removes any the caller sent, and appends its own). None when missing or not an IP:
+/// then the proxy's own address stands, which is no trunk's, and the call is refused 403.
+fn relayed_source(request: &rsipstack::sip::Request) -> Option<IpAddr> {
+    let value = request
+        .headers
+        .iter()
+        .filter_map(|header| match header {
+            Header::Other(name, value) if name.eq_ignore_ascii_case("X-Outdial-Source") => Some(value),
+            _ => None,
+        })
+        .last()?;
+    value.trim().trim_matches(|c| c == '[' || c == ']').parse().ok()
 }
 
 fn contact_destination(request: &rsipstack::sip::Request, transport: SipTransport) -> Option<Destination> {

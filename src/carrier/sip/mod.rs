@@ -32,6 +32,8 @@ pub struct SipShared {
     invite_timeout: Duration,
     /// Our host, for Call-Info answer-after URIs.
     user_agent_host: String,
+    /// `sip.trusted_proxies`: INVITEs from these are admitted by their X-Outdial-Source.
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub struct SipCarrier {
@@ -47,6 +49,7 @@ impl SipCarrier {
     pub async fn start(settings: &SipSettings) -> Result<SipCarrier, StackError> {
         let listen: SocketAddr = settings.listen.parse().map_err(|_| StackError::Sip(format!("sip.listen {:?} is not ip:port", settings.listen)))?;
         let public = public_address(settings, listen)?;
+        let outbound_proxy = outbound_proxy(&settings.outbound_proxy)?;
         let (invites, invite_rx) = mpsc::unbounded_channel();
         let (tracer, messages) = match settings.record_messages {
             true => {
@@ -62,6 +65,7 @@ impl SipCarrier {
             user_agent: settings.user_agent.clone(),
             invites,
             tracer,
+            outbound_proxy,
         })
         .await?;
         let shared = Arc::new(SipShared {
@@ -70,6 +74,7 @@ impl SipCarrier {
             limits: Default::default(),
             invite_timeout: Duration::from_millis(settings.invite_timeout_ms),
             user_agent_host: public.ip().to_string(),
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
         let (offers, incoming) = mpsc::unbounded_channel();
         tokio::spawn(inbound::serve(shared.clone(), invite_rx, offers));
@@ -79,6 +84,25 @@ impl SipCarrier {
     pub fn local_address(&self) -> SocketAddr {
         self.shared.stack.public_address()
     }
+}
+
+/// `sip.outbound_proxy`: "" for none, else "host:port" (UDP; the port defaults to 5060).
+fn outbound_proxy(text: &str) -> Result<Option<record::Destination>, StackError> {
+    let text = text.trim().trim_start_matches("sip:");
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = || StackError::Sip(format!("sip.outbound_proxy {text:?} is not host:port"));
+    let (host, port) = match text.rsplit_once(':') {
+        // An IPv6 literal without a port has colons too: only "]:port" or a single colon is a port.
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, port.parse::<u16>().map_err(|_| bad())?),
+        _ => (text, 5060),
+    };
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(Some(record::Destination { transport: crate::carrier::SipTransport::Udp, host: host.to_string(), port }))
 }
 
 /// `sip.public_address` ("" = the listen address; its port defaults to the listen port).
@@ -222,5 +246,23 @@ impl SipCallOptions {
             None => {}
         }
         headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outbound_proxy;
+
+    #[test]
+    fn the_outbound_proxy_setting_reads_host_and_port() {
+        let read = |text: &str| outbound_proxy(text).unwrap().map(|d| (d.host, d.port));
+        assert_eq!(read(""), None);
+        assert_eq!(read("127.0.0.1:5060"), Some(("127.0.0.1".into(), 5060)));
+        assert_eq!(read("sip:kamailio:5070"), Some(("kamailio".into(), 5070)));
+        assert_eq!(read("kamailio"), Some(("kamailio".into(), 5060)));
+        assert_eq!(read("[::1]:5062"), Some(("::1".into(), 5062)));
+        assert_eq!(read("::1"), Some(("::1".into(), 5060)));
+        assert!(outbound_proxy("kamailio:port").is_err());
+        assert!(outbound_proxy(":5060").is_err());
     }
 }

@@ -45,6 +45,8 @@ pub struct StackOptions {
     pub invites: tokio::sync::mpsc::UnboundedSender<Transaction>,
     /// Records each message of our calls (the SIP ladder); None: records nothing.
     pub tracer: Option<super::trace::Tracer>,
+    /// The outbound proxy (`sip.outbound_proxy`): every INVITE goes there.
+    pub outbound_proxy: Option<Destination>,
 }
 
 pub struct SipStack {
@@ -52,7 +54,12 @@ pub struct SipStack {
     pub dialogs: Arc<DialogLayer>,
     public: SocketAddr,
     shutdown: CancellationToken,
+    outbound_proxy: Option<Destination>,
 }
+
+/// Headers through which the outbound proxy learns the trunk and its limits; any the call's
+/// own `sip.headers` would set are dropped, so an account cannot raise them.
+const PROXY_HEADER_PREFIX: &str = "x-outdial-";
 
 /// An INVITE we sent: its dialog, its state changes, and its final outcome.
 pub struct Invitation {
@@ -124,7 +131,7 @@ impl SipStack {
             .build();
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
-        let stack = Arc::new(SipStack { endpoint, dialogs, public, shutdown });
+        let stack = Arc::new(SipStack { endpoint, dialogs, public, shutdown, outbound_proxy: options.outbound_proxy });
         let serving = stack.clone();
         tokio::spawn(async move { serving.endpoint.serve().await });
         tokio::spawn(answer_incoming(stack.dialogs.clone(), incoming, options.invites));
@@ -139,18 +146,33 @@ impl SipStack {
         self.shutdown.cancel();
     }
 
+    /// Where a call's INVITE (and its CANCEL) is sent: the outbound proxy, else the trunk.
+    /// In-dialog requests then follow the dialog's route set (the proxy's Record-Route).
+    pub fn next_hop(&self, route: &TrunkRoute) -> Destination {
+        self.outbound_proxy.clone().unwrap_or_else(|| Destination { transport: route.transport, host: route.host.clone(), port: route.port })
+    }
+
+    pub fn has_outbound_proxy(&self) -> bool {
+        self.outbound_proxy.is_some()
+    }
+
     /// Sends an INVITE; its responses arrive on the returned invitation.
     pub fn invite(&self, spec: InviteSpec<'_>) -> Result<Invitation, StackError> {
         let route = spec.route;
         let sip_error = |what: &str, e: rsipstack::sip::Error| StackError::Sip(format!("{what}: {e}"));
-        let mut headers: Vec<Header> = spec.headers.into_iter().map(|(name, value)| Header::Other(name, value)).collect();
+        let mut extra = spec.headers;
+        if self.outbound_proxy.is_some() {
+            extra.retain(|(name, _)| !name.to_ascii_lowercase().starts_with(PROXY_HEADER_PREFIX));
+            extra.splice(0..0, proxy_headers(route));
+        }
+        let mut headers: Vec<Header> = extra.into_iter().map(|(name, value)| Header::Other(name, value)).collect();
         headers.push(Header::ContentType("application/sdp".to_string().into()));
         let (states_tx, states) = self.dialogs.new_dialog_state_channel();
         let option = InviteOption {
             caller_display_name: spec.display_name,
             caller: rsipstack::sip::Uri::try_from(spec.from.as_str()).map_err(|e| sip_error("bad From URI", e))?,
             callee: rsipstack::sip::Uri::try_from(spec.target.as_str()).map_err(|e| sip_error("bad Request-URI", e))?,
-            destination: Some(sip_addr(&Destination { transport: route.transport, host: route.host.clone(), port: route.port })),
+            destination: Some(sip_addr(&self.next_hop(route))),
             content_type: Some("application/sdp".into()),
             offer: Some(spec.sdp.into_bytes()),
             contact: self.contact_uri(route.transport),
@@ -235,6 +257,22 @@ impl SipStack {
         });
         Ok(wait.await.ok().flatten().unwrap_or(408))
     }
+}
+
+/// What the outbound proxy needs to hold a trunk's limits for the cluster (deploy/kamailio):
+/// the trunk's id (its pipe and dialog profile) and its cps and max_channels when it has them.
+fn proxy_headers(route: &TrunkRoute) -> Vec<(String, String)> {
+    if route.trunk_id.is_nil() {
+        return vec![];
+    }
+    let mut headers = vec![("X-Outdial-Trunk-Id".to_string(), route.trunk_id.to_string())];
+    if let Some(cps) = route.cps {
+        headers.push(("X-Outdial-Trunk-Cps".into(), cps.to_string()));
+    }
+    if let Some(channels) = route.max_channels {
+        headers.push(("X-Outdial-Trunk-Channels".into(), channels.to_string()));
+    }
+    headers
 }
 
 pub fn sip_addr(destination: &Destination) -> SipAddr {

@@ -3,8 +3,8 @@
 
 use super::Flow;
 use crate::engine::answer::{self, Reply, Target};
-use crate::engine::leg::{Leg, Step, Stop};
-use crate::engine::store::{self, Change};
+use crate::engine::leg::{Leg, Step};
+use crate::engine::store::Change;
 use crate::ncco::Notify;
 use serde_json::Value;
 
@@ -30,11 +30,9 @@ pub async fn post_for_ncco(leg: &mut Leg, kind: &str, payload: Value, url: Optio
     )
     .await;
     let state = if matches!(reply, Reply::Unreachable) { "failed" } else { "sent_inline" };
-    let event = leg.event_to(kind, payload, Some(url), method, state);
-    let ids = leg.write(Change { events: vec![event], ..Default::default() }).await?;
-    if let Some(id) = ids.first() {
-        store::record_attempts(&leg.ctx.pool, *id, &attempts).await.map_err(|e| Stop::Internal(e.to_string()))?;
-    }
+    let mut event = leg.event_to(kind, payload, Some(url), method, state);
+    event.attempts = attempts;
+    leg.write(Change { events: vec![event], ..Default::default() }).await?;
     Ok(match reply {
         Reply::Ncco(ncco) => Flow::Replace(ncco),
         _ => Flow::Next,
