@@ -36,13 +36,15 @@ fi
 # baresip (Debian baresip-core: the phone that answers, plays and records, tests/common/baresip.rs)
 # and sox (the audio kit's reference files, tests/audio_kit.rs) let tests assert on real audio;
 # lame encodes MP3 recordings (media.lame_path; tests/sip_media.rs, src/media/recorder.rs).
-for tool in baresip:baresip-core sox:sox lame:lame; do
+# chromium: the live-calls console's browser test (tests/sdk/node/test/console.test.mjs) drives it
+# headless through playwright-core, which downloads no browser of its own.
+for tool in baresip:baresip-core sox:sox lame:lame chromium:chromium; do
   if ! command -v "${tool%%:*}" >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
       echo "test.sh: installing ${tool#*:} with apt-get" >&2
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null
     else
-      echo "test.sh: ${tool%%:*} is missing; install it (sudo apt-get install ${tool#*:}) or the audio tests are skipped (they fail when CI is set)" >&2
+      echo "test.sh: ${tool%%:*} is missing; install it (sudo apt-get install ${tool#*:}) or the tests that need it are skipped (they fail when CI is set)" >&2
     fi
   fi
 done

@@ -20,6 +20,7 @@ pub struct Settings {
     pub reports: ReportSettings,
     pub log: LogSettings,
     pub media: MediaSettings,
+    pub console: ConsoleSettings,
     pub metrics: MetricsSettings,
 }
 
@@ -108,6 +109,10 @@ pub struct SipSettings {
     pub inbound_account_cps: u32,
     /// Concurrent inbound calls one account takes, per instance (0: no limit).
     pub inbound_account_channels: u32,
+    /// Keep each call's SIP messages (method or status, direction, time) for its SIP ladder.
+    pub record_messages: bool,
+    /// Hours a call's SIP messages are kept.
+    pub record_messages_keep_h: u32,
     /// The SIP proxy outbound INVITEs go through ("host:port", UDP; "" = straight to the trunk).
     pub outbound_proxy: String,
     /// Proxies whose INVITEs name the caller's address in `X-Outdial-Source` (deploy/kamailio).
@@ -148,6 +153,14 @@ pub struct AuthSettings {
     pub failed_logins_burst: u32,
     pub failed_login_interval_ms: u64,
     pub client_address_from_forwarded: bool,
+}
+
+/// The live-calls console (`/console`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    pub session_ttl_s: u64,
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

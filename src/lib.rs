@@ -10,6 +10,7 @@ pub mod carrier;
 pub mod clock;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod demo;
 pub mod engine;

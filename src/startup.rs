@@ -30,6 +30,8 @@ pub struct AppState {
     pub credit: crate::billing::gate::CreditGate,
     /// Stores new calls, committing concurrent creates together.
     pub call_writer: crate::calls::writer::CallWriter,
+    /// Live legs for the consoles connected to this instance (polls only while one is).
+    pub console_feed: Arc<crate::console::live::LiveFeed>,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
                 &settings,
                 hand_offs,
             ),
+            console_feed: crate::console::live::LiveFeed::new(pool.clone(), Duration::from_millis(settings.console.poll_ms.max(100))),
             pool,
             settings,
         }
@@ -81,6 +84,8 @@ impl AppState {
 pub struct Application {
     pub port: u16,
     pub server: Server,
+    /// Closed before the server stops, so open console event streams end (see `Instance::stop`).
+    pub console_feed: Arc<crate::console::live::LiveFeed>,
 }
 
 impl Application {
@@ -97,7 +102,9 @@ impl Application {
         let workers = settings.http.workers;
         let keep_alive = std::time::Duration::from_secs(settings.http.keep_alive_s);
         let max_body = settings.http.max_body_bytes;
+        let console = settings.console.enabled;
         let state = web::Data::new(AppState::new(pool, settings, hand_offs, invalidations));
+        let console_feed = state.console_feed.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -118,6 +125,7 @@ impl Application {
                     answer
                 })
                 .configure(http::routes)
+                .configure(|cfg| if console { http::console::routes(cfg) })
                 .default_service(web::to(http::unknown_route))
         })
         .keep_alive(keep_alive)
@@ -125,7 +133,7 @@ impl Application {
         if workers > 0 {
             server = server.workers(workers);
         }
-        Ok(Application { port, server: server.disable_signals().run() })
+        Ok(Application { port, server: server.disable_signals().run(), console_feed })
     }
 }
 
@@ -143,6 +151,7 @@ pub fn public_base_url(settings: &Settings, port: u16) -> String {
 pub struct Instance {
     pub port: Option<u16>,
     pub server: Option<actix_web::dev::ServerHandle>,
+    console_feed: Option<Arc<crate::console::live::LiveFeed>>,
     pub engine: Option<crate::engine::Engine>,
     /// Produces asynchronous reports; runs with the api role.
     pub reports: Option<crate::reports::jobs::ReportWorker>,
@@ -154,7 +163,7 @@ pub struct Instance {
 impl Instance {
     pub async fn start(settings: Settings, pool: PgPool) -> anyhow::Result<Instance> {
         let roles = &settings.engine;
-        let (mut port, mut server, mut server_task) = (None, None, None);
+        let (mut port, mut server, mut server_task, mut console_feed) = (None, None, None, None);
         let hand_offs = HandOffs::default();
         let invalidations = Arc::new(Invalidations::default());
         let cache_listener = crate::cache::start_listener(&pool, invalidations.clone()).await?;
@@ -162,6 +171,7 @@ impl Instance {
             let app = Application::build_with(settings.clone(), pool.clone(), hand_offs.clone(), invalidations.clone())?;
             port = Some(app.port);
             server = Some(app.server.handle());
+            console_feed = Some(app.console_feed.clone());
             server_task = Some(tokio::spawn(app.server));
         }
         let history = &settings.history;
@@ -189,7 +199,7 @@ impl Instance {
         } else {
             None
         };
-        Ok(Instance { port, server, engine, reports, server_task, background })
+        Ok(Instance { port, server, console_feed, engine, reports, server_task, background })
     }
 
     /// The SIP carrier's address, when this instance runs one.
@@ -214,6 +224,10 @@ impl Instance {
         }
         if let Some(engine) = self.engine {
             engine.stop().await;
+        }
+        // Console event streams never finish by themselves: a graceful stop would wait for them.
+        if let Some(feed) = &self.console_feed {
+            feed.close();
         }
         if let Some(server) = &self.server {
             server.stop(true).await;

@@ -5,7 +5,7 @@ use super::{Account, NewAccountCredentials};
 use crate::cache::{self, Changed};
 use sqlx::PgPool;
 
-const ACCOUNT_COLUMNS: &str = "id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate, balance, credit_limit, rates_admin";
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, name, api_key, api_secret_hash, signature_secret, calls_per_second, over_rate, balance, credit_limit, rates_admin";
 
 pub async fn create(pool: &PgPool, name: &str, calls_per_second: i32) -> Result<NewAccountCredentials, sqlx::Error> {
     create_with(pool, name, calls_per_second, "reject").await

@@ -5,6 +5,7 @@ mod create;
 mod list;
 mod model;
 pub mod repo;
+pub mod sip_messages;
 pub mod sip_options;
 pub mod writer;
 

@@ -196,6 +196,11 @@ pub trait Carrier: Send + Sync {
         None
     }
 
+    /// The SIP messages of its calls, handed over once to be stored (None: it records none).
+    fn take_sip_messages(&self) -> Option<mpsc::Receiver<sip::trace::SipMessageRecord>> {
+        None
+    }
+
     /// Dialogs the carrier holds open on the network (None: it has none to count).
     fn live_dialogs(&self) -> Option<usize> {
         None

@@ -179,6 +179,10 @@ impl Engine {
             if let Some(incoming) = ctx.carrier.take_incoming() {
                 tasks.push(tokio::spawn(inbound::serve(ctx.clone(), incoming, shutdown.clone())));
             }
+            if let Some(messages) = ctx.carrier.take_sip_messages() {
+                let keep = Duration::from_secs(u64::from(ctx.settings.sip.record_messages_keep_h) * 3600);
+                tasks.push(tokio::spawn(crate::calls::sip_messages::store(ctx.pool.clone(), messages, keep)));
+            }
         }
         if engine_settings.has_role("webhooks") {
             // The dispatcher's writes (claim locks, delivery outcomes) need not wait for WAL

@@ -13,9 +13,15 @@ use serde_json::json;
 use uuid::Uuid;
 
 async fn send(state: &AppState, caller: &AppCaller, raw_uuid: &str, command: Command) -> Result<Uuid, ApiError> {
-    state.rate_limit(caller.account_id(), Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
+    send_for_account(state, caller.account_id(), raw_uuid, command).await
+}
+
+/// Stores `command` for the account's call, as `PUT /v1/calls/{uuid}` does (the console's hang
+/// up and mute go through here too).
+pub(super) async fn send_for_account(state: &AppState, account_id: i64, raw_uuid: &str, command: Command) -> Result<Uuid, ApiError> {
+    state.rate_limit(account_id, Bucket::OtherRequests, state.settings.limits.other_requests_per_second)?;
     let uuid = parse_call_uuid(raw_uuid)?;
-    match repo::send_command(&state.pool, caller.account_id(), uuid, &command).await? {
+    match repo::send_command(&state.pool, account_id, uuid, &command).await? {
         CommandOutcome::Accepted => Ok(uuid),
         CommandOutcome::NoSuchCall => Err(ApiError::NotFound(format!("Call {uuid} does not exist"))),
         // Vonage answers 400 for a call that cannot take the action in its state.

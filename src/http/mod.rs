@@ -3,8 +3,10 @@
 mod applications;
 mod billing;
 mod call_reports;
+/// The live-calls console: a web page, outside the API and its OpenAPI document.
+pub mod console;
 mod control;
-mod endpoint;
+pub(crate) mod endpoint;
 pub(crate) mod calls;
 pub mod error;
 mod extract;

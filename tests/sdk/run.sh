@@ -38,6 +38,10 @@
 #                           adds them.
 #   PYTHON                  interpreter used to create the venv (default python3, needs >= 3.10)
 #
+# The console test (console.test.mjs) drives /console in headless Chromium (playwright-core with
+# Debian's chromium at /usr/bin/chromium, or CHROMIUM=/path): skipped without it, failed with env
+# CI set. scripts/test.sh installs chromium when it runs as root.
+#
 # The live call-control tests (test_call_control.py, call-control.test.mjs) always run: they start
 # a local receiver on 127.0.0.1 (event_url, answer_url, the NCCO for transfers, a WAV to stream)
 # and so also need OUTDIAL__WEBHOOKS__ALLOW_PRIVATE_ADDRESSES=true and a fast simulated clock.
@@ -114,7 +118,7 @@ run_node() {
   echo "==================== Node SDK (@vonage/server-sdk) against $OUTDIAL_URL"
   set +e
   (cd "$NODE_DIR" && node --test --test-concurrency=1 --test-reporter=spec \
-    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs test/websocket.test.mjs test/numbers.test.mjs test/inbound.test.mjs)
+    test/voice.test.mjs test/applications.test.mjs test/signed-webhooks.test.mjs test/call-control.test.mjs test/accounts.test.mjs test/reports.test.mjs test/readme.test.mjs test/sip-trunk.test.mjs test/websocket.test.mjs test/numbers.test.mjs test/inbound.test.mjs test/console.test.mjs)
   local rc=$?
   set -e
   result[node]=$rc

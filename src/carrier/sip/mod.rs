@@ -10,6 +10,7 @@ mod rtp;
 pub mod sdp;
 mod stack;
 mod status;
+pub mod trace;
 
 use super::{Carrier, DialRequest, LegHandle, Reporter};
 use crate::config::SipSettings;
@@ -39,6 +40,8 @@ pub struct SipCarrier {
     shared: Arc<SipShared>,
     /// Calls from trunks, until the engine takes them.
     incoming: std::sync::Mutex<Option<mpsc::UnboundedReceiver<super::IncomingCall>>>,
+    /// Our calls' SIP messages, until the engine takes them to store (`sip.record_messages`).
+    messages: std::sync::Mutex<Option<mpsc::Receiver<trace::SipMessageRecord>>>,
 }
 
 impl SipCarrier {
@@ -48,12 +51,20 @@ impl SipCarrier {
         let public = public_address(settings, listen)?;
         let outbound_proxy = outbound_proxy(&settings.outbound_proxy)?;
         let (invites, invite_rx) = mpsc::unbounded_channel();
+        let (tracer, messages) = match settings.record_messages {
+            true => {
+                let (tracer, messages) = trace::Tracer::new();
+                (Some(tracer), Some(messages))
+            }
+            false => (None, None),
+        };
         let stack = stack::SipStack::start(stack::StackOptions {
             listen,
             public,
             tcp: settings.tcp,
             user_agent: settings.user_agent.clone(),
             invites,
+            tracer,
             outbound_proxy,
         })
         .await?;
@@ -67,7 +78,7 @@ impl SipCarrier {
         });
         let (offers, incoming) = mpsc::unbounded_channel();
         tokio::spawn(inbound::serve(shared.clone(), invite_rx, offers));
-        Ok(SipCarrier { shared, incoming: std::sync::Mutex::new(Some(incoming)) })
+        Ok(SipCarrier { shared, incoming: std::sync::Mutex::new(Some(incoming)), messages: std::sync::Mutex::new(messages) })
     }
 
     pub fn local_address(&self) -> SocketAddr {
@@ -114,6 +125,10 @@ fn public_address(settings: &SipSettings, listen: SocketAddr) -> Result<SocketAd
 }
 
 impl Carrier for SipCarrier {
+    fn take_sip_messages(&self) -> Option<mpsc::Receiver<trace::SipMessageRecord>> {
+        self.messages.lock().unwrap().take()
+    }
+
     fn dial(&self, request: DialRequest) -> LegHandle {
         let (events_tx, events) = Reporter::channel();
         let (control, control_rx) = mpsc::unbounded_channel();

@@ -43,6 +43,8 @@ pub struct StackOptions {
     pub user_agent: String,
     /// Where INVITEs that start a call go (the carrier offers them to the engine).
     pub invites: tokio::sync::mpsc::UnboundedSender<Transaction>,
+    /// Records each message of our calls (the SIP ladder); None: records nothing.
+    pub tracer: Option<super::trace::Tracer>,
     /// The outbound proxy (`sip.outbound_proxy`): every INVITE goes there.
     pub outbound_proxy: Option<Destination>,
 }
@@ -117,7 +119,11 @@ impl SipStack {
             let tcp = TcpListenerConnection::new(listen, Some(public)).await.map_err(listen_error)?;
             transports.add_transport(tcp.into());
         }
-        let endpoint = EndpointBuilder::new()
+        let mut builder = EndpointBuilder::new();
+        if let Some(tracer) = options.tracer {
+            builder.with_inspector(Box::new(tracer));
+        }
+        let endpoint = builder
             .with_cancel_token(shutdown.clone())
             .with_transport_layer(transports)
             .with_user_agent(&options.user_agent)
