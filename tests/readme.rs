@@ -69,7 +69,9 @@ fn database_url(pool: &PgPool) -> String {
 fn script(server_port: u16, receiver_port: u16) -> (String, BTreeSet<String>) {
     let mut out = String::from(
         "set -euo pipefail\n\
-         trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n\
+         # The server stops first (SIGTERM: it drains its legs, their events still reach the\n\
+         # receiver), then the rest.\n\
+         trap 'if [ -n \"${server_pid:-}\" ]; then kill $server_pid 2>/dev/null; wait $server_pid 2>/dev/null; fi; kill $(jobs -p) 2>/dev/null || true' EXIT\n\
          # An HTTP error fails the example, as it would the reader.\n\
          curl() { command curl --fail-with-body --silent --show-error \"$@\"; }\n\
          set -x\n",
@@ -87,6 +89,9 @@ fn script(server_port: u16, receiver_port: u16) -> (String, BTreeSet<String>) {
                 seen.insert(long.to_string());
                 let without_comment = line.split(" #").next().unwrap().trim_end();
                 out.push_str(&format!("{without_comment} > long-running-{name}.log 2>&1 &\n"));
+                if long.starts_with("outdial serve") {
+                    out.push_str("server_pid=$!\n");
+                }
                 let ready = if long.starts_with("outdial serve") {
                     format!("command curl -sf http://127.0.0.1:{server_port}/health")
                 } else {
