@@ -250,6 +250,35 @@ async fn a_moderator_leaving_with_end_on_exit_ends_the_conversation(pool: PgPool
     assert!(record.iter().any(|x| x.body["uuid"] == moderator.as_str() && x.body["recording_url"].is_string()));
 }
 
+/// Members on two instances: the one that starts the conversation (startOnEnter) and ends it
+/// (endOnExit) runs on the second instance; the attendee's music on hold stops and its leg ends
+/// on the first.
+#[sqlx::test]
+async fn a_conversation_starts_and_ends_for_members_on_another_instance(pool: PgPool) {
+    let options = || Options { roles: vec!["api", "workers", "webhooks"], settings: |s| s.engine.max_live_legs = 1, ..Options::default() };
+    let app = spawn_app_with(pool.clone(), options()).await;
+    let receiver = Receiver::start().await;
+    let music = receiver.url("/hold.wav");
+    receiver.respond_bytes("/hold.wav", 200, &wav(60));
+    let hold = json!([{"action": "conversation", "name": "standup", "startOnEnter": false, "musicOnHoldUrl": [music]}]);
+    let attendee = app.place(&call(&receiver, "447700900000", hold)).await;
+    wait_log(&app, &attendee, &format!("heard stream {music}")).await;
+    // The first instance drives one leg at most: the moderator's runs on the second.
+    let (second, _) = start_instance(&pool, Options { roles: vec!["workers"], ..options() }).await;
+    let sandbox = json!({"ring_s": 1.0, "hangup_after_s": 40.0});
+    assert_eq!(app.put_json("/v1/sandbox/numbers/447700900558", &sandbox).await.status(), 200);
+    let moderator = app.place(&call(&receiver, "447700900558", json!([{"action": "conversation", "name": "standup", "endOnExit": true}]))).await;
+    wait_log(&app, &attendee, &format!("stopped stream {music}")).await;
+    let instances: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT instance_id FROM conversation_members WHERE name = 'standup'").fetch_all(&pool).await.unwrap();
+    assert_eq!(instances.len(), 2, "the members' legs run on two instances");
+    receiver.wait_status("/events", &moderator, "completed").await;
+    let attendee_events = receiver.wait_status("/events", &attendee, "completed").await;
+    assert_eq!(attendee_events, ["started", "ringing", "answered", "completed"]);
+    let completed = receiver.requests("/events").into_iter().rev().find(|r| r.body["uuid"] == attendee.as_str()).unwrap();
+    assert_eq!(completed.body["disconnected_by"], "platform", "the conversation ended under the attendee");
+    second.stop().await;
+}
+
 #[sqlx::test]
 async fn the_transfer_action_sends_a_transfer_event_and_joins_the_conversation(pool: PgPool) {
     let app = spawn_engine_app(pool).await;

@@ -6,6 +6,7 @@ mod answer;
 mod audio;
 mod audio_tasks;
 mod claim;
+mod conversation_state;
 mod inbound;
 pub mod commands;
 pub mod instance;
@@ -57,8 +58,10 @@ pub struct EngineCtx {
     /// Our own public base URL, for recording_url and region_url.
     pub base_url: String,
     pub live_legs: AtomicUsize,
-    /// Conversations with legs on this instance.
+    /// Conversations with legs on this instance: their audio.
     pub rooms: Arc<actions::Rooms>,
+    /// …and where they stand (started, ended), shared with the cluster.
+    pub conversations: conversation_state::Sessions,
     /// Carries conversation audio between instances (with a real network only).
     pub relay: Option<Arc<relay::RoomRelay>>,
     /// Where API commands for this instance's legs are delivered.
@@ -116,6 +119,7 @@ impl EngineCtx {
             base_url,
             live_legs: AtomicUsize::new(0),
             rooms,
+            conversations: conversation_state::Sessions::default(),
             relay,
             commands: commands::CommandRouter::default(),
             notifier: Notifier::spawn(pool_for_notifier),
@@ -176,6 +180,8 @@ impl Engine {
         let poll = Duration::from_millis(engine_settings.poll_ms);
         if engine_settings.has_role("workers") {
             tasks.push(tokio::spawn(claim::claim_loop(ctx.clone(), jobs_wake, poll, shutdown.clone())));
+            let (watcher, pool, stop) = (ctx.clone(), ctx.pool.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(async move { watcher.conversations.watch(pool, stop).await }));
             if let Some(incoming) = ctx.carrier.take_incoming() {
                 tasks.push(tokio::spawn(inbound::serve(ctx.clone(), incoming, shutdown.clone())));
             }
@@ -229,14 +235,17 @@ async fn listen(ctx: Arc<EngineCtx>, jobs: Arc<Notify>, events: Arc<Notify>, shu
                 continue;
             }
         };
-        if listener.listen_all([JOBS_CHANNEL, EVENTS_CHANNEL, commands::COMMANDS_CHANNEL]).await.is_err() {
+        if listener.listen_all([JOBS_CHANNEL, EVENTS_CHANNEL, commands::COMMANDS_CHANNEL, conversation_state::CHANNEL]).await.is_err() {
             continue;
         }
+        // What changed while nobody listened is unknown.
+        ctx.conversations.changed();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 message = listener.recv() => match message {
                     Ok(n) if n.channel() == JOBS_CHANNEL => jobs.notify_one(),
+                    Ok(n) if n.channel() == conversation_state::CHANNEL => ctx.conversations.changed(),
                     Ok(n) if n.channel() == commands::COMMANDS_CHANNEL => {
                         if let Some((uuid, wake)) = commands::parse_notification(n.payload()) {
                             ctx.commands.deliver(uuid, wake);

@@ -1,7 +1,8 @@
 //! `conversation` (named per application; legs in it are bridged) and the `transfer` action
-//! (moves the leg into another conversation). Rooms live in each instance's memory; the audio
-//! of a conversation is mixed by the one instance that owns it (`relay`), members on other
-//! instances reach it through their relay. Start, end and music on hold act per instance.
+//! (moves the leg into another conversation). Where a conversation stands (started, ended) is
+//! shared by the cluster (`conversation_state`), so startOnEnter, endOnExit and music on hold
+//! act on members of every instance; its audio is mixed by the one instance that owns it
+//! (`relay`), members on other instances reach it through their relay.
 //!
 //! On real audio each member hears the sum of the others, never itself: every other member's
 //! received frames are a live input of its mixer (N members, N(N-1) inputs; fine for the tens
@@ -18,11 +19,9 @@ use crate::ncco::{Conversation, Record, Transfer};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
 
+/// A conversation's audio on this instance.
 pub struct Room {
-    started: watch::Sender<bool>,
-    ended: watch::Sender<bool>,
     members: Mutex<usize>,
     /// The members with real audio.
     voices: Mutex<Vec<Voice>>,
@@ -81,30 +80,14 @@ impl Room {
 pub struct Rooms(Mutex<HashMap<String, Arc<Room>>>);
 
 impl Rooms {
-    fn join(&self, key: &str, start: bool) -> Arc<Room> {
+    fn join(&self, key: &str) -> Arc<Room> {
         let mut rooms = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let room = rooms
-            .entry(key.to_string())
-            .or_insert_with(|| {
-                Arc::new(Room {
-                    started: watch::channel(false).0,
-                    ended: watch::channel(false).0,
-                    members: Mutex::new(0),
-                    voices: Mutex::new(Vec::new()),
-                })
-            })
-            .clone();
+        let room = rooms.entry(key.to_string()).or_insert_with(|| Arc::new(Room { members: Mutex::new(0), voices: Mutex::new(Vec::new()) })).clone();
         *room.members.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        if start {
-            room.started.send_replace(true);
-        }
         room
     }
 
-    fn leave(&self, key: &str, room: &Room, end: bool) {
-        if end {
-            room.ended.send_replace(true);
-        }
+    fn leave(&self, key: &str, room: &Room) {
         let mut members = room.members.lock().unwrap_or_else(|e| e.into_inner());
         *members -= 1;
         if *members == 0 {
@@ -114,7 +97,7 @@ impl Rooms {
 
     /// A member whose leg runs on another instance (see `relay`): its audio is `tap`.
     pub fn join_remote(&self, key: &str, leg: uuid::Uuid, tap: MediaTap, can_speak: Option<Vec<String>>, can_hear: Option<Vec<String>>) {
-        let room = self.join(key, true);
+        let room = self.join(key);
         room.add_voice(Voice { leg, tap, can_speak, can_hear });
     }
 
@@ -122,7 +105,7 @@ impl Rooms {
         let room = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
         if let Some(room) = room {
             room.remove_voice(leg);
-            self.leave(key, &room, false);
+            self.leave(key, &room);
         }
     }
 
@@ -138,9 +121,15 @@ impl Rooms {
 
 pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     let key = format!("{}/{}", leg.row.application_id, c.name);
-    let room = leg.ctx.rooms.join(&key, c.start_on_enter);
-    let mut started = room.started.subscribe();
-    let mut ended = room.ended.subscribe();
+    let ctx = leg.ctx.clone();
+    let session = ctx
+        .conversations
+        .join(&ctx.pool, ctx.instance_id, ctx.settings.engine.instance_timeout_ms, leg.row.application_id, &c.name, leg.row.uuid, c.start_on_enter)
+        .await
+        .map_err(|e| Stop::Internal(e.to_string()))?;
+    let room = ctx.rooms.join(&key);
+    let mut started = session.started.subscribe();
+    let mut ended = session.ended.subscribe();
     let mut music = None;
     if !*started.borrow() {
         if let Some(url) = &c.music_on_hold_url {
@@ -190,17 +179,20 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
     let stop = loop {
         tokio::select! {
             signal = next(leg, None) => if let Err(stop) = signal { break stop },
-            _ = started.changed() => {
+            // wait_for looks at the value first: a change before the subscription counts too.
+            _ = started.wait_for(|started| *started), if music.is_some() => {
                 if let Some(id) = music.take() {
                     leg.control(MediaCommand::StopPlayback { id });
                 }
             }
-            _ = ended.changed() => break Stop::Platform,
+            _ = ended.wait_for(|ended| *ended) => break Stop::Platform,
         }
     };
     drop(remote_membership);
     room.remove_voice(leg.row.uuid);
-    leg.ctx.rooms.leave(&key, &room, c.end_on_exit);
+    ctx.rooms.leave(&key, &room);
+    let stored = !matches!(stop, Stop::Fenced);
+    ctx.conversations.leave(&ctx.pool, &session, leg.row.uuid, c.end_on_exit, stored).await;
     Err(stop)
 }
 
