@@ -191,10 +191,8 @@ impl Engine {
             }
         }
         if engine_settings.has_role("webhooks") {
-            // The dispatcher's writes (claim locks, delivery outcomes) need not wait for WAL
-            // flushes: one lost in a database crash means an event is delivered again, which
-            // at-least-once delivery allows. Events themselves are written by legs, durably.
-            let pool = crate::db::pool_like(&ctx.pool, "outdial-webhooks", ctx.settings.webhooks.database_connections, false);
+            // Events themselves are written by legs, durably; see dispatcher_pool for the rest.
+            let pool = crate::db::dispatcher_pool(&ctx.pool, ctx.settings.webhooks.database_connections);
             let dispatcher = Dispatcher::new(pool, ctx.client.clone(), events_wake, invalidations);
             let (hand_off, hand_offs) = mpsc::unbounded_channel();
             ctx.hand_offs.connect(hand_off);
