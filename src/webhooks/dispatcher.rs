@@ -118,6 +118,9 @@ struct Signing {
 
 const SIGNING_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// How long an outcome waits for others to be recorded with it. Deliveries never wait on it: only
+/// a claimed (not handed-off) call's next event, which is claimable once this one is recorded.
+const RECORD_GATHER: Duration = Duration::from_millis(5);
 /// Recording outcomes is retried from this interval, doubling up to the maximum.
 const RECORD_RETRY_MIN: Duration = Duration::from_millis(50);
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(2);
@@ -423,11 +426,14 @@ impl Dispatcher {
     async fn record_loop(self: Arc<Self>, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
         const MAX_PER_WRITE: usize = 1000;
         while let Some(first) = outcomes.recv().await {
+            // Outcomes that arrive within RECORD_GATHER share the write (and the claim it wakes):
+            // one statement per delivery cost the database more than the rows themselves.
             let mut batch = vec![first];
+            let gathered = tokio::time::Instant::now() + RECORD_GATHER;
             while batch.len() < MAX_PER_WRITE {
-                match outcomes.try_recv() {
-                    Ok(outcome) => batch.push(outcome),
-                    Err(_) => break,
+                match tokio::time::timeout_at(gathered, outcomes.recv()).await {
+                    Ok(Some(outcome)) => batch.push(outcome),
+                    Ok(None) | Err(_) => break,
                 }
             }
             // Never given up: an outcome not recorded leaves its event pending, and it would be
