@@ -169,26 +169,7 @@ impl Drop for Cluster {
 /// NUMBER on the account's trunk at 127.0.0.1 (where SIPp calls from), linked to the
 /// application, whose answer_url is the receiver's /answer.
 async fn hold_number(cluster: &Cluster) {
-    let app = &cluster.app;
-    let trunk: (uuid::Uuid,) = sqlx::query_as("INSERT INTO trunks (id, account_id, name, host, port, prefixes) VALUES ($1, $2, 'carrier-in', '127.0.0.1', 5060, '{44}') RETURNING id")
-        .bind(uuid::Uuid::new_v4())
-        .bind(app.account.account_id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO numbers (msisdn, country, trunk_id, account_id, application_id) VALUES ($1, 'GB', $2, $3, $4)")
-        .bind(NUMBER)
-        .bind(trunk.0)
-        .bind(app.account.account_id)
-        .bind(app.app_id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE applications SET answer_url = $1, answer_method = 'GET', fallback_answer_url = NULL")
-        .bind(cluster.events.url("/answer"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    common::sip_app::hold_number(&cluster.app, NUMBER, "127.0.0.1", &["44"], &cluster.events.url("/answer")).await;
 }
 
 fn available() -> bool {

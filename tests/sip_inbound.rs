@@ -21,32 +21,8 @@ async fn inbound_app(pool: PgPool, trunk_host: &str) -> (TestApp, Receiver) {
 
 async fn inbound_app_with(pool: PgPool, trunk_host: &str, adjust: impl FnOnce(&mut outdial::config::Settings)) -> (TestApp, Receiver) {
     let (app, events) = common::sip_app::start_with(pool, adjust).await;
-    hold_number(&app, &events, trunk_host).await;
+    common::sip_app::hold_number(&app, NUMBER, trunk_host, &[], &events.url("/answer")).await;
     (app, events)
-}
-
-/// NUMBER on a trunk at `trunk_host`, linked to the app's application (answer_url: /answer).
-async fn hold_number(app: &TestApp, events: &Receiver, trunk_host: &str) {
-    let trunk: (uuid::Uuid,) = sqlx::query_as("INSERT INTO trunks (id, account_id, name, host, port) VALUES ($1, $2, 'carrier-in', $3, 5060) RETURNING id")
-        .bind(uuid::Uuid::new_v4())
-        .bind(app.account.account_id)
-        .bind(trunk_host)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO numbers (msisdn, country, trunk_id, account_id, application_id) VALUES ($1, 'GB', $2, $3, $4)")
-        .bind(NUMBER)
-        .bind(trunk.0)
-        .bind(app.account.account_id)
-        .bind(app.app_id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE applications SET answer_url = $1, answer_method = 'GET', fallback_answer_url = NULL")
-        .bind(events.url("/answer"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
 }
 
 fn sip_port(app: &TestApp) -> u16 {
@@ -273,7 +249,7 @@ async fn a_killed_instances_inbound_call_is_ended_with_bye_by_another(pool: PgPo
     let options = common::Options { roles: vec!["api", "webhooks"], time_scale: 1.0, settings: common::sip_app::sip_settings, ..Default::default() };
     let app = common::spawn_app_with(pool.clone(), options).await;
     sqlx::query("UPDATE applications SET event_url = $1").bind(events.url("/events")).execute(&app.pool).await.unwrap();
-    hold_number(&app, &events, "127.0.0.1").await;
+    common::sip_app::hold_number(&app, NUMBER, "127.0.0.1", &[], &events.url("/answer")).await;
     events.respond("/answer", 200, &json!([{"action": "talk", "text": "please hold the line", "loop": 0}]).to_string());
 
     let sip_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -91,3 +91,29 @@ pub fn spawn_sip_worker(pool: &PgPool, sip_port: u16, extra: &[(&str, &str)]) ->
         .spawn()
         .unwrap()
 }
+
+/// `number` on a trunk of the app's account at `trunk_host` (serving `prefixes`; every number
+/// when empty), linked to the app's application, whose answer_url becomes `answer_url` (GET).
+pub async fn hold_number(app: &TestApp, number: &str, trunk_host: &str, prefixes: &[&str], answer_url: &str) {
+    let trunk: (uuid::Uuid,) = sqlx::query_as("INSERT INTO trunks (id, account_id, name, host, port, prefixes) VALUES ($1, $2, 'carrier-in', $3, 5060, $4) RETURNING id")
+        .bind(uuid::Uuid::new_v4())
+        .bind(app.account.account_id)
+        .bind(trunk_host)
+        .bind(prefixes)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO numbers (msisdn, country, trunk_id, account_id, application_id) VALUES ($1, 'GB', $2, $3, $4)")
+        .bind(number)
+        .bind(trunk.0)
+        .bind(app.account.account_id)
+        .bind(app.app_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE applications SET answer_url = $1, answer_method = 'GET', fallback_answer_url = NULL")
+        .bind(answer_url)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
