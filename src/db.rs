@@ -27,6 +27,11 @@ pub fn pool_like(pool: &PgPool, application_name: &str, max_connections: u32, du
     if !durable_commits {
         options = options.options([("synchronous_commit", "off")]);
     }
+    lazy_pool(pool, options, max_connections)
+}
+
+/// Up to `max_connections`, opened when first needed, with the main pool's acquire timeout.
+fn lazy_pool(pool: &PgPool, options: PgConnectOptions, max_connections: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(pool.options().get_acquire_timeout())
@@ -63,11 +68,7 @@ pub fn probing_pool(pool: &PgPool, application_name: &str, connections: u32) -> 
 /// `probing_pool`), and their commits need not wait for WAL flushes (an outcome lost in a
 /// database crash means an event delivered again, which at-least-once delivery allows).
 pub fn dispatcher_pool(pool: &PgPool, max_connections: u32) -> PgPool {
-    let options = probing_options(pool, "outdial-webhooks").options([("synchronous_commit", "off")]);
-    PgPoolOptions::new()
-        .max_connections(max_connections.max(1))
-        .acquire_timeout(pool.options().get_acquire_timeout())
-        .connect_lazy_with(options)
+    lazy_pool(pool, probing_options(pool, "outdial-webhooks").options([("synchronous_commit", "off")]), max_connections)
 }
 
 fn probing_options(pool: &PgPool, application_name: &str) -> PgConnectOptions {

@@ -13,6 +13,7 @@ use super::{next, Flow};
 use crate::calls::format_time;
 use crate::carrier::{Media, MediaCommand};
 use crate::engine::leg::{Leg, Step, Stop};
+use crate::engine::conversation_state::Session;
 use crate::engine::relay::JoinRequest;
 use crate::media::MediaTap;
 use crate::ncco::{Conversation, Record, Transfer};
@@ -128,6 +129,21 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
         .await
         .map_err(|e| Stop::Internal(e.to_string()))?;
     let room = ctx.rooms.join(&key);
+    // Whatever ends the membership (an error on the way in included), the leg leaves.
+    let stop = match take_part(leg, c, &key, &room, &session).await {
+        Ok(never) => match never {},
+        Err(stop) => stop,
+    };
+    room.remove_voice(leg.row.uuid);
+    ctx.rooms.leave(&key, &room);
+    let stored = !matches!(stop, Stop::Fenced);
+    ctx.conversations.leave(&ctx.pool, &session, leg.row.uuid, c.end_on_exit, stored).await;
+    Err(stop)
+}
+
+/// The leg in the conversation: music on hold until it starts, its audio in the room (here or
+/// through the relay), its recording, until the leg or the conversation ends.
+async fn take_part(leg: &mut Leg, c: &Conversation, key: &str, room: &Room, session: &Session) -> Step<std::convert::Infallible> {
     let mut started = session.started.subscribe();
     let mut ended = session.ended.subscribe();
     let mut music = None;
@@ -153,7 +169,7 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
         };
         match (owner, leg.ctx.relay.clone()) {
             (Some((owner, token)), Some(relay)) => {
-                let join = JoinRequest { room: key.clone(), token, can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() };
+                let join = JoinRequest { room: key.to_string(), token, can_speak: c.can_speak.clone(), can_hear: c.can_hear.clone() };
                 leg.log(&format!("conversation {} is mixed on another instance ({owner})", c.name));
                 remote_membership = Some(relay.join_remote(owner, leg.row.uuid, &tap, join));
             }
@@ -189,10 +205,6 @@ pub async fn conversation(leg: &mut Leg, c: &Conversation) -> Step<Flow> {
         }
     };
     drop(remote_membership);
-    room.remove_voice(leg.row.uuid);
-    ctx.rooms.leave(&key, &room);
-    let stored = !matches!(stop, Stop::Fenced);
-    ctx.conversations.leave(&ctx.pool, &session, leg.row.uuid, c.end_on_exit, stored).await;
     Err(stop)
 }
 
